@@ -1,0 +1,161 @@
+"""The channel interface every sink implements, the message every sink receives, and the error tree.
+
+::
+
+    ChannelError
+     ├── ChannelConfigError      a setting is wrong; nothing was sent (stop the run)
+     ├── RetryableChannelError   try again later (timeouts, 429, 4xx SMTP replies, full disk)
+     └── PermanentChannelError   this message will never go (bad address, 5xx SMTP reply, schema rejected)
+
+Adapters map their vendor's errors onto this tree at the boundary (``raise ... from exc``); dispatch records
+the reason per recipient and never lets one recipient's failure stop the others.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, ClassVar, Literal
+
+
+class ChannelError(Exception):
+    """Base of every channel failure."""
+
+
+class ChannelConfigError(ChannelError):
+    """A channel URL or setting is unusable; the message names it and says how to fix it."""
+
+
+class RetryableChannelError(ChannelError):
+    """The message may go through on a later attempt."""
+
+
+class PermanentChannelError(ChannelError):
+    """The message will never go through as it is."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a channel may know about the person (PII: never log it)."""
+
+    customer_id: int
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+    zip: str | None = None
+    birthday: date | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to one person on one channel, channel-neutral.
+
+    ``(occurrence_key, recipient.customer_id, channel)`` is the ledger key: the same triple is delivered at most once.
+    ``context`` holds what templates render (recommended products, trigger details); ``audience`` names the ad
+    audience for ad channels.
+    """
+
+    occurrence_key: str
+    channel: str
+    recipient: Recipient
+    campaign: str
+    template: str | None = None
+    variant: str | None = None
+    audience: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def customer_id(self) -> int:
+        return self.recipient.customer_id
+
+    @property
+    def ledger_key(self) -> tuple[str, int, str]:
+        return (self.occurrence_key, self.recipient.customer_id, self.channel)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one message at the adapter. ``provider_id`` is what a human would look up
+    (Message-ID, file name, provider's id)."""
+
+    status: Literal["sent", "failed"]
+    provider_id: str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+    @classmethod
+    def sent(cls, provider_id: str | None = None) -> DeliveryResult:
+        return cls("sent", provider_id=provider_id)
+
+    @classmethod
+    def failed(cls, error: ChannelError) -> DeliveryResult:
+        return cls(
+            "failed",
+            error=f"{type(error).__name__}: {error}",
+            retryable=isinstance(error, RetryableChannelError),
+        )
+
+
+class Channel(ABC):
+    """A sink for one channel. ``send`` delivers one message; ``send_batch`` may group (files, API batches).
+
+    Class attributes say what the gate needs: ``name`` is the ledger's channel value, ``consent_channel`` the
+    consent a recipient must have given, ``batch_size`` how many messages ``send_batch`` takes at once.
+    """
+
+    name: ClassVar[str]
+    consent_channel: ClassVar[str]
+    batch_size: ClassVar[int] = 100
+
+    @abstractmethod
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        """Deliver one message; return its result (never raise for a per-message failure)."""
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
+        """Deliver several; one result per message, in order."""
+        return [self.send(message) for message in messages]
+
+    def can_reach(self, message: OutboundMessage) -> str | None:
+        """``None`` when the recipient has an address for this channel, else the suppression reason."""
+        return None
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+
+class InMemoryChannel(Channel):
+    """Keeps every delivered message in ``delivered``; for tests and dry runs.
+
+    ``fail`` maps a customer id to the error its message should fail with.
+    """
+
+    consent_channel = "email"
+
+    def __init__(
+        self,
+        name: str = "memory",
+        consent_channel: str = "email",
+        fail: dict[int, ChannelError] | None = None,
+    ) -> None:
+        self.name = name  # type: ignore[misc]
+        self.consent_channel = consent_channel  # type: ignore[misc]
+        self.fail = dict(fail or {})
+        self.delivered: list[OutboundMessage] = []
+        self.closed = False
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        error = self.fail.get(message.customer_id)
+        if error is not None:
+            return DeliveryResult.failed(error)
+        self.delivered.append(message)
+        return DeliveryResult.sent(f"memory-{len(self.delivered)}")
+
+    def close(self) -> None:
+        self.closed = True

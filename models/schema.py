@@ -1,0 +1,247 @@
+"""The database tables (SQLModel). One module so the schema reads in one sitting.
+
+Conventions: timestamps are naive UTC; ``customer_id`` always points at the golden profile in ``customers``;
+rows coming from a source keep that source's own id in ``external_id`` (or in ``identities``).
+Change a table only together with a new Alembic revision under ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the one clock convention of the schema."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Customer(SQLModel, table=True):
+    """The golden profile: one person, however many source records point at them."""
+
+    __tablename__ = "customers"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, index=True, description="normalized (trimmed, lowercase)")
+    phone: str | None = Field(default=None, index=True, description="E.164")
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
+    zip: str | None = None
+    birthday: date | None = None
+    loyalty_tier: str | None = None
+    timezone: str | None = Field(default=None, description="IANA name; store default when empty")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """One source record (Shopify customer, CRM contact, analytics user) linked to a golden profile."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_identity_source_external"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    source: str = Field(description="shopify | crm | analytics")
+    external_id: str
+    email: str | None = None
+    phone: str | None = None
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(unique=True, index=True)
+    handle: str = Field(index=True)
+    title: str
+    product_type: str | None = None
+    vendor: str | None = None
+    tags: str | None = Field(default=None, description="comma-separated, as in Shopify")
+    price: float = 0.0
+    image_url: str | None = None
+    flavour_notes: str | None = Field(default=None, description="'|'-separated")
+    roast: str | None = None
+    origin: str | None = None
+    consumable: bool = False
+    replenish_days: int | None = Field(default=None, description="typical days one unit lasts")
+    active: bool = True
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(unique=True, index=True, description="Shopify order Name, e.g. #1001")
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    email: str | None = None
+    created_at: datetime = Field(index=True)
+    currency: str | None = None
+    total: float = 0.0
+    financial_status: str | None = None
+    refunded_amount: float = 0.0
+    cancelled_at: datetime | None = None
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "line_number", name="uq_order_line"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    line_number: int
+    product_id: int | None = Field(default=None, foreign_key="products.id", index=True)
+    sku: str | None = None
+    name: str | None = None
+    quantity: int = 1
+    price: float = 0.0
+
+
+class Event(SQLModel, table=True):
+    """One analytics event, one row per item it names (GA4 ``items[]`` flattened)."""
+
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    user_pseudo_id: str = Field(index=True)
+    event_name: str = Field(index=True)
+    occurred_at: datetime = Field(index=True)
+    product_id: int | None = Field(default=None, foreign_key="products.id")
+    sku: str | None = None
+    quantity: int | None = None
+    value: float | None = None
+    transaction_id: str | None = None
+    traffic_source: str | None = None
+
+
+class Consent(SQLModel, table=True):
+    """The latest statement each source made about a customer's consent on a channel.
+
+    The consent gate reads all statements for (customer, channel): the most recent wins, denial wins ties.
+    A source's ``recorded_at`` only moves when its state changes, so a daily re-export cannot overrule a
+    newer unsubscribe.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("customer_id", "channel", "source", name="uq_consent_statement"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    channel: str = Field(description="email | sms | ads | inapp")
+    state: str = Field(description="granted | denied")
+    source: str = Field(description="shopify | crm | unsubscribe | erasure | ...")
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class Recommendation(SQLModel, table=True):
+    __tablename__ = "recommendations"
+    __table_args__ = (UniqueConstraint("customer_id", "rank", name="uq_recommendation_rank"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    product_id: int = Field(foreign_key="products.id")
+    rank: int = Field(description="1 = best")
+    score: float
+    model: str = Field(description="hybrid | popularity")
+    explanation: str = Field(description="human-readable reason shown next to the item")
+    trained_at: datetime = Field(default_factory=utcnow)
+
+
+class TriggerOccurrence(SQLModel, table=True):
+    """A moment worth reaching a customer for. ``occurrence_key`` is its business identity:
+    the same moment detected twice is the same row (and so at most one message per channel)."""
+
+    __tablename__ = "trigger_occurrences"
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_key: str = Field(unique=True, index=True, description="e.g. birthday:2026:42")
+    kind: str = Field(index=True, description="churn_risk | replenishment | birthday | abandoned_cart")
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    due_on: date
+    detected_at: datetime = Field(default_factory=utcnow)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaigns"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    kind: str = Field(description="triggered | broadcast | audience")
+    trigger_kind: str | None = None
+    template: str | None = None
+    channels: str = Field(description="comma-separated channel names")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__ = "experiments"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    name: str = Field(unique=True)
+    variants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    holdout_percent: int = 10
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Assignment(SQLModel, table=True):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("experiment_id", "customer_id", name="uq_assignment"),)
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiments.id", index=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    variant: str = Field(description="a variant name or 'holdout'")
+    assigned_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """The send ledger. One row per (occurrence, customer, channel), ever: the unique key is the guarantee."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("occurrence_key", "customer_id", "channel", name="uq_message_ledger_key"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_key: str = Field(index=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    channel: str = Field(index=True, description="email | meta | google | inapp")
+    campaign: str | None = Field(default=None, index=True)
+    variant: str | None = None
+    template: str | None = None
+    state: str = Field(index=True, description="pending | sent | suppressed | failed")
+    reason: str | None = Field(default=None, description="why suppressed / failed")
+    attempts: int = 0
+    provider_id: str | None = Field(default=None, description="Message-ID, file name or provider's id")
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class QuarantineRow(SQLModel, table=True):
+    """An input row that could not be loaded, kept whole with the reason, for a human to fix."""
+
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    source: str = Field(index=True, description="products | customers | orders | crm | analytics")
+    file: str
+    row_number: int = Field(description="1-based data row (header excluded); JSONL: line number")
+    column: str | None = None
+    reason: str
+    raw: str = Field(description="the row as read, JSON-encoded")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SourceLoad(SQLModel, table=True):
+    """Per source and sync run: rows read = loaded + quarantined + duplicates skipped."""
+
+    __tablename__ = "source_loads"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    source: str
+    file: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    duplicates_skipped: int = 0
+    loaded_at: datetime = Field(default_factory=utcnow)
