@@ -22,6 +22,17 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. SQLite file by default; postgresql+psycopg://user@host/db in production.",
     )
     outbox_dir: Path = Field(Path("outbox"), description="Where the embedded file sinks write.")
+    store_path: Path | None = Field(
+        None, description="Folder holding the Shopify admin exports (products/customers/orders_export.csv)."
+    )
+    crm_path: Path | None = Field(None, description="HubSpot-style contacts CSV (optional).")
+    analytics_path: Path | None = Field(None, description="GA4 BigQuery export rows as JSONL (optional).")
+    default_country: str = Field("US", description="ISO country for phone numbers written without one.")
+    store_name: str = Field("Bean & Leaf Coffee", description="Shown in emails and in-app cards.")
+    store_address: str = Field(
+        "Bean & Leaf Coffee, 500 Roastery Lane, Portland, OR 97201, USA",
+        description="Postal address in every email footer (CAN-SPAM).",
+    )
     timezone: str = Field("UTC", description="Store timezone (IANA name), used when a profile has none.")
     sender_address: str = Field(
         "Bean & Leaf Coffee <hello@beanandleaf.example>", description="From: header of every email."

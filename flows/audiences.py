@@ -1,0 +1,36 @@
+"""The audiences flow: keep ad-platform audiences in step with segments (hashed identifiers only)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
+
+from channels.base import OutboundMessage
+from flows.deliver import Planned, deliver
+from flows.planning import DEFAULT_AUDIENCES, plan_audience
+from flows.runtime import SettingError, load_settings, open_database, run_date
+
+PLATFORMS = ("meta", "google")
+
+
+@task(name="plan-audiences", cache_policy=NO_CACHE)
+def plan_audiences(engine: Engine, today: date, platform: str | None) -> list[OutboundMessage]:
+    messages = [m for spec in DEFAULT_AUDIENCES for m in plan_audience(engine, spec, today)]
+    return [m for m in messages if platform is None or m.channel == platform]
+
+
+@flow(name="audiences")
+def audiences_flow(
+    platform: str | None = None, as_of: str | None = None, deliver_now: bool = True
+) -> Planned:
+    """Plan audience additions (all platforms or one); deliver them unless ``deliver_now`` is false."""
+    if platform is not None and platform not in PLATFORMS:
+        raise SettingError(f"unknown ad platform {platform!r}; choose one of: {', '.join(PLATFORMS)}")
+    settings = load_settings()
+    engine = open_database(settings)
+    messages = plan_audiences(engine, run_date(settings, as_of), platform)
+    report = deliver(engine, settings, messages) if deliver_now else None
+    return Planned(messages, report)

@@ -1,0 +1,53 @@
+"""The daily parent flow: sync → train → triggers → campaign → audiences → dispatch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from channels.dispatch import DispatchReport
+from flows.audiences import audiences_flow
+from flows.campaign import campaign_flow
+from flows.deliver import deliver
+from flows.runtime import load_settings, open_channels, open_database, run_date
+from flows.summary import day_summary_markdown
+from flows.sync import store_files, sync_flow
+from flows.train import train_flow
+from flows.triggers import triggers_flow
+from models.recommender import TrainReport
+from sources.load import SyncReport
+
+
+@dataclass
+class DayReport:
+    """Everything the day did, for the summary table and the run's artifact."""
+
+    day: date
+    sync: SyncReport
+    train: TrainReport
+    triggers: dict[str, int]
+    dispatch: DispatchReport
+
+
+@flow(name="daily")
+def daily_flow(as_of: str | None = None) -> DayReport:
+    """The whole day for the store. Safe to rerun: the ledger makes a second run send nothing new."""
+    settings = load_settings()
+    store_files(settings)
+    open_channels(settings)  # a wrong channel URL or missing secret stops the day before any work
+    day = run_date(settings, as_of)
+    synced = sync_flow()
+    trained = train_flow()
+    found = triggers_flow(as_of=day.isoformat())
+    campaigns = campaign_flow(as_of=day.isoformat(), deliver_now=False)
+    audiences = audiences_flow(as_of=day.isoformat(), deliver_now=False)
+    engine = open_database(settings)
+    report = deliver(engine, settings, campaigns.messages + audiences.messages)
+    day_report = DayReport(day=day, sync=synced, train=trained, triggers=found, dispatch=report)
+    create_markdown_artifact(
+        key="daily-summary", markdown=day_summary_markdown(day_report), description=f"omnicast day {day}"
+    )
+    return day_report
