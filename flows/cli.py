@@ -51,6 +51,19 @@ def _progress(status: Any) -> Callable[[str], None]:
     return lambda stage: status.update(f"writing {stage}…")
 
 
+def finish_day(state: Any, outbox: Path) -> None:
+    """Print the day's summary; exit 1 when the day could not deliver everything (the reason is printed)."""
+    from flows.summary import print_day_summary
+
+    report = state.result(raise_on_failure=False)
+    if isinstance(report, BaseException):
+        raise report
+    print_day_summary(console, report, outbox=outbox)
+    if state.is_failed():
+        err.print(f"[bold red]incomplete:[/] {state.message}")
+        raise typer.Exit(1)
+
+
 @app.command()
 def sample(
     out: Annotated[Path, typer.Option(help="Folder to write the store into (created).")],
@@ -83,10 +96,9 @@ def demo(
             manifest, environment = prepare_demo(workdir, customers, _progress(status))
         os.environ.update(environment)
         from flows.daily import daily_flow
-        from flows.summary import print_day_summary
 
-        report = daily_flow(as_of=manifest["as_of"])
-    print_day_summary(console, report, outbox=workdir / "outbox")
+        state = daily_flow(as_of=manifest["as_of"], return_state=True)
+        finish_day(state, workdir / "outbox")
 
 
 @app.command()
@@ -95,10 +107,9 @@ def daily(as_of: Annotated[str | None, typer.Option(help="Business day YYYY-MM-D
     with user_errors():
         from flows.daily import daily_flow
         from flows.settings import Settings
-        from flows.summary import print_day_summary
 
-        report = daily_flow(as_of=as_of)
-    print_day_summary(console, report, outbox=Settings().outbox_dir)
+        state = daily_flow(as_of=as_of, return_state=True)
+        finish_day(state, Settings().outbox_dir)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from datetime import date
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
 
 from channels.dispatch import DispatchReport
 from flows.audiences import audiences_flow
@@ -33,8 +34,13 @@ class DayReport:
 
 
 @flow(name="daily")
-def daily_flow(as_of: str | None = None) -> DayReport:
-    """The whole day for the store. Safe to rerun: the ledger makes a second run send nothing new."""
+def daily_flow(as_of: str | None = None) -> State:
+    """The whole day for the store. Safe to rerun: the ledger makes a second run send nothing new.
+
+    Ends Failed (with the day's report as its data) when any message could not be delivered, so the Prefect UI
+    shows an incomplete day; those messages are retried by the next run. Call with ``return_state=True`` and read
+    ``state.result(raise_on_failure=False)`` to get the report either way.
+    """
     settings = load_settings()
     store_files(settings)
     open_channels(settings)  # a wrong channel URL or missing secret stops the day before any work
@@ -50,4 +56,9 @@ def daily_flow(as_of: str | None = None) -> DayReport:
     create_markdown_artifact(
         key="daily-summary", markdown=day_summary_markdown(day_report), description=f"omnicast day {day}"
     )
-    return day_report
+    if report.total_failed:
+        return Failed(
+            message=f"{report.total_failed} messages could not be delivered; the next run retries them",
+            data=day_report,
+        )
+    return Completed(data=day_report)

@@ -1,0 +1,129 @@
+"""The day's summary: a Rich table for the terminal and Markdown for the Prefect artifact, from the same rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from channels.dispatch import DispatchReport
+from sources.load import SyncReport
+
+if TYPE_CHECKING:
+    from flows.daily import DayReport
+
+OUTBOX_FOLDERS = (("email", "*.eml"), ("audiences", "*.csv"), ("inapp", "*.jsonl"))
+
+
+def source_rows(report: SyncReport) -> list[list[str]]:
+    return [
+        [s.source, f"{s.rows_read:,}", f"{s.rows_loaded:,}", f"{s.rows_quarantined:,}", f"{s.duplicates_skipped:,}"]
+        for s in report.sources
+    ]
+
+
+def message_rows(report: DispatchReport) -> list[list[str]]:
+    return [
+        [
+            row["channel"],
+            f"{row['planned']:,}",
+            f"{row['sent']:,}",
+            f"{row['suppressed']:,}",
+            f"{row['failed']:,}",
+            f"{row['already_done']:,}",
+        ]
+        for row in report.rows()
+    ]
+
+
+def reason_rows(report: DispatchReport) -> list[list[str]]:
+    """Why messages were not sent, one row per channel, outcome and reason."""
+    rows = []
+    for channel, tally in sorted(report.channels.items()):
+        for outcome, counts in (("suppressed", tally.suppressed), ("failed", tally.failed)):
+            rows += [[channel, outcome, reason, f"{n:,}"] for reason, n in sorted(counts.items())]
+    return rows
+
+
+SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped"]
+MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "already in ledger"]
+REASON_HEADER = ["channel", "outcome", "reason", "messages"]
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def sources_table(report: SyncReport) -> Table:
+    return _table("Sources", SOURCE_HEADER, source_rows(report))
+
+
+def messages_table(report: DispatchReport) -> Table:
+    return _table("Messages", MESSAGE_HEADER, message_rows(report))
+
+
+def sent_sentence(report: DispatchReport) -> str:
+    """The one line a rerun must make obvious."""
+    if report.total_sent == 0:
+        return "0 new messages sent: everything planned today is already in the ledger or suppressed."
+    return f"{report.total_sent:,} new messages sent."
+
+
+def outbox_rows(outbox: Path) -> list[list[str]]:
+    return [
+        [str(outbox / folder), f"{len(list((outbox / folder).glob(pattern))):,} {pattern.removeprefix('*.')} files"]
+        for folder, pattern in OUTBOX_FOLDERS
+    ]
+
+
+def print_day_summary(console: Console, day: DayReport, outbox: Path) -> None:
+    """What the day did, as the demo prints it."""
+    console.print()
+    console.print(f"[bold]omnicast day {day.day.isoformat()}[/]")
+    console.print(sources_table(day.sync))
+    console.print(
+        f"Profiles: {day.sync.profiles:,} golden profiles from {day.sync.identities:,} source records "
+        f"({day.sync.consents:,} consent statements)"
+    )
+    t = day.train
+    console.print(
+        f"Recommendations: {t.recommendations:,} for {t.customers:,} customers "
+        f"({t.warm_customers:,} hybrid LightFM, {t.cold_customers:,} popularity) over {t.items:,} products"
+    )
+    triggers = ", ".join(f"{kind} {n:,}" for kind, n in sorted(day.triggers.items()))
+    console.print(f"Triggers (new today): {triggers}")
+    console.print(messages_table(day.dispatch))
+    if reason_rows(day.dispatch):
+        console.print(_table("Not sent, by reason", REASON_HEADER, reason_rows(day.dispatch)))
+    console.print(f"[bold]{sent_sentence(day.dispatch)}[/]")
+    console.print(_table("Outbox", ["folder", "files"], outbox_rows(outbox)))
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def day_summary_markdown(day: DayReport) -> str:
+    """The same summary for the Prefect UI (artifact)."""
+    triggers = ", ".join(f"{kind}: {n}" for kind, n in sorted(day.triggers.items()))
+    return "\n\n".join(
+        [
+            f"# omnicast day {day.day.isoformat()}",
+            "## Sources",
+            _markdown_table(SOURCE_HEADER, source_rows(day.sync)),
+            f"Profiles: {day.sync.profiles:,}. Recommendations: {day.train.recommendations:,}. Triggers: {triggers}.",
+            "## Messages",
+            _markdown_table(MESSAGE_HEADER, message_rows(day.dispatch)),
+            _markdown_table(REASON_HEADER, reason_rows(day.dispatch)),
+            sent_sentence(day.dispatch),
+        ]
+    )

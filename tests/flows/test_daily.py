@@ -1,0 +1,113 @@
+"""The whole day end to end on a small generated store, through a real Prefect API, run twice."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from models.db import make_engine
+from models.schema import Consent, Customer, Message, SourceLoad
+
+CUSTOMERS = 300
+
+
+@pytest.fixture(scope="module")
+def demo_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the daily flow twice on one sample store; keep both reports and the work folder."""
+    from flows.daily import daily_flow
+    from flows.demo import prepare_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    manifest, environment = prepare_demo(workdir, CUSTOMERS)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        first = daily_flow(as_of=manifest["as_of"])
+        second = daily_flow(as_of=manifest["as_of"])
+    return {"workdir": workdir, "manifest": manifest, "first": first, "second": second,
+            "engine": make_engine(environment["OMNICAST_DATABASE_URL"])}
+
+
+@pytest.mark.e2e
+def test_every_source_reconciles(demo_day: dict) -> None:
+    for count in demo_day["first"].sync.sources:
+        assert count.rows_read == count.rows_loaded + count.rows_quarantined + count.duplicates_skipped, count
+        assert count.rows_read > 0
+    with demo_day["engine"].connect() as conn:
+        loads = conn.execute(select(func.count()).select_from(SourceLoad)).scalar_one()
+    assert loads == 2 * len(demo_day["first"].sync.sources)
+
+
+@pytest.mark.e2e
+def test_first_run_sends_on_every_channel_and_reconciles(demo_day: dict) -> None:
+    report = demo_day["first"].dispatch
+    for channel in ("email", "inapp", "meta", "google"):
+        row = report.channels[channel]
+        assert row.sent > 0, channel
+        assert row.planned == row.sent + sum(row.suppressed.values()) + sum(row.failed.values()) + row.already_done
+
+
+@pytest.mark.e2e
+def test_rerun_sends_nothing_new(demo_day: dict) -> None:
+    first, second = demo_day["first"].dispatch, demo_day["second"].dispatch
+    assert second.total_sent == 0
+    for channel, row in second.channels.items():
+        assert row.already_done == first.channels[channel].planned, channel
+
+
+@pytest.mark.e2e
+def test_one_ledger_row_per_planned_message(demo_day: dict) -> None:
+    planned = sum(row.planned for row in demo_day["first"].dispatch.channels.values())
+    with demo_day["engine"].connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(Message)).scalar_one()
+        pending = conn.execute(select(func.count()).select_from(Message).where(Message.state == "pending")).scalar_one()
+    assert rows == planned
+    assert pending == 0
+
+
+@pytest.mark.e2e
+def test_every_email_file_is_a_complete_message_to_a_consenting_customer(demo_day: dict) -> None:
+    files = sorted((demo_day["workdir"] / "outbox" / "email").glob("*.eml"))
+    assert len(files) == demo_day["first"].dispatch.channels["email"].sent
+    with demo_day["engine"].connect() as conn:
+        consented = {
+            row.email
+            for row in conn.execute(
+                select(Customer.email).join(Consent, Consent.customer_id == Customer.id)
+                .where(Consent.channel == "email").where(Consent.state == "granted")
+            )
+        }
+    for path in files:
+        raw = path.read_bytes()
+        assert b"\n" not in raw.replace(b"\r\n", b"")
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"):
+            assert message[header], (path.name, header)
+        assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+        assert message["To"].addresses[0].addr_spec in consented
+
+
+@pytest.mark.e2e
+def test_audience_files_hold_no_plaintext_identifiers(demo_day: dict) -> None:
+    files = list((demo_day["workdir"] / "outbox" / "audiences").glob("*.csv"))
+    assert files
+    with demo_day["engine"].connect() as conn:
+        emails = [e for (e,) in conn.execute(select(Customer.email).where(Customer.email.is_not(None)))]
+    text = "\n".join(path.read_text() for path in files)
+    assert not any(address in text for address in emails)
+
+
+@pytest.mark.e2e
+def test_inapp_cards_are_json_lines(demo_day: dict) -> None:
+    lines = [
+        json.loads(line)
+        for path in (demo_day["workdir"] / "outbox" / "inapp").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(lines) == demo_day["first"].dispatch.channels["inapp"].sent
+    assert all(card["title"] and card["campaign"] for card in lines)
