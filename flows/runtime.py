@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
 from channels.base import Channel
-from channels.email import EmailOptions
+from channels.email import DkimKey, EmailOptions
 from channels.registry import build_channels
 from flows.settings import Settings
 from models.db import prepare
@@ -54,6 +55,24 @@ def open_channels(settings: Settings) -> dict[str, Channel]:
         public_url=settings.public_url,
         unsubscribe_mailto=settings.unsubscribe_mailto,
         secret_key=secret_key(settings),
+        dkim=dkim_key(settings),
     )
     urls = {name: settings.channel_url(name) for name in ("email", "meta", "google", "inapp")}
     return build_channels(urls, email_options=options)
+
+
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The DKIM key the settings name, or ``None`` when signing is off."""
+    if settings.dkim_key_file is None:
+        return None
+    try:
+        pem = settings.dkim_key_file.read_bytes()
+    except OSError as exc:
+        raise SettingError(
+            f"OMNICAST_DKIM_KEY_FILE={str(settings.dkim_key_file)!r} cannot be read ({exc.strerror}); "
+            "point it at the PEM private key whose public half is in DNS"
+        ) from exc
+    domain = settings.dkim_domain or parseaddr(settings.sender_address)[1].rpartition("@")[2]
+    if not domain:
+        raise SettingError("OMNICAST_DKIM_DOMAIN is not set and OMNICAST_SENDER_ADDRESS has no domain to sign for")
+    return DkimKey(selector=settings.dkim_selector, domain=domain, private_key=pem)

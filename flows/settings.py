@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         None, description="Google Customer Match: file://DIR (default: OUTBOX/audiences)."
     )
     inapp_url: str | None = Field(None, description="In-app feed: file://DIR (default: OUTBOX/inapp).")
+    dkim_key_file: Path | None = Field(
+        None, description="PEM private key; when set, every email is DKIM-signed (rsa-sha256, relaxed/relaxed)."
+    )
+    dkim_selector: str = Field("omnicast", description="DKIM selector: the key is published at SELECTOR._domainkey.")
+    dkim_domain: str | None = Field(None, description="DKIM signing domain (default: the sender address's domain).")
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
 
     @field_validator("timezone")

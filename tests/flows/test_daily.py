@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -111,3 +110,19 @@ def test_inapp_cards_are_json_lines(demo_day: dict) -> None:
     ]
     assert len(lines) == demo_day["first"].dispatch.channels["inapp"].sent
     assert all(card["title"] and card["campaign"] for card in lines)
+
+
+@pytest.mark.e2e
+def test_demo_command_run_again_says_nothing_new_was_sent(demo_day: dict) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.demo import demo_environment
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key in demo_environment(demo_day["workdir"]):  # the command sets these; put them back afterwards
+            patch.setenv(key, "")
+        result = CliRunner().invoke(app, ["demo", "--workdir", str(demo_day["workdir"])])
+    assert result.exit_code == 0, result.output
+    assert "0 new messages sent" in result.output
+    assert "Sources" in result.output and "Messages" in result.output
