@@ -126,7 +126,7 @@ class Channel(ABC):
         """``None`` when the recipient has an address for this channel, else the suppression reason."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most channels hold nothing to release)
         """Flush and release resources."""
 
 

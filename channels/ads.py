@@ -1,0 +1,268 @@
+"""Ad audiences as hashed CSV files: Meta custom audiences and Google Customer Match.
+
+Identifiers are normalized the way each platform normalizes them, then SHA-256 hashed (lowercase hex), so the
+platform's own hash of the same person matches ours. No plaintext identifier is ever written (DESIGN invariant
+5). The normalizers are pure functions, one per field, so they can be property-tested.
+
+File per batch: ``<platform>-<audience>-<YYYYMMDD>-<n>.csv``, at most 10,000 rows (the platforms' per-request
+limit), published atomically under the first free ``n``: a rerun the same day adds files, it never overwrites.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+
+from channels.base import Channel, DeliveryResult, OutboundMessage, PermanentChannelError, RetryableChannelError
+from channels.outbox import ensure_writable_dir, write_new_file
+
+Platform = Literal["meta", "google"]
+
+META_COLUMNS = ("email", "phone", "fn", "ln", "ct", "st", "zip", "country", "doby", "dobm", "dobd")
+GOOGLE_COLUMNS = ("Email", "Phone", "First Name", "Last Name", "Country", "Zip")
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
+# normalizers ---------------------------------------------------------------------------------------------------
+
+
+def sha256_hex(value: str) -> str:
+    """SHA-256 of the UTF-8 bytes, lowercase hex: the hash both platforms expect."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _lower(value: str) -> str:
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
+
+
+def normalize_email(value: str | None) -> str | None:
+    """Trimmed and lowercased; ``None`` unless it looks like ``local@domain``."""
+    if not value:
+        return None
+    email = _lower("".join(value.split()))
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
+        return None
+    return email
+
+
+def normalize_email_google(value: str | None) -> str | None:
+    """``normalize_email`` plus Google's rule for gmail.com/googlemail.com: no dots, no ``+tag`` in the local part."""
+    email = normalize_email(value)
+    if email is None:
+        return None
+    local, _, domain = email.rpartition("@")
+    if domain in GMAIL_DOMAINS:
+        local = local.split("+", 1)[0].replace(".", "")
+        if not local:
+            return None
+    return f"{local}@{domain}"
+
+
+def normalize_phone(value: str | None, region: str | None = None) -> str | None:
+    """E.164 with the ``+`` (``+15035550100``); ``region`` (ISO alpha-2) reads national numbers.
+
+    ``None`` when the number is unusable.
+    """
+    if not value or not value.strip():
+        return None
+    try:
+        number = phonenumbers.parse(value, (region or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # Some malformed numbers lose a digit every time they are read (``+49000000``): unusable, not stable.
+    reread = phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.E164)
+    return e164 if reread == e164 else None
+
+
+def normalize_phone_meta(value: str | None, region: str | None = None) -> str | None:
+    """Meta's phone: digits only, country code first, no ``+`` and no leading zeros (``15035550100``)."""
+    e164 = normalize_phone(value, region)
+    return e164.lstrip("+") if e164 else None
+
+
+def _letters(value: str, *, keep_spaces: bool) -> str:
+    kept = (c if unicodedata.category(c)[0] in "LMN" else " " for c in _lower(value))
+    words = "".join(kept).split()
+    return " ".join(words) if keep_spaces else "".join(words)
+
+
+def normalize_name_meta(value: str | None) -> str | None:
+    """Meta's FN/LN: lowercase, no punctuation or spaces, letters of any script kept (``"Zoë-Ann"`` → ``zoëann``)."""
+    name = _letters(value or "", keep_spaces=False)
+    return name or None
+
+
+def normalize_name_google(value: str | None) -> str | None:
+    """Google's first/last name: lowercase, no punctuation, single inner spaces (``" Mary  Ann "`` → ``mary ann``)."""
+    name = _letters(value or "", keep_spaces=True)
+    return name or None
+
+
+def normalize_city(value: str | None) -> str | None:
+    """Meta's CT: lowercase, letters only, no spaces (``"New York"`` → ``newyork``)."""
+    return normalize_name_meta(value)
+
+
+def normalize_state(value: str | None) -> str | None:
+    """Meta's ST: lowercase, no punctuation or spaces (a 2-letter code when the source has one)."""
+    return normalize_name_meta(value)
+
+
+def normalize_zip(value: str | None, country: str | None = None) -> str | None:
+    """Meta's ZIP: lowercase, no spaces or dashes; US codes keep their first 5 digits (``97201-1234`` → ``97201``)."""
+    if not value:
+        return None
+    code = "".join(c for c in _lower(value) if c.isalnum())
+    if (country or "").upper() == "US" and code[:5].isdigit():
+        code = code[:5]
+    return code or None
+
+
+def normalize_country(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2, lowercase (``"US"`` → ``us``); ``None`` for anything else."""
+    code = (value or "").strip().lower()
+    return code if re.fullmatch(r"[a-z]{2}", code) else None
+
+
+def birth_parts(birthday: date | None) -> tuple[str | None, str | None, str | None]:
+    """Meta's DOBY, DOBM, DOBD: ``YYYY``, ``MM``, ``DD``."""
+    if birthday is None:
+        return None, None, None
+    return f"{birthday.year:04d}", f"{birthday.month:02d}", f"{birthday.day:02d}"
+
+
+def hashed(value: str | None) -> str:
+    """The CSV cell: the hash of a normalized value, or empty when there is none."""
+    return sha256_hex(value) if value else ""
+
+
+# rows ----------------------------------------------------------------------------------------------------------
+
+
+def meta_row(message: OutboundMessage) -> list[str]:
+    """One Meta row, every cell normalized then hashed, in ``META_COLUMNS`` order."""
+    r = message.recipient
+    doby, dobm, dobd = birth_parts(r.birthday)
+    values = [
+        normalize_email(r.email),
+        normalize_phone_meta(r.phone, r.country),
+        normalize_name_meta(r.first_name),
+        normalize_name_meta(r.last_name),
+        normalize_city(r.city),
+        normalize_state(r.region),
+        normalize_zip(r.zip, r.country),
+        normalize_country(r.country),
+        doby,
+        dobm,
+        dobd,
+    ]
+    return [hashed(value) for value in values]
+
+
+def google_row(message: OutboundMessage) -> list[str]:
+    """One Customer Match row in ``GOOGLE_COLUMNS`` order; Country and Zip stay blank (see ``AudienceFileChannel``)."""
+    r = message.recipient
+    values = [
+        normalize_email_google(r.email),
+        normalize_phone(r.phone, r.country),
+        normalize_name_google(r.first_name),
+        normalize_name_google(r.last_name),
+    ]
+    return [hashed(value) for value in values] + ["", ""]
+
+
+_PLATFORMS: dict[str, tuple[tuple[str, ...], Callable[[OutboundMessage], list[str]]]] = {
+    "meta": (META_COLUMNS, meta_row),
+    "google": (GOOGLE_COLUMNS, google_row),
+}
+
+
+class AudienceFileChannel(Channel):
+    """Hashed audience files for one ad platform (``meta`` or ``google``), one CSV per audience and batch.
+
+    Google Customer Match wants Country and Zip *unhashed*; we leave both columns blank rather than write a
+    plaintext identifier into an ad file (DESIGN invariant 5). Email and phone matching are unaffected; address
+    matching (first + last name + country + zip together) is given up.
+    """
+
+    consent_channel = "ads"
+    batch_size = 10_000
+
+    def __init__(self, platform: Platform, folder: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
+        if platform not in _PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(_PLATFORMS)}, not {platform!r}")
+        self.name = platform  # type: ignore[misc]
+        self.platform = platform
+        self.folder = ensure_writable_dir(Path(folder))
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.columns, self._row = _PLATFORMS[platform]
+
+    def can_reach(self, message: OutboundMessage) -> str | None:
+        """An audience member needs an email or a phone number to be matched."""
+        return None if message.recipient.email or message.recipient.phone else "no_address"
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        """One message is a one-row batch."""
+        return self.send_batch([message])[0]
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
+        """Write one file per audience in the batch; every row in a file gets the file name as provider id."""
+        results: dict[int, DeliveryResult] = {}
+        for audience, members in _by_audience(messages):
+            rows: list[tuple[int, list[str]]] = []
+            for index, message in members:
+                row = self._row(message)
+                if row[0] or row[1]:
+                    rows.append((index, row))
+                else:
+                    results[index] = DeliveryResult.failed(PermanentChannelError("no usable email or phone"))
+            results.update(self._write(audience, rows))
+        return [results[index] for index in range(len(messages))]
+
+    def _write(self, audience: str, rows: list[tuple[int, list[str]]]) -> dict[int, DeliveryResult]:
+        if not rows:
+            return {}
+        prefix = f"{self.platform}-{audience}-{self.clock():%Y%m%d}"
+        try:
+            path = write_new_file(self.folder, self._names(prefix), _csv([self.columns, *(r for _, r in rows)]))
+        except OSError as exc:
+            error = RetryableChannelError(f"could not write {prefix}-*.csv in {self.folder}: {exc}")
+            return {index: DeliveryResult.failed(error) for index, _ in rows}
+        return {index: DeliveryResult.sent(path.name) for index, _ in rows}
+
+    def _names(self, prefix: str) -> Iterator[str]:
+        start = len(list(self.folder.glob(f"{prefix}-*.csv"))) + 1
+        return (f"{prefix}-{n}.csv" for n in itertools.count(start))
+
+
+def audience_slug(message: OutboundMessage) -> str:
+    """The audience's file-name part: ``message.audience`` (else the campaign), lowercase ``[a-z0-9_-]``."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", (message.audience or message.campaign or "audience").lower()).strip("-")
+    return slug or "audience"
+
+
+def _by_audience(messages: Sequence[OutboundMessage]) -> list[tuple[str, list[tuple[int, OutboundMessage]]]]:
+    groups: dict[str, list[tuple[int, OutboundMessage]]] = {}
+    for index, message in enumerate(messages):
+        groups.setdefault(audience_slug(message), []).append((index, message))
+    return list(groups.items())
+
+
+def _csv(rows: Sequence[Sequence[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")

@@ -1,0 +1,98 @@
+"""Consent: may we reach this customer on this channel? And the write side: unsubscribes and erasures.
+
+Every source (Shopify, the CRM, our own unsubscribe endpoint, an erasure request) keeps one statement per
+(customer, channel) in ``consents``. The gate reads all of them: the most recent ``recorded_at`` wins, a denial
+wins a tie, and no statement at all means no consent. An unsubscribe is simply the newest statement, so it beats
+any earlier grant, including one a daily CRM re-export keeps repeating (its ``recorded_at`` does not move).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from models.schema import Consent
+
+GRANTED = "granted"
+DENIED = "denied"
+ConsentState = Literal["granted", "denied"]
+
+CONSENTS = Consent.__table__  # type: ignore[attr-defined]
+
+
+def latest_state(statements: Iterable[tuple[str, datetime]]) -> ConsentState | None:
+    """The state that counts among ``(state, recorded_at)`` statements: newest wins, ``denied`` wins ties.
+
+    ``None`` when there is no statement (which the gate treats as no consent).
+    """
+    best: tuple[datetime, bool] | None = None
+    for state, recorded_at in statements:
+        candidate = (recorded_at, state == DENIED)  # at the same instant, True (denied) sorts after False
+        if best is None or candidate > best:
+            best = candidate
+    if best is None:
+        return None
+    return DENIED if best[1] else GRANTED
+
+
+def consent_states(conn: Connection, customer_ids: Collection[int], channel: str) -> dict[int, ConsentState]:
+    """The state that counts for each customer on ``channel``, in one query; customers with none are absent."""
+    if not customer_ids:
+        return {}
+    query = select(CONSENTS.c.customer_id, CONSENTS.c.state, CONSENTS.c.recorded_at).where(
+        CONSENTS.c.channel == channel, CONSENTS.c.customer_id.in_(sorted(set(customer_ids)))
+    )
+    statements: dict[int, list[tuple[str, datetime]]] = {}
+    for customer_id, state, recorded_at in conn.execute(query):
+        statements.setdefault(customer_id, []).append((state, recorded_at))
+    states = {customer_id: latest_state(rows) for customer_id, rows in statements.items()}
+    return {customer_id: state for customer_id, state in states.items() if state is not None}
+
+
+def suppression_reason(state: ConsentState | None) -> str | None:
+    """``None`` when the state allows a send; else ``no_consent`` (never asked) or ``opted_out`` (said no)."""
+    if state == GRANTED:
+        return None
+    return "opted_out" if state == DENIED else "no_consent"
+
+
+def dialect_insert(conn: Connection | Engine) -> Callable[[Any], Any]:
+    """The ``insert`` construct that knows ``ON CONFLICT`` for this database (SQLite or PostgreSQL)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"the ledger needs SQLite or PostgreSQL, not {name}")
+
+
+def record_unsubscribe(
+    engine: Engine,
+    customer_id: int,
+    channel: str,
+    source: str = "unsubscribe",
+    at: datetime | None = None,
+) -> None:
+    """Write a denial for ``customer_id`` on ``channel`` as ``source``'s statement, dated now (or ``at``).
+
+    Idempotent: the source's earlier statement is replaced, so a second click only moves the date forward.
+    Use ``source="erasure"`` for a right-to-be-forgotten request.
+    """
+    when = at or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise ValueError("record_unsubscribe needs an aware datetime (UTC)")
+    with engine.begin() as conn:
+        insert = dialect_insert(conn)(CONSENTS).values(
+            customer_id=customer_id, channel=channel, state=DENIED, source=source, recorded_at=when
+        )
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[CONSENTS.c.customer_id, CONSENTS.c.channel, CONSENTS.c.source],
+                set_={"state": DENIED, "recorded_at": insert.excluded.recorded_at},
+            )
+        )
