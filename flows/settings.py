@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     default_country: str = Field("US", description="ISO country for phone numbers written without one.")
     store_name: str = Field("Bean & Leaf Coffee", description="Shown in emails and in-app cards.")
     store_address: str = Field(
-        "Bean & Leaf Coffee, 500 Roastery Lane, Portland, OR 97201, USA",
+        "500 Roastery Lane, Portland, OR 97201, USA",
         description="Postal address in every email footer (CAN-SPAM).",
     )
     timezone: str = Field("UTC", description="Store timezone (IANA name), used when a profile has none.")
