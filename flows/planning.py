@@ -214,6 +214,7 @@ def _targets(session: Session, spec: CampaignSpec, today: date) -> list[Target]:
         select(TriggerOccurrence)
         .where(TriggerOccurrence.kind == spec.trigger_kind)
         .where(TriggerOccurrence.due_on >= today - timedelta(days=spec.lookback_days))
+        .where(TriggerOccurrence.due_on <= today)  # detected ahead (a birthday next week), sent when due
         .order_by(TriggerOccurrence.id)
     ).scalars()
     return [Target(row.occurrence_key, row.customer_id, dict(row.payload or {})) for row in rows]

@@ -1,6 +1,7 @@
 """The database tables (SQLModel). One module so the schema reads in one sitting.
 
-Conventions: timestamps are timezone-aware and come back in UTC (SQLModel's UTCDateTime refuses naive ones); ``customer_id`` always points at the golden profile in ``customers``;
+Conventions: timestamps are timezone-aware and come back in UTC (SQLModel's UTCDateTime refuses naive ones);
+``customer_id`` always points at the golden profile in ``customers``;
 rows coming from a source keep that source's own id in ``external_id`` (or in ``identities``).
 Change a table only together with a new Alembic revision under ``migrations/versions``.
 """

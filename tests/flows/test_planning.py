@@ -100,6 +100,16 @@ def test_stale_occurrences_are_not_planned(engine: Engine, store: StoreBuilder) 
     assert plan_campaign(engine, campaign_by_name("birthday"), TODAY, STORE) == []
 
 
+def test_a_birthday_detected_ahead_is_sent_on_the_day(engine: Engine, store: StoreBuilder) -> None:
+    dan = store.customer()
+    birthday = date(2026, 11, 30)
+    _occurrence(engine, f"birthday:{dan}:2026", "birthday", dan, {"birthday": "11-30"}, due_on=birthday)
+    spec = campaign_by_name("birthday")
+    assert plan_campaign(engine, spec, TODAY, STORE) == []
+    on_the_day = plan_campaign(engine, spec, birthday, STORE)
+    assert {m.channel for m in on_the_day} == {"email", "inapp"}
+
+
 def test_variant_assignments_are_recorded_and_stable(engine: Engine, store: StoreBuilder) -> None:
     product = store.product()
     customers = [store.customer() for _ in range(40)]

@@ -1,0 +1,145 @@
+"""Churn risk: an honest probability of still being active, and one win-back moment per lapse."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from models.churn import (
+    ChurnParams,
+    churn_scores,
+    customer_summary,
+    find_churn_risks,
+    fit_params,
+    lapsed_customers,
+    p_active,
+)
+from tests.models.builders import StoreBuilder, at
+
+TODAY = date(2026, 6, 1)
+PARAMS = ChurnParams(r=1.0, alpha=30.0, a=1.0, b=4.0, fitted=False)
+
+
+def _orders(customer_id: int, last: date, gap_days: int, count: int) -> list[tuple[int, date]]:
+    return [(customer_id, last - timedelta(days=gap_days * n)) for n in range(count)]
+
+
+def _transactions(*rows: list[tuple[int, date]]) -> pd.DataFrame:
+    return pd.DataFrame([r for group in rows for r in group], columns=["customer_id", "date"])
+
+
+def test_regular_customer_who_went_quiet_is_at_risk_and_a_recent_one_is_not() -> None:
+    quiet = _orders(1, TODAY - timedelta(days=75), 30, 6)  # monthly buyer, silent for 75 days
+    recent = _orders(2, TODAY - timedelta(days=10), 30, 6)
+    scores = churn_scores(_transactions(quiet, recent), TODAY, PARAMS)
+    assert lapsed_customers(scores)["customer_id"].tolist() == [1]
+    by_customer = scores.set_index("customer_id")
+    assert by_customer.loc[1, "p_active"] < by_customer.loc[2, "p_active"]
+    assert 25 < by_customer.loc[1, "expected_gap_days"] < 35
+
+
+def test_one_time_buyer_is_never_a_churn_risk() -> None:
+    scores = churn_scores(_transactions([(1, TODAY - timedelta(days=200))]), TODAY, PARAMS)
+    assert lapsed_customers(scores).empty
+    assert scores["p_active"].iloc[0] < 0.5  # but the score says they are probably gone
+
+
+def test_customer_silent_for_a_year_counts_as_lost_not_lapsing() -> None:
+    gone = _orders(1, TODAY - timedelta(days=400), 30, 6)
+    assert lapsed_customers(churn_scores(_transactions(gone), TODAY, PARAMS)).empty
+
+
+def test_same_day_orders_are_one_purchase_and_later_orders_are_ignored() -> None:
+    rows = [(1, date(2026, 1, 1)), (1, date(2026, 1, 1)), (1, date(2026, 2, 1)), (1, date(2026, 7, 1))]
+    summary = customer_summary(pd.DataFrame(rows, columns=["customer_id", "date"]), TODAY)
+    assert summary[["orders", "frequency", "recency_days", "age_days"]].iloc[0].tolist() == [2, 1, 31, 151]
+
+
+def test_expected_gap_shrinks_a_short_history_towards_the_population() -> None:
+    scores = churn_scores(_transactions(_orders(1, TODAY, 4, 2)), TODAY, PARAMS)  # one 4-day gap
+    assert 4 < scores["expected_gap_days"].iloc[0] < 30
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    x=st.integers(0, 30),
+    t_x=st.integers(0, 500),
+    extra=st.integers(0, 500),
+    more=st.integers(1, 200),
+    params=st.builds(
+        ChurnParams,
+        r=st.floats(0.1, 5),
+        alpha=st.floats(1, 200),
+        a=st.floats(0.1, 5),
+        b=st.floats(0.1, 20),
+        fitted=st.just(True),
+    ),
+)
+def test_p_active_is_a_probability_that_falls_as_silence_grows(x, t_x, extra, more, params) -> None:
+    t_x = t_x if x > 0 else 0
+    earlier, later = p_active(
+        params, np.array([x, x]), np.array([t_x, t_x]), np.array([t_x + extra, t_x + extra + more])
+    )
+    assert 0.0 <= later <= earlier <= 1.0
+
+
+def test_fit_tells_active_from_lapsed_customers_on_simulated_history() -> None:
+    """Simulate buyers who drop out; score on the first 365 days; check against who buys in the next 180."""
+    rng = np.random.default_rng(0)
+    rows, active_later = [], []
+    for customer in range(1500):
+        rate, drop, t, bought = rng.gamma(2.0, 1 / 60.0), rng.beta(1.0, 3.0), 0.0, []
+        alive = True
+        while alive and t < 545:
+            bought.append(t)
+            alive = rng.random() > drop
+            t += rng.exponential(1 / rate)
+        rows += [(customer, date(2025, 1, 1) + timedelta(days=int(d))) for d in bought if d < 365]
+        active_later.append(any(365 <= d < 545 for d in bought))
+    params = fit_params(customer_summary(pd.DataFrame(rows, columns=["customer_id", "date"]), date(2026, 1, 1)))
+    assert params.fitted
+    scores = churn_scores(pd.DataFrame(rows, columns=["customer_id", "date"]), date(2026, 1, 1), params)
+    truth = np.array(active_later)[scores["customer_id"].to_numpy()]
+    assert _auc(scores["p_active"].to_numpy(), truth) > 0.7
+
+
+def test_small_store_uses_the_stated_prior() -> None:
+    summary = customer_summary(_transactions(_orders(1, TODAY, 20, 4), _orders(2, TODAY, 40, 3)), TODAY)
+    params = fit_params(summary)
+    assert not params.fitted
+    assert (params.r, params.a, params.b) == (1.0, 1.0, 4.0)
+    assert params.alpha == 30.0  # median of the two customers' gaps (20 and 40 days)
+
+
+def test_churn_risk_occurrence_keys_the_lapse_by_last_order_date(sqlite_engine: Engine) -> None:
+    store = StoreBuilder(sqlite_engine)
+    beans = store.product(replenish_days=30)
+    customer = store.customer()
+    for day in ("2026-01-01", "2026-01-31", "2026-03-02"):
+        store.order(customer, at(day), [(beans, 1)])
+    store.order(customer, at("2026-04-20"), [(beans, 1)], cancelled_at=at("2026-04-21"))  # does not count
+    found = find_churn_risks(sqlite_engine, date(2026, 5, 20), ZoneInfo("UTC"))
+    assert found["occurrence_key"].tolist() == [f"churn_risk:{customer}:2026-03-02"]
+    assert found["due_on"].tolist() == [date(2026, 5, 20)]
+    payload = found["payload"].iloc[0]
+    assert set(payload) == {"days_since_last_order", "expected_gap_days", "p_active"}
+    assert payload["days_since_last_order"] == 79
+    assert isinstance(payload["expected_gap_days"], float) and 0 < payload["p_active"] < 1
+
+
+def test_no_orders_means_no_churn_risk(sqlite_engine: Engine) -> None:
+    StoreBuilder(sqlite_engine).customer()
+    assert find_churn_risks(sqlite_engine, TODAY, ZoneInfo("UTC")).empty
+
+
+def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
+    ranks = pd.Series(scores).rank().to_numpy()
+    positives = truth.sum()
+    negatives = len(truth) - positives
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
