@@ -47,7 +47,7 @@ class Identity(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("source", "external_id", name="uq_identity_source_external"),)
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", index=True)
-    source: str = Field(description="shopify | crm | analytics")
+    source: str = Field(description="shopify | shopify_order (guest checkout) | crm | analytics")
     external_id: str
     email: str | None = None
     phone: str | None = None
@@ -131,7 +131,7 @@ class Consent(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", index=True)
     channel: str = Field(description="email | sms | ads | inapp")
     state: str = Field(description="granted | denied")
-    source: str = Field(description="shopify | crm | unsubscribe | erasure | ...")
+    source: str = Field(description="shopify | shopify_order | crm | unsubscribe | erasure | ...")
     recorded_at: datetime = Field(default_factory=utcnow)
 
 

@@ -1,0 +1,571 @@
+"""The ``sync`` stage: read every source, unify identities, and write it all in one transaction.
+
+``sync_store`` reads and checks all files first (a :class:`SourceFileError` stops the run before anything
+is written), then in one transaction: upserts products by SKU, resolves and saves golden profiles and
+identities, upserts consent statements, replaces the orders (ids kept) and lines of the orders in the
+file, replaces the events in the time span the analytics file covers, and records quarantined rows and
+one ``SourceLoad`` per source. Syncing the same files again leaves the data tables identical.
+
+Large tables (orders, lines, events, quarantine) go in through :func:`bulk_insert`: PostgreSQL's COPY,
+or one driver-level executemany on SQLite; per-row ORM objects would be ~10x slower.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, text, update
+
+from models.identity import (
+    ANALYTICS,
+    CRM,
+    GUEST,
+    SHOPIFY,
+    Resolution,
+    records_frame,
+    resolve,
+    save_profiles,
+    stored_identities,
+)
+from models.schema import Consent, Event, Order, OrderLine, Product, QuarantineRow, SourceLoad, utcnow
+from sources.analytics import events_per_line, read_events
+from sources.crm import HUBSPOT, CrmMapping, read_contacts
+from sources.shopify import CUSTOMERS_FILE, ORDERS_FILE, PRODUCTS_FILE, read_customers, read_orders, read_products
+from sources.validate import ROW, Intake, SourceCount, SourceFileError
+
+__all__ = ["SourceCount", "SourceFileError", "SyncReport", "bulk_insert", "sync_store"]
+
+log = logging.getLogger(__name__)
+
+_products: Table = Product.__table__  # type: ignore[attr-defined]
+_orders: Table = Order.__table__  # type: ignore[attr-defined]
+_lines: Table = OrderLine.__table__  # type: ignore[attr-defined]
+_events: Table = Event.__table__  # type: ignore[attr-defined]
+_consents: Table = Consent.__table__  # type: ignore[attr-defined]
+_quarantine: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
+_source_loads: Table = SourceLoad.__table__  # type: ignore[attr-defined]
+
+PRODUCT_FIELDS = [
+    "handle", "title", "product_type", "vendor", "tags", "price", "image_url",
+    "flavour_notes", "roast", "origin", "consumable", "replenish_days", "active",
+]  # fmt: skip
+CHUNK = 50_000
+REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves
+
+
+@dataclass
+class SyncReport:
+    """What one sync did: per-source reconciliation and what the unified data now holds.
+
+    ``profiles``: golden customers this sync's records belong to (``new_profiles`` of them created now);
+    ``identities``: source records resolved; ``consents``: consent statements the files made (after merging);
+    ``orders``/``order_lines``/``events``: rows written; ``quarantined``: rows set aside, all sources.
+    """
+
+    run_id: str
+    sources: list[SourceCount]
+    profiles: int
+    identities: int
+    consents: int
+    new_profiles: int = 0
+    products: int = 0
+    orders: int = 0
+    order_lines: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    quarantined: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quarantined = sum(count.rows_quarantined for count in self.sources)
+
+    @property
+    def reconciles(self) -> bool:
+        """Every source's rows read = loaded + quarantined + duplicates skipped."""
+        return all(count.reconciles for count in self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (for ``omnicast sync --json`` and Prefect artifacts)."""
+        return asdict(self)
+
+
+@dataclass
+class _Read:
+    """Everything read from the files, checked, before any write."""
+
+    intakes: dict[str, Intake]
+    products: pd.DataFrame
+    customers: pd.DataFrame
+    orders: pd.DataFrame
+    lines: pd.DataFrame
+    contacts: pd.DataFrame | None
+    events: pd.DataFrame | None
+
+
+def sync_store(
+    engine: Engine,
+    store_dir: Path,
+    crm_file: Path | None,
+    analytics_file: Path | None,
+    *,
+    run_id: str,
+    default_country: str = "US",
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+    crm_mapping: CrmMapping = HUBSPOT,
+) -> SyncReport:
+    """Load a Shopify store export directory plus optional CRM and GA4 files; see the module docstring."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    say = progress or (lambda _message: None)
+    _check_files_exist(store_dir, crm_file, analytics_file)
+    with engine.connect() as conn:
+        stored_skus = set(conn.execute(select(_products.c.sku)).scalars())
+    read = _read_all(store_dir, crm_file, analytics_file, stored_skus, default_country, crm_mapping, say)
+    with engine.begin() as conn:
+        report = _write_all(conn, read, run_id, now, say)
+    report.seconds = round(time.perf_counter() - started, 3)
+    log.info("sync %s: %d profiles, %d rows quarantined, %.1fs", run_id, report.profiles, report.quarantined,
+             report.seconds)  # fmt: skip
+    return report
+
+
+def _check_files_exist(store_dir: Path, crm_file: Path | None, analytics_file: Path | None) -> None:
+    """Fail before reading anything when a file is missing: the message lists every missing one."""
+    wanted = [store_dir / name for name in (PRODUCTS_FILE, CUSTOMERS_FILE, ORDERS_FILE)]
+    wanted += [path for path in (crm_file, analytics_file) if path is not None]
+    missing = [path for path in wanted if not path.is_file()]
+    if missing:
+        names = ", ".join(f"{path.name} (looked at {path})" for path in missing)
+        raise SourceFileError(
+            f"missing source file(s): {names} — the store directory needs products_export.csv, "
+            "customers_export.csv and orders_export.csv from Shopify admin → Products/Customers/Orders → Export"
+        )
+
+
+def _read_all(
+    store_dir: Path,
+    crm_file: Path | None,
+    analytics_file: Path | None,
+    stored_skus: set[str],
+    default_country: str,
+    crm_mapping: CrmMapping,
+    say: Callable[[str], None],
+) -> _Read:
+    intakes = {
+        "products": Intake("products", PRODUCTS_FILE),
+        "customers": Intake("customers", CUSTOMERS_FILE),
+        "orders": Intake("orders", ORDERS_FILE),
+    }
+    products = read_products(store_dir / PRODUCTS_FILE, intakes["products"])
+    intakes["products"].release()
+    known_skus = stored_skus | set(products["sku"])
+    say(f"products: {len(products)} read")
+    customers = read_customers(store_dir / CUSTOMERS_FILE, intakes["customers"], default_country)
+    intakes["customers"].release()
+    say(f"customers: {len(customers)} read")
+    orders = read_orders(store_dir / ORDERS_FILE, intakes["orders"], known_skus)
+    intakes["orders"].release()
+    say(f"orders: {len(orders.orders)} orders, {len(orders.lines)} lines read")
+    contacts = events = None
+    if crm_file is not None:
+        intakes["crm"] = Intake("crm", crm_file.name)
+        contacts = read_contacts(crm_file, intakes["crm"], default_country, crm_mapping)
+        intakes["crm"].release()
+        say(f"crm: {len(contacts)} contacts read")
+    if analytics_file is not None:
+        intakes["analytics"] = Intake("analytics", analytics_file.name)
+        events = read_events(analytics_file, intakes["analytics"], known_skus)
+        say(f"analytics: {len(events)} event items read")
+    return _Read(intakes, products, customers, orders.orders, orders.lines, contacts, events)
+
+
+def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: Callable[[str], None]) -> SyncReport:
+    product_ids = _upsert_products(conn, read.products)
+    resolution = resolve(_identity_records(read), stored_identities(conn))
+    new_profiles = int((resolution.golden.index < 0).sum())
+    resolution = save_profiles(conn, resolution, now)
+    say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
+    consents = _save_consents(conn, _consent_statements(read, resolution), now)
+    order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids)
+    say(f"orders: {order_count} orders, {len(read.lines)} lines written")
+    event_count = _replace_events(conn, read.events, resolution, product_ids) if read.events is not None else 0
+    say(f"analytics: {event_count} event rows written")
+    counts = _reconcile(read)
+    _save_quarantine(conn, read.intakes, run_id, now)
+    _save_source_loads(conn, counts, run_id, now)
+    return SyncReport(
+        run_id=run_id,
+        sources=counts,
+        profiles=int(resolution.records["customer_id"].nunique()),
+        identities=len(resolution.records),
+        consents=consents,
+        new_profiles=new_profiles,
+        products=len(read.products),
+        orders=order_count,
+        order_lines=len(read.lines),
+        events=event_count,
+    )
+
+
+def _reconcile(read: _Read) -> list[SourceCount]:
+    loaded = {
+        "products": len(read.products) + int(read.products.attrs.get("image_rows", 0)),
+        "customers": len(read.customers),
+        "orders": len(read.lines),
+        "crm": len(read.contacts) if read.contacts is not None else 0,
+        "analytics": events_per_line(read.events) if read.events is not None else 0,
+    }
+    return [intake.count(loaded[name]) for name, intake in read.intakes.items()]
+
+
+# --- identities and consents --------------------------------------------------------------------------
+
+
+def _identity_records(read: _Read) -> pd.DataFrame:
+    """Every person-like record of this sync, in the shape :func:`models.identity.resolve` wants."""
+    customers = read.customers
+    parts = [records_frame(SHOPIFY, customers, pd.to_numeric(customers["external_id"], errors="coerce"))]
+    guests = _guests(read.orders, set(customers["email"].dropna()))
+    parts.append(records_frame(GUEST, guests, _epoch_seconds(guests["created_at"])))
+    if read.contacts is not None:
+        parts.append(records_frame(CRM, read.contacts, _epoch_seconds(read.contacts["modified_at"])))
+    if read.events is not None:
+        users = pd.DataFrame({"external_id": read.events["user_id"].dropna().astype(object).unique()})
+        parts.append(records_frame(ANALYTICS, users))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _epoch_seconds(stamps: pd.Series) -> pd.Series:
+    """Seconds since 1970 (NaN where unknown): a recency to rank records of one source by."""
+    return (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def _guests(orders: pd.DataFrame, customer_emails: set[str]) -> pd.DataFrame:
+    """Guest checkouts: order emails no Shopify customer has, described by their latest order."""
+    guest_orders = orders[orders["email"].notna() & ~orders["email"].isin(customer_emails)]
+    latest = guest_orders.sort_values("created_at", kind="stable").drop_duplicates("email", keep="last")
+    return latest.assign(external_id=latest["email"]).reset_index(drop=True)
+
+
+def _consent_statements(read: _Read, resolution: Resolution) -> pd.DataFrame:
+    """Every (customer, channel, source, state, recorded_at) statement the files make; blank = none."""
+    parts = []
+    shopify = read.customers.assign(customer_id=read.customers["external_id"].map(resolution.customer_of(SHOPIFY)))
+    parts += [_statements(shopify, "accepts_email", "email", SHOPIFY, None),
+              _statements(shopify, "accepts_sms", "sms", SHOPIFY, None)]  # fmt: skip
+    if read.contacts is not None:
+        crm = read.contacts.assign(customer_id=read.contacts["external_id"].map(resolution.customer_of(CRM)))
+        for column, channel in (("email_consent", "email"), ("ads_consent", "ads"), ("inapp_consent", "inapp")):
+            parts.append(_statements(crm, column, channel, CRM, "modified_at"))
+    guests = _guest_marketing(read.orders, resolution)
+    parts.append(_statements(guests, "accepts_marketing", "email", GUEST, "created_at"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _guest_marketing(orders: pd.DataFrame, resolution: Resolution) -> pd.DataFrame:
+    """A guest's latest stated 'Accepts Marketing' at checkout, dated by that order."""
+    guest_ids = resolution.customer_of(GUEST)
+    stated = orders[orders["accepts_marketing"].notna() & orders["email"].isin(guest_ids.index)]
+    latest = stated.sort_values("created_at", kind="stable").drop_duplicates("email", keep="last")
+    return latest.assign(customer_id=latest["email"].map(guest_ids))
+
+
+def _statements(frame: pd.DataFrame, column: str, channel: str, source: str, dated_by: str | None) -> pd.DataFrame:
+    said = frame[frame[column].notna() & frame["customer_id"].notna()]
+    recorded = said[dated_by] if dated_by else pd.Series(pd.NaT, index=said.index, dtype="datetime64[us, UTC]")
+    return pd.DataFrame(
+        {
+            "customer_id": said["customer_id"].astype("int64"),
+            "channel": channel,
+            "source": source,
+            "state": np.where(said[column].astype(bool), "granted", "denied"),
+            "recorded_at": pd.to_datetime(recorded, utc=True),
+        }
+    )
+
+
+def _combine_statements(statements: pd.DataFrame) -> pd.DataFrame:
+    """One statement per (customer, channel, source): denied beats granted (merged duplicates)."""
+    keys = ["customer_id", "channel", "source"]
+    ranked = statements.assign(_denied=statements["state"] == "denied")
+    strictest = ranked.groupby(keys)["_denied"].transform("max")
+    winners = ranked[ranked["_denied"] == strictest]
+    return winners.groupby(keys, as_index=False).agg(state=("state", "first"), recorded_at=("recorded_at", "max"))
+
+
+UNDATED_GRANT = pd.Timestamp("1970-01-01", tz="UTC")
+"""``recorded_at`` of an undated source's grant when first seen: older than any dated statement."""
+
+
+def _save_consents(conn: Connection, statements: pd.DataFrame, now: datetime) -> int:
+    """Upsert statements; ``recorded_at`` moves only when the state changes, never backwards in time."""
+    combined = _combine_statements(statements)
+    stored = pd.DataFrame(
+        conn.execute(select(_consents.c.id, _consents.c.customer_id, _consents.c.channel, _consents.c.source,
+                            _consents.c.state, _consents.c.recorded_at)).all(),
+        columns=["id", "customer_id", "channel", "source", "stored_state", "stored_at"],
+    )  # fmt: skip
+    merged = combined.merge(stored, on=["customer_id", "channel", "source"], how="left")
+    # An undated grant seen for the first time cannot prove it is newer than a dated denial from another source
+    # (Shopify's export says "yes" long after a CRM unsubscribe), so it ranks as the oldest statement. An undated
+    # denial, and any undated change seen between two syncs, is dated by the sync: never an unconsented send.
+    first_undated_grant = merged["recorded_at"].isna() & merged["id"].isna() & (merged["state"] == "granted")
+    merged.loc[first_undated_grant, "recorded_at"] = UNDATED_GRANT
+    merged["recorded_at"] = merged["recorded_at"].fillna(pd.Timestamp(now)).dt.tz_convert("UTC")
+    new = merged[merged["id"].isna()]
+    if not new.empty:
+        bulk_insert(conn, _consents, new[["customer_id", "channel", "source", "state", "recorded_at"]])
+    stored_at = pd.to_datetime(merged["stored_at"], utc=True)
+    changed = merged[merged["id"].notna() & (merged["state"] != merged["stored_state"])]
+    changed = changed[changed["recorded_at"] >= stored_at[changed.index]]
+    if not changed.empty:
+        rows = [
+            {"_id": int(cid), "state": state, "recorded_at": stamp.to_pydatetime()}
+            for cid, state, stamp in zip(changed["id"], changed["state"], changed["recorded_at"], strict=True)
+        ]
+        statement = update(_consents).where(_consents.c.id == bindparam("_id"))
+        conn.execute(statement.values(state=bindparam("state"), recorded_at=bindparam("recorded_at")), rows)
+    return len(combined)
+
+
+def _aware(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    aware = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    result: datetime = aware.to_pydatetime()
+    return result
+
+
+# --- products -----------------------------------------------------------------------------------------
+
+
+def _upsert_products(conn: Connection, products: pd.DataFrame) -> pd.Series:
+    """Insert new SKUs, update changed ones (ids stay); returns sku → product id for every stored SKU."""
+    stored = pd.DataFrame(conn.execute(select(_products)).mappings().all(), columns=[c.name for c in _products.c])
+    stored = stored.set_index("sku")
+    incoming = products.drop(columns=[ROW]).set_index("sku")
+    new = incoming[~incoming.index.isin(stored.index)]
+    if not new.empty:
+        conn.execute(insert(_products), [_clean(row) for row in new.reset_index().to_dict("records")])
+    old = incoming[incoming.index.isin(stored.index)]
+    before = stored.reindex(old.index)[PRODUCT_FIELDS].astype(object)
+    after = old[PRODUCT_FIELDS].astype(object)
+    same = (after == before) | (after.isna() & before.isna())
+    changed = after[~same.all(axis=1)]
+    if not changed.empty:
+        records = changed.to_dict("records")
+        rows = [{**_clean(row), "_sku": sku} for sku, row in zip(changed.index, records, strict=True)]
+        values: dict[str, Any] = {name: bindparam(name) for name in PRODUCT_FIELDS}
+        conn.execute(update(_products).where(_products.c.sku == bindparam("_sku")).values(values), rows)
+    ids = conn.execute(select(_products.c.sku, _products.c.id)).all()
+    return pd.Series({sku: pid for sku, pid in ids}, dtype="int64")
+
+
+# --- orders and lines ---------------------------------------------------------------------------------
+
+
+def _replace_orders(
+    conn: Connection, orders: pd.DataFrame, lines: pd.DataFrame, resolution: Resolution, product_ids: pd.Series
+) -> int:
+    """Replace the file's orders and their lines; an order keeps the id it had."""
+    if orders.empty:
+        return 0
+    stored = pd.Series(dict(conn.execute(select(_orders.c.external_id, _orders.c.id)).all()), dtype="int64")
+    ids = stored.reindex(orders["external_id"]).to_numpy(dtype="float64", copy=True)
+    missing = np.isnan(ids)
+    ids[missing] = reserve_ids(conn, _orders, int(missing.sum()))
+    replaced = stored.reindex(orders["external_id"]).dropna().astype("int64").tolist()
+    old_line_ids: list[int] = []
+    for start in range(0, len(replaced), 5_000):
+        chunk = replaced[start : start + 5_000]
+        old_line_ids += conn.execute(select(_lines.c.id).where(_lines.c.order_id.in_(chunk))).scalars().all()
+        conn.execute(delete(_lines).where(_lines.c.order_id.in_(chunk)))
+        conn.execute(delete(_orders).where(_orders.c.id.in_(chunk)))
+    frame = orders.assign(
+        id=ids.astype("int64"), customer_id=orders["email"].map(resolution.customer_by_email()).astype("Int64")
+    )
+    bulk_insert(conn, _orders, frame)
+    order_ids = pd.Series(frame["id"].to_numpy(), index=frame["external_id"])
+    line_rows = lines.assign(
+        id=recycled_ids(conn, _lines, old_line_ids, len(lines)),
+        order_id=lines["order_external_id"].map(order_ids),
+        product_id=lines["sku"].map(product_ids).astype("Int64"),
+    )
+    bulk_insert(conn, _lines, line_rows)
+    return len(frame)
+
+
+# --- events -------------------------------------------------------------------------------------------
+
+
+def _replace_events(conn: Connection, events: pd.DataFrame, resolution: Resolution, product_ids: pd.Series) -> int:
+    """Replace the stored events in the span the file covers by the file's events."""
+    if events.empty:
+        return 0
+    first, last = events["occurred_at"].min().to_pydatetime(), events["occurred_at"].max().to_pydatetime()
+    in_span = (_events.c.occurred_at >= first) & (_events.c.occurred_at <= last)
+    old_ids = conn.execute(select(_events.c.id).where(in_span)).scalars().all()
+    conn.execute(delete(_events).where(in_span))
+    customer = events["user_id"].map(resolution.customer_of(ANALYTICS))
+    by_device = _customer_by_device(events.assign(customer_id=customer))
+    customer = customer.fillna(events["user_pseudo_id"].map(by_device))
+    frame = events.assign(
+        id=recycled_ids(conn, _events, old_ids, len(events)),
+        customer_id=customer.astype("Int64"),
+        product_id=events["sku"].map(product_ids).astype("Int64"),
+    )
+    bulk_insert(conn, _events, frame)
+    return len(frame)
+
+
+def _customer_by_device(events: pd.DataFrame) -> pd.Series:
+    """user_pseudo_id → the customer last seen logged in on it (so anonymous browsing is theirs too)."""
+    logged_in = events[events["customer_id"].notna()].sort_values("occurred_at", kind="stable")
+    return logged_in.drop_duplicates("user_pseudo_id", keep="last").set_index("user_pseudo_id")["customer_id"]
+
+
+# --- quarantine and source loads ----------------------------------------------------------------------
+
+
+def _save_quarantine(conn: Connection, intakes: dict[str, Intake], run_id: str, now: datetime) -> None:
+    parts = [intake.quarantine().assign(source=intake.source, file=intake.file) for intake in intakes.values()]
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if rows.empty:
+        return
+    bulk_insert(conn, _quarantine, rows.assign(run_id=run_id, created_at=now))
+
+
+def _save_source_loads(conn: Connection, counts: list[SourceCount], run_id: str, now: datetime) -> None:
+    rows = [{**asdict(count), "run_id": run_id, "loaded_at": now} for count in counts]
+    conn.execute(insert(_source_loads), rows)
+
+
+# --- bulk writes --------------------------------------------------------------------------------------
+
+
+def reserve_ids(conn: Connection, table: Table, count: int, above: int = 0) -> np.ndarray:
+    """``count`` fresh primary keys for ``table`` (PostgreSQL: from its sequence; SQLite: after the max
+    stored id and after ``above``, ids just freed that will be reused)."""
+    if count == 0:
+        return np.empty(0, dtype="int64")
+    if conn.dialect.name == "postgresql":
+        sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')")).scalar_one()
+        query = text("SELECT nextval(:sequence) FROM generate_series(1, :count)")
+        return np.array(conn.execute(query, {"sequence": sequence, "count": count}).scalars().all(), dtype="int64")
+    top = max(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one(), above)
+    return np.arange(top + 1, top + 1 + count, dtype="int64")
+
+
+def recycled_ids(conn: Connection, table: Table, freed: Sequence[int], count: int) -> np.ndarray:
+    """Ids for ``count`` replacement rows: the ids just freed first (in order), then fresh ones.
+
+    Replacing rows with the same rows then gives them the same ids, on SQLite and PostgreSQL alike.
+    """
+    reused = np.sort(np.asarray(freed, dtype="int64"))[:count]
+    fresh = reserve_ids(conn, table, count - len(reused), above=max(freed, default=0))
+    return np.concatenate([reused, fresh])
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
+    """Insert ``frame``'s columns that ``table`` has, fast: COPY on PostgreSQL, executemany on SQLite.
+
+    Timestamps must be aware; they are stored in UTC exactly as SQLModel's ``UTCDateTime`` stores them.
+    """
+    columns = [column.name for column in table.columns if column.name in frame.columns]
+    if frame.empty:
+        return 0
+    with _indexes_built_after(conn, table, len(frame)):
+        for start in range(0, len(frame), CHUNK):
+            chunk = frame.iloc[start : start + CHUNK][columns]
+            if conn.dialect.name == "postgresql":
+                _copy_chunk(conn, table, chunk)
+            else:
+                _executemany_chunk(conn, table, chunk)
+    return len(frame)
+
+
+@contextmanager
+def _indexes_built_after(conn: Connection, table: Table, rows: int) -> Iterator[None]:
+    """On SQLite, a big insert runs ~3x faster when the table's secondary indexes are built once afterwards
+    instead of kept up to date row by row (measured: 1M events 13.1 s → 4.6 s). Unique ones stay."""
+    rebuild = conn.dialect.name == "sqlite" and rows >= REBUILD_INDEXES_FROM
+    indexes = [index for index in table.indexes if not index.unique] if rebuild else []
+    for index in indexes:
+        index.drop(conn)
+    yield
+    for index in indexes:
+        index.create(conn)
+
+
+def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
+    prepared = chunk.copy()
+    for name in prepared.columns:
+        prepared[name] = _copy_values(prepared[name])
+    buffer = io.StringIO()
+    prepared.to_csv(buffer, index=False, header=False)
+    names = ", ".join(f'"{name}"' for name in prepared.columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue())
+
+
+def _copy_values(values: pd.Series) -> pd.Series:
+    """A column as PostgreSQL's CSV COPY reads it: ISO timestamps with offset, true/false, empty = NULL."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index) + "+00:00"
+        return texts.where(values.notna(), None)
+    if values.dtype == bool:
+        return pd.Series(np.where(values.to_numpy(), "true", "false"), index=values.index)
+    return values
+
+
+def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
+    prepared = {name: _sqlite_values(chunk[name]) for name in chunk.columns}
+    rows = list(zip(*prepared.values(), strict=True))
+    names = ", ".join(f'"{name}"' for name in chunk.columns)
+    marks = ", ".join("?" for _ in chunk.columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+
+
+def _sqlite_values(values: pd.Series) -> list[Any]:
+    """Python values as SQLAlchemy would bind them on SQLite (naive UTC text for timestamps, 0/1 for booleans)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index).str.replace("T", " ")
+        return list(texts.astype(object).where(values.notna(), None))
+    if values.dtype == bool:
+        return list(values.astype("int64").tolist())
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        return list(values.tolist())
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype.kind == "f":
+        return list(values.astype(object).where(values.notna(), None))
+    cleaned = values.astype(object).where(values.notna(), None)
+    if cleaned.map(type).isin([str, type(None), int, float]).all():
+        return list(cleaned)
+    return [_sqlite_value(value) for value in cleaned.tolist()]
+
+
+def _sqlite_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return _aware(value).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: _sqlite_value(value) if not isinstance(value, datetime) else value for name, value in row.items()}

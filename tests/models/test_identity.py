@@ -1,0 +1,164 @@
+"""Identity resolution: one golden profile per person, and customer ids that never move."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from models.identity import ANALYTICS, CRM, GUEST, SHOPIFY, golden_fields, records_frame, resolve
+from models.schema import Customer, Identity
+from sources.load import sync_store
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "sources"
+NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+NO_STORED = pd.DataFrame(columns=["source", "external_id", "email", "phone", "customer_id"])
+
+
+def records(source: str, *rows: dict[str, object]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows))
+    return records_frame(source, frame, frame.get("recency"))
+
+
+def people(*parts: pd.DataFrame, stored: pd.DataFrame = NO_STORED) -> dict[tuple[str, str], int]:
+    resolution = resolve(pd.concat(parts, ignore_index=True), stored)
+    return {(r.source, r.external_id): r.customer_id for r in resolution.records.itertuples()}
+
+
+def customer_of(engine: Engine, source: str, external_id: str) -> int:
+    with engine.connect() as conn:
+        query = select(Identity.customer_id).where(Identity.source == source, Identity.external_id == external_id)
+        return conn.execute(query).scalar_one()
+
+
+def test_duplicate_customers_differing_in_case_become_one_profile(engine: Engine) -> None:
+    report = sync_store(engine, DATA / "store", None, None, run_id="run-1", now=NOW)
+    assert customer_of(engine, SHOPIFY, "7012345678901") == customer_of(engine, SHOPIFY, "7012345678903")
+    with engine.connect() as conn:
+        customers = conn.execute(select(func.count()).select_from(Customer)).scalar_one()
+        emails = conn.execute(select(Customer.email).where(Customer.email.like("jane%"))).scalars().all()
+    assert emails == ["jane.doe@example.com"]
+    assert customers == report.profiles == 5  # 5 customer rows, one a duplicate, plus one guest checkout
+
+
+def test_guest_checkout_email_becomes_a_profile() -> None:
+    ids = people(
+        records(SHOPIFY, {"external_id": "1", "email": "ann@example.com"}),
+        records(GUEST, {"external_id": "guest@example.net", "email": "guest@example.net"}),
+    )
+    assert ids[(GUEST, "guest@example.net")] != ids[(SHOPIFY, "1")]
+
+
+def test_analytics_user_joins_the_shopify_customer_with_that_id_and_strangers_are_dropped() -> None:
+    ids = people(
+        records(SHOPIFY, {"external_id": "7012345678901", "email": "ann@example.com"}),
+        records(ANALYTICS, {"external_id": "7012345678901"}, {"external_id": "999"}),
+    )
+    assert ids[(ANALYTICS, "7012345678901")] == ids[(SHOPIFY, "7012345678901")]
+    assert (ANALYTICS, "999") not in ids
+
+
+def test_crm_contact_prefers_email_over_phone_and_skips_ambiguous_phones() -> None:
+    ids = people(
+        records(SHOPIFY, {"external_id": "1", "email": "a@example.com", "phone": "+14155550100"},
+                {"external_id": "2", "email": "b@example.com", "phone": "+14155550100"},  # shared household phone
+                {"external_id": "3", "email": "c@example.com", "phone": "+14155550111"}),
+        records(CRM, {"external_id": "c1", "email": "b@example.com", "phone": "+14155550111"},
+                {"external_id": "c2", "email": "x@example.com", "phone": "+14155550100"},
+                {"external_id": "c3", "email": "y@example.com", "phone": "+14155550111"}),
+    )  # fmt: skip
+    assert ids[(CRM, "c1")] == ids[(SHOPIFY, "2")]  # email first, although the phone is customer 3's
+    assert ids[(CRM, "c2")] not in {ids[(SHOPIFY, "1")], ids[(SHOPIFY, "2")]}  # which of the two? neither
+    assert ids[(CRM, "c3")] == ids[(SHOPIFY, "3")]
+
+
+def test_a_later_guest_order_with_a_crm_email_joins_the_person_that_contact_belongs_to() -> None:
+    stored = pd.DataFrame(
+        [
+            {"source": SHOPIFY, "external_id": "1", "email": "erika@example.de", "phone": "+49301234567",
+             "customer_id": 5},
+            {"source": CRM, "external_id": "c1", "email": "erika.privat@web.example", "phone": "+49301234567",
+             "customer_id": 5},  # joined Erika by phone in an earlier sync
+        ]
+    )  # fmt: skip
+    ids = people(records(GUEST, {"external_id": "erika.privat@web.example", "email": "erika.privat@web.example"}),
+                 stored=stored)  # fmt: skip
+    assert ids[(GUEST, "erika.privat@web.example")] == 5
+
+
+def test_new_record_joins_a_stored_profile_missing_from_todays_files() -> None:
+    stored = pd.DataFrame(
+        [{"source": SHOPIFY, "external_id": "1", "email": "a@example.com", "phone": None, "customer_id": 41}]
+    )
+    ids = people(records(CRM, {"external_id": "c9", "email": "a@example.com"}), stored=stored)
+    assert ids[(CRM, "c9")] == 41
+
+
+def test_stored_records_keep_their_profile_and_newcomers_join_the_oldest() -> None:
+    stored = pd.DataFrame(
+        [
+            {"source": SHOPIFY, "external_id": "1", "email": "old@example.com", "phone": None, "customer_id": 7},
+            {"source": CRM, "external_id": "c1", "email": "same@example.com", "phone": None, "customer_id": 3},
+        ]
+    )
+    ids = people(
+        records(SHOPIFY, {"external_id": "1", "email": "same@example.com"}),  # changed email, now like c1's
+        records(GUEST, {"external_id": "same@example.com", "email": "same@example.com"}),
+        stored=stored,
+    )
+    assert ids[(SHOPIFY, "1")] == 7  # never re-pointed: the send ledger references it
+    assert ids[(GUEST, "same@example.com")] == 3
+
+
+def test_shopify_wins_contact_fields_crm_fills_birthday_and_non_empty_beats_empty() -> None:
+    resolution = resolve(
+        pd.concat(
+            [
+                records(SHOPIFY, {"external_id": "1", "email": "a@example.com", "first_name": "Ann", "city": None,
+                                  "last_name": None}),
+                records(CRM, {"external_id": "c1", "email": "a@example.com", "first_name": "Annie",
+                              "last_name": "Lee", "city": "Boston", "country": "US", "birthday": date(1990, 1, 2),
+                              "loyalty_tier": "Gold"}),
+            ],
+            ignore_index=True,
+        ),
+        NO_STORED,
+    )  # fmt: skip
+    golden = resolution.golden.iloc[0]
+    assert (golden["first_name"], golden["last_name"]) == ("Ann", "Lee")
+    assert (golden["city"], golden["country"]) == ("Boston", "US")  # Shopify has no address: CRM's block
+    assert (golden["birthday"], golden["loyalty_tier"]) == (date(1990, 1, 2), "Gold")
+
+
+def test_newest_crm_contact_wins_among_merged_contacts() -> None:
+    merged = records(
+        CRM,
+        {"external_id": "c1", "email": "a@example.com", "loyalty_tier": "Bronze", "recency": 100.0},
+        {"external_id": "c2", "email": "a@example.com", "loyalty_tier": "Gold", "recency": 200.0},
+    )
+    golden = golden_fields(merged.assign(customer_id=1))
+    assert golden.loc[1, "loyalty_tier"] == "Gold"
+
+
+def test_customer_ids_stay_when_a_customer_changes_email(engine: Engine, tmp_path: Path) -> None:
+    store = shutil.copytree(DATA / "store", tmp_path / "store")
+    sync_store(engine, store, DATA / "hubspot_contacts.csv", None, run_id="run-1", now=NOW)
+    before = customer_of(engine, SHOPIFY, "7012345678902")
+    customers = store / "customers_export.csv"
+    customers.write_text(customers.read_text().replace("john@example.com", "john.smith@example.com"))
+    sync_store(engine, store, DATA / "hubspot_contacts.csv", None, run_id="run-2", now=NOW)
+    assert customer_of(engine, SHOPIFY, "7012345678902") == before
+    with engine.connect() as conn:
+        email = conn.execute(select(Customer.email).where(Customer.id == before)).scalar_one()
+    assert email == "john.smith@example.com"
+
+
+def test_a_thinner_export_does_not_erase_what_the_profile_knows(engine: Engine) -> None:
+    sync_store(engine, DATA / "store", DATA / "hubspot_contacts.csv", None, run_id="run-1", now=NOW)
+    sync_store(engine, DATA / "store", None, None, run_id="run-2", now=NOW)  # no CRM file today
+    with engine.connect() as conn:
+        jane = conn.execute(select(Customer).where(Customer.id == customer_of(engine, CRM, "501"))).one()
+    assert (jane.birthday, jane.loyalty_tier) == (date(1990, 2, 28), "Gold")
