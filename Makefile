@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py
+	$(BIN)/python bench/bench_recommender.py
 
 clean:
 	rm -rf $(VENV) demo omnicast.db .pytest_cache
