@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,9 +18,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.schema import Consent
 
-GRANTED = "granted"
-DENIED = "denied"
 ConsentState = Literal["granted", "denied"]
+GRANTED: Final[ConsentState] = "granted"
+DENIED: Final[ConsentState] = "denied"
 
 CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 

@@ -112,8 +112,8 @@ class _UriListHeader(UnstructuredHeader):
     def fold(self, *, policy: Any) -> str:
         uris = re.findall(r"<[^<>\s]+>", str(self))
         if not uris:
-            return super().fold(policy=policy)
-        return f"{self.name}: " + ("," + policy.linesep + " ").join(uris) + policy.linesep
+            return super().fold(policy=policy)  # type: ignore[misc]  # typeshed gap
+        return f"{self.name}: " + ("," + policy.linesep + " ").join(uris) + policy.linesep  # type: ignore[attr-defined]  # typeshed gap
 
 
 class _CrlfBytesGenerator(BytesGenerator):
@@ -125,7 +125,7 @@ class _CrlfBytesGenerator(BytesGenerator):
 
     def _write_lines(self, lines: str) -> None:
         if lines:  # NLCRE = \r\n | \r | \n, done with C-speed replaces instead of a regex
-            self.write(lines.replace("\r\n", "\n").replace("\r", "\n").replace("\n", self._NL))
+            self.write(lines.replace("\r\n", "\n").replace("\r", "\n").replace("\n", self._NL))  # type: ignore[attr-defined]  # typeshed gap
 
 
 class _CachingHeaderRegistry(HeaderRegistry):
@@ -149,8 +149,8 @@ class _CachingHeaderRegistry(HeaderRegistry):
 
 def _policy() -> EmailPolicy:
     registry = _CachingHeaderRegistry()
-    registry.map_to_type("list-unsubscribe", _UriListHeader)
-    return SMTP.clone(header_factory=registry)
+    registry.map_to_type("list-unsubscribe", _UriListHeader)  # type: ignore[arg-type]  # typeshed gap
+    return SMTP.clone(header_factory=registry)  # type: ignore[return-value]  # typeshed gap
 
 
 POLICY = _policy()
@@ -287,7 +287,7 @@ def _qp_part(body: str, content_type: BaseHeader) -> MIMEPart:
 
 def _sender_header(sender: str) -> BaseHeader:
     header = _HEADER("From", sender)
-    addresses = getattr(header, "addresses", ())
+    addresses: tuple[Any, ...] = getattr(header, "addresses", ())
     if len(addresses) != 1 or not addresses[0].domain or header.defects:
         raise ChannelConfigError(
             f"OMNICAST_SENDER_ADDRESS={sender!r} is not one mailbox; use 'Store Name <hello@example.com>'"
@@ -297,7 +297,7 @@ def _sender_header(sender: str) -> BaseHeader:
 
 def _recipient_header(email: str | None) -> BaseHeader:
     header = _HEADER("To", email or "")
-    addresses = getattr(header, "addresses", ())
+    addresses: tuple[Any, ...] = getattr(header, "addresses", ())
     if len(addresses) != 1 or not addresses[0].domain or not addresses[0].username or header.defects:
         raise PermanentChannelError("recipient address is not a valid mailbox")  # no address in the text: PII
     return header

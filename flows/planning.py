@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from channels.base import OutboundMessage, Recipient
 from models.db import session_scope
@@ -181,7 +181,7 @@ def plan_audience(engine: Engine, spec: AudienceSpec, today: date) -> list[Outbo
 
 def _ensure_campaign(session: Session, spec: CampaignSpec) -> int:
     """Record the campaign and its experiment (so assignments and reports can refer to them); return experiment id."""
-    campaign = session.execute(select(Campaign).where(Campaign.name == spec.name)).scalars().first()
+    campaign = session.execute(select(Campaign).where(col(Campaign.name) == spec.name)).scalars().first()
     if campaign is None:
         campaign = Campaign(
             name=spec.name,
@@ -192,7 +192,7 @@ def _ensure_campaign(session: Session, spec: CampaignSpec) -> int:
         )
         session.add(campaign)
         session.flush()
-    experiment = session.execute(select(Experiment).where(Experiment.name == spec.name)).scalars().first()
+    experiment = session.execute(select(Experiment).where(col(Experiment.name) == spec.name)).scalars().first()
     if experiment is None:
         experiment = Experiment(
             campaign_id=campaign.id,  # type: ignore[arg-type]
@@ -208,14 +208,14 @@ def _ensure_campaign(session: Session, spec: CampaignSpec) -> int:
 def _targets(session: Session, spec: CampaignSpec, today: date) -> list[Target]:
     if spec.trigger_kind is None:
         key = broadcast_occurrence(spec, today)
-        ids = session.execute(select(Recommendation.customer_id).distinct()).scalars().all()
+        ids = session.execute(select(col(Recommendation.customer_id)).distinct()).scalars().all()
         return [Target(key, int(cid)) for cid in sorted(ids)]
     rows = session.execute(
         select(TriggerOccurrence)
-        .where(TriggerOccurrence.kind == spec.trigger_kind)
-        .where(TriggerOccurrence.due_on >= today - timedelta(days=spec.lookback_days))
-        .where(TriggerOccurrence.due_on <= today)  # detected ahead (a birthday next week), sent when due
-        .order_by(TriggerOccurrence.id)
+        .where(col(TriggerOccurrence.kind) == spec.trigger_kind)
+        .where(col(TriggerOccurrence.due_on) >= today - timedelta(days=spec.lookback_days))
+        .where(col(TriggerOccurrence.due_on) <= today)  # detected ahead (a birthday next week), sent when due
+        .order_by(col(TriggerOccurrence.id))
     ).scalars()
     return [Target(row.occurrence_key, row.customer_id, dict(row.payload or {})) for row in rows]
 
@@ -224,9 +224,9 @@ def _assignments(session: Session, experiment_id: int, spec: CampaignSpec, ids: 
     """Existing assignments win; new customers are bucketed and recorded."""
     existing = dict(
         session.execute(
-            select(Assignment.customer_id, Assignment.variant)
-            .where(Assignment.experiment_id == experiment_id)
-            .where(Assignment.customer_id.in_(ids))  # type: ignore[attr-defined]
+            select(col(Assignment.customer_id), col(Assignment.variant))
+            .where(col(Assignment.experiment_id) == experiment_id)
+            .where(col(Assignment.customer_id).in_(ids))
         ).all()
     )
     fresh = [cid for cid in ids if cid not in existing]
@@ -236,7 +236,7 @@ def _assignments(session: Session, experiment_id: int, spec: CampaignSpec, ids: 
 
 
 def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
-    rows = session.execute(select(Customer).where(Customer.id.in_(list(ids)))).scalars()  # type: ignore[union-attr]
+    rows = session.execute(select(Customer).where(col(Customer.id).in_(list(ids)))).scalars()
     return {
         row.id: Recipient(
             customer_id=row.id,
@@ -259,11 +259,11 @@ def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
 def _picks(session: Session, ids: list[int], limit: int) -> dict[int, list[tuple[Product, str]]]:
     """Each customer's top recommendations, best first, with their explanation."""
     rows = session.execute(
-        select(Recommendation.customer_id, Recommendation.explanation, Product)
-        .join(Product, Product.id == Recommendation.product_id)
-        .where(Recommendation.customer_id.in_(ids))  # type: ignore[attr-defined]
-        .where(Recommendation.rank <= limit)
-        .order_by(Recommendation.customer_id, Recommendation.rank)
+        select(col(Recommendation.customer_id), col(Recommendation.explanation), Product)
+        .join(Product, col(Product.id) == col(Recommendation.product_id))
+        .where(col(Recommendation.customer_id).in_(ids))
+        .where(col(Recommendation.rank) <= limit)
+        .order_by(col(Recommendation.customer_id), col(Recommendation.rank))
     ).all()
     picks: dict[int, list[tuple[Product, str]]] = defaultdict(list)
     for customer_id, explanation, product in rows:
@@ -283,7 +283,7 @@ def _trigger_product_ids(targets: Iterable[Target]) -> set[int]:
 def _products(session: Session, ids: set[int]) -> dict[int, Product]:
     if not ids:
         return {}
-    rows = session.execute(select(Product).where(Product.id.in_(ids))).scalars()  # type: ignore[union-attr]
+    rows = session.execute(select(Product).where(col(Product.id).in_(ids))).scalars()
     return {row.id: row for row in rows if row.id is not None}
 
 
@@ -325,9 +325,9 @@ def _product_context(item: tuple[Product, str], store: StoreInfo) -> dict[str, A
 def _audience_members(session: Session, name: str, today: date) -> list[int]:
     if name == "churn-risk":
         ids = session.execute(
-            select(TriggerOccurrence.customer_id)
-            .where(TriggerOccurrence.kind == "churn_risk")
-            .where(TriggerOccurrence.due_on >= today - timedelta(days=30))
+            select(col(TriggerOccurrence.customer_id))
+            .where(col(TriggerOccurrence.kind) == "churn_risk")
+            .where(col(TriggerOccurrence.due_on) >= today - timedelta(days=30))
             .distinct()
         ).scalars()
         return sorted(int(i) for i in ids)
@@ -338,13 +338,13 @@ def _audience_members(session: Session, name: str, today: date) -> list[int]:
 
 def _top_spenders(session: Session, share: float) -> list[int]:
     """Customers in the top ``share`` by net spend (order totals minus refunds, cancelled orders excluded)."""
-    net = func.sum(Order.total - Order.refunded_amount).label("net")
+    net = func.sum(col(Order.total) - col(Order.refunded_amount)).label("net")
     rows = session.execute(
-        select(Order.customer_id, net)
-        .where(Order.customer_id.is_not(None))  # type: ignore[union-attr]
-        .where(Order.cancelled_at.is_(None))  # type: ignore[union-attr]
-        .group_by(Order.customer_id)
-        .order_by(net.desc(), Order.customer_id)
+        select(col(Order.customer_id), net)
+        .where(col(Order.customer_id).is_not(None))
+        .where(col(Order.cancelled_at).is_(None))
+        .group_by(col(Order.customer_id))
+        .order_by(net.desc(), col(Order.customer_id))
     ).all()
     spenders = [(int(cid), float(total)) for cid, total in rows if total and total > 0]
     keep = max(1, int(len(spenders) * share)) if spenders else 0
