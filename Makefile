@@ -24,6 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy flows channels models sources
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py

@@ -128,9 +128,7 @@ def sync(
 
         report = sync_flow()
     if as_json:
-        from dataclasses import asdict
-
-        sys.stdout.write(json.dumps(asdict(report), default=str) + "\n")
+        sys.stdout.write(json.dumps(report.as_dict(), default=str) + "\n")
         return
     from flows.summary import sources_table
 
