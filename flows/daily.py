@@ -43,7 +43,8 @@ def daily_flow(as_of: str | None = None) -> State:
     """
     settings = load_settings()
     store_files(settings)
-    open_channels(settings)  # a wrong channel URL or missing secret stops the day before any work
+    for channel in open_channels(settings).values():  # a wrong channel URL or missing secret stops the day here
+        channel.close()
     day = run_date(settings, as_of)
     synced = sync_flow()
     trained = train_flow()
