@@ -57,9 +57,12 @@ def daily_flow(as_of: str | None = None) -> State:
     create_markdown_artifact(
         key="daily-summary", markdown=day_summary_markdown(day_report), description=f"omnicast day {day}"
     )
-    if report.total_failed:
-        return Failed(
-            message=f"{report.total_failed} messages could not be delivered; the next run retries them",
-            data=day_report,
-        )
-    return Completed(data=day_report)
+    return final_state(day_report)
+
+
+def final_state(day: DayReport) -> State:
+    """Completed when every planned message reached an outcome other than a failure; Failed (with the report) else."""
+    failed = day.dispatch.total_failed
+    if failed:
+        return Failed(message=f"{failed} messages could not be delivered; the next run retries them", data=day)
+    return Completed(data=day)

@@ -126,3 +126,21 @@ def test_demo_command_run_again_says_nothing_new_was_sent(demo_day: dict) -> Non
     assert result.exit_code == 0, result.output
     assert "0 new messages sent" in result.output
     assert "Sources" in result.output and "Messages" in result.output
+
+
+def test_a_day_with_undelivered_messages_ends_failed_and_keeps_its_report() -> None:
+    from collections import Counter
+    from datetime import date
+
+    from channels.dispatch import ChannelTally, DispatchReport
+    from flows.daily import DayReport, final_state
+
+    failing = DispatchReport({"email": ChannelTally(planned=3, sent=1, failed=Counter(retryable=2))})
+    day = DayReport(day=date(2026, 11, 27), sync=None, train=None, triggers={}, dispatch=failing)  # type: ignore[arg-type]
+    state = final_state(day)
+    assert state.is_failed() and "2 messages could not be delivered" in (state.message or "")
+    assert state.result(raise_on_failure=False) is day
+
+    fine = DayReport(day=date(2026, 11, 27), sync=None, train=None, triggers={},  # type: ignore[arg-type]
+                     dispatch=DispatchReport({"email": ChannelTally(planned=1, sent=1)}))
+    assert final_state(fine).is_completed()
