@@ -28,8 +28,13 @@ def demo_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> dict
             patch.setenv(key, value)
         first = daily_flow(as_of=manifest["as_of"])
         second = daily_flow(as_of=manifest["as_of"])
-    return {"workdir": workdir, "manifest": manifest, "first": first, "second": second,
-            "engine": make_engine(environment["OMNICAST_DATABASE_URL"])}
+    return {
+        "workdir": workdir,
+        "manifest": manifest,
+        "first": first,
+        "second": second,
+        "engine": make_engine(environment["OMNICAST_DATABASE_URL"]),
+    }
 
 
 @pytest.mark.e2e
@@ -77,8 +82,10 @@ def test_every_email_file_is_a_complete_message_to_a_consenting_customer(demo_da
         consented = {
             row.email
             for row in conn.execute(
-                select(Customer.email).join(Consent, Consent.customer_id == Customer.id)
-                .where(Consent.channel == "email").where(Consent.state == "granted")
+                select(Customer.email)
+                .join(Consent, Consent.customer_id == Customer.id)
+                .where(Consent.channel == "email")
+                .where(Consent.state == "granted")
             )
         }
     for path in files:
@@ -141,6 +148,31 @@ def test_a_day_with_undelivered_messages_ends_failed_and_keeps_its_report() -> N
     assert state.is_failed() and "2 messages could not be delivered" in (state.message or "")
     assert state.result(raise_on_failure=False) is day
 
-    fine = DayReport(day=date(2026, 11, 27), sync=None, train=None, triggers={},  # type: ignore[arg-type]
-                     dispatch=DispatchReport({"email": ChannelTally(planned=1, sent=1)}))
+    fine = DayReport(
+        day=date(2026, 11, 27),
+        sync=None,
+        train=None,
+        triggers={},  # type: ignore[arg-type]
+        dispatch=DispatchReport({"email": ChannelTally(planned=1, sent=1)}),
+    )
     assert final_state(fine).is_completed()
+
+
+@pytest.mark.e2e
+def test_each_day_publishes_its_summary_to_the_prefect_ui(demo_day: dict) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def summaries() -> list[str]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-summary"]))
+            )
+            return [str(artifact.data) for artifact in found]
+
+    published = asyncio.run(summaries())
+    assert len(published) >= 2  # one per run of the day
+    assert any("0 new messages sent" in text for text in published)
+    assert all("| email |" in text for text in published)
