@@ -8,14 +8,14 @@ any earlier grant, including one a daily CRM re-export keeps repeating (its ``re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from models.db import dialect_insert
 from models.schema import Consent
 
 ConsentState = Literal["granted", "denied"]
@@ -59,16 +59,6 @@ def suppression_reason(state: ConsentState | None) -> str | None:
     if state == GRANTED:
         return None
     return "opted_out" if state == DENIED else "no_consent"
-
-
-def dialect_insert(conn: Connection | Engine) -> Callable[[Any], Any]:
-    """The ``insert`` construct that knows ``ON CONFLICT`` for this database (SQLite or PostgreSQL)."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"the ledger needs SQLite or PostgreSQL, not {name}")
 
 
 def record_unsubscribe(

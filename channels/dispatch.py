@@ -31,7 +31,8 @@ from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.types import TypeEngine
 
 from channels.base import Channel, ChannelConfigError, ChannelError, DeliveryResult, OutboundMessage
-from channels.consent import consent_states, dialect_insert, suppression_reason
+from channels.consent import consent_states, suppression_reason
+from models.db import dialect_insert
 from models.schema import Message
 
 log = logging.getLogger(__name__)

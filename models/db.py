@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -36,6 +37,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             "use sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
         ) from exc
     return engine
+
+
+def dialect_insert(conn: Connection | Engine) -> Callable[[Any], Any]:
+    """The ``insert`` construct that knows ``ON CONFLICT … DO NOTHING`` for this database (SQLite or PostgreSQL)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise DatabaseError(
+        f"omnicast needs SQLite or PostgreSQL (the send ledger relies on INSERT … ON CONFLICT), not {name}; "
+        "set OMNICAST_DATABASE_URL to sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from models import birthdays, carts, churn, replenishment
+from models.db import dialect_insert
 from models.interactions import table_of
 from models.schema import TriggerOccurrence, utcnow
 
@@ -57,17 +57,9 @@ def record_occurrences(engine: Engine, kind: str, found: pd.DataFrame, detected_
         fresh = [row for row in rows if row["occurrence_key"] not in known]
         if not fresh:
             return 0
-        result = conn.execute(_insert_if_absent(conn).returning(OCCURRENCES.c.id), fresh)
+        insert = dialect_insert(conn)(OCCURRENCES).on_conflict_do_nothing(index_elements=["occurrence_key"])
+        result = conn.execute(insert.returning(OCCURRENCES.c.id), fresh)
         return len(result.all())
-
-
-def _insert_if_absent(conn: Connection) -> Any:
-    """INSERT … ON CONFLICT (occurrence_key) DO NOTHING for this connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(OCCURRENCES).on_conflict_do_nothing(index_elements=["occurrence_key"])
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(OCCURRENCES).on_conflict_do_nothing(index_elements=["occurrence_key"])
-    raise NotImplementedError(f"trigger occurrences need SQLite or PostgreSQL, not {conn.dialect.name}")
 
 
 def _known_keys(conn: Connection, keys: list[str]) -> set[str]:
