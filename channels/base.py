@@ -2,8 +2,8 @@
 
 ::
 
-    ChannelError
-     ├── ChannelConfigError      a setting is wrong; nothing was sent (stop the run)
+    ChannelError (models.errors.DeliveryError → OmnicastError)
+     ├── ChannelConfigError      a setting is wrong; nothing was sent (stop the run); also a ConfigurationError
      ├── RetryableChannelError   try again later (timeouts, 429, 4xx SMTP replies, full disk)
      └── PermanentChannelError   this message will never go (bad address, 5xx SMTP reply, schema rejected)
 
@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar, Literal
 
+from models.errors import ConfigurationError, DeliveryError
 
-class ChannelError(Exception):
+
+class ChannelError(DeliveryError):
     """Base of every channel failure."""
 
 
-class ChannelConfigError(ChannelError):
+class ChannelConfigError(ChannelError, ConfigurationError):
     """A channel URL or setting is unusable; the message names it and says how to fix it."""
 
 

@@ -13,9 +13,10 @@ from channels.email import DkimKey, EmailOptions
 from channels.registry import build_channels
 from flows.settings import Settings
 from models.db import prepare
+from models.errors import ConfigurationError
 
 
-class SettingError(ValueError):
+class SettingError(ConfigurationError):
     """A setting is missing or wrong; the message names the environment variable and how to fix it."""
 
 

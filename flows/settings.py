@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     )
     dkim_selector: str = Field("omnicast", description="DKIM selector: the key is published at SELECTOR._domainkey.")
     dkim_domain: str | None = Field(None, description="DKIM signing domain (default: the sender address's domain).")
+    claim_lease_seconds: float = Field(
+        900,
+        gt=0,
+        description="How long a message claimed or handed over by a run is left to that run; after it, a later run "
+        "takes the message over (a crashed run's work is finished, never sent twice). Must exceed the longest "
+        "hand-over of one batch to a channel.",
+    )
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
 
     @field_validator("timezone")

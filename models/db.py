@@ -14,10 +14,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
+from models.errors import ConfigurationError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(ConfigurationError):
     """The database URL is unusable; the message says which setting to fix."""
 
 

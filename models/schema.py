@@ -208,7 +208,7 @@ class Message(SQLModel, table=True):
     campaign: str | None = Field(default=None, index=True)
     variant: str | None = None
     template: str | None = None
-    state: str = Field(index=True, description="pending | sent | suppressed | failed")
+    state: str = Field(index=True, description="pending | sending | sent | suppressed | failed")
     reason: str | None = Field(default=None, description="why suppressed / failed")
     attempts: int = 0
     provider_id: str | None = Field(default=None, description="Message-ID, file name or provider's id")
@@ -216,6 +216,12 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="what the planner decided (template context, audience) while the message is unfinished, so a "
+        "later run can finish it without planning it again; cleared once the message reaches its outcome",
+    )
 
 
 class QuarantineRow(SQLModel, table=True):
@@ -229,6 +235,11 @@ class QuarantineRow(SQLModel, table=True):
     row_number: int = Field(description="1-based data row (header excluded); JSONL: line number")
     column: str | None = None
     reason: str
+    scope: str = Field(
+        default="row",
+        sa_column_kwargs={"server_default": "row"},
+        description="row: the whole row was set aside | field: the row was loaded without this column's value",
+    )
     raw: str = Field(description="the row as read, JSON-encoded")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -245,4 +256,9 @@ class SourceLoad(SQLModel, table=True):
     rows_loaded: int
     rows_quarantined: int
     duplicates_skipped: int = 0
+    fields_quarantined: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="cells set aside in rows that were still loaded (a bad birthday in a contact's row, ...)",
+    )
     loaded_at: datetime = Field(default_factory=utcnow)

@@ -30,13 +30,15 @@ import pandas as pd
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from models.errors import InputError
+
 ROW = "_row"
 """Column added to every frame: the 1-based data row number (header excluded; JSONL: line number)."""
 
 QUARANTINE_COLUMNS = ["row_number", "column", "reason", "raw"]
 
 
-class SourceFileError(ValueError):
+class SourceFileError(InputError):
     """A whole file is unusable; the message names the file, what is wrong and how to fix it."""
 
 
