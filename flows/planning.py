@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from channels.base import OutboundMessage, Recipient
 from models.db import session_scope
+from models.errors import InputError
 from models.schema import (
     Assignment,
     Campaign,
@@ -101,7 +102,7 @@ def campaign_by_name(name: str, specs: Sequence[CampaignSpec] = DEFAULT_CAMPAIGN
         if spec.name == name:
             return spec
     known = ", ".join(spec.name for spec in specs)
-    raise KeyError(f"no campaign named {name!r}; known campaigns: {known}")
+    raise InputError(f"no campaign named {name!r}; known campaigns: {known}")
 
 
 def broadcast_occurrence(spec: CampaignSpec, today: date) -> str:
@@ -333,7 +334,7 @@ def _audience_members(session: Session, name: str, today: date) -> list[int]:
         return sorted(int(i) for i in ids)
     if name == "high-value":
         return _top_spenders(session, share=0.10)
-    raise KeyError(f"no audience named {name!r}; known audiences: churn-risk, high-value")
+    raise InputError(f"no audience named {name!r}; known audiences: churn-risk, high-value")
 
 
 def _top_spenders(session: Session, share: float) -> list[int]:

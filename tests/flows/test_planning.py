@@ -20,6 +20,7 @@ from flows.planning import (
     plan_audience,
     plan_campaign,
 )
+from models.errors import InputError
 from models.schema import Assignment, Recommendation, TriggerOccurrence
 from tests.models.builders import StoreBuilder, at
 
@@ -152,5 +153,5 @@ def test_high_value_audience_is_the_top_tenth_by_net_spend(engine: Engine, store
 
 
 def test_unknown_campaign_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="weekly-picks"):
+    with pytest.raises(InputError, match="weekly-picks"):
         campaign_by_name("black-friday")
