@@ -6,6 +6,8 @@ platform's own hash of the same person matches ours. No plaintext identifier is 
 
 File per batch: ``<platform>-<audience>-<YYYYMMDD>-<n>.csv``, at most 10,000 rows (the platforms' per-request
 limit), published atomically under the first free ``n``: a rerun the same day adds files, it never overwrites.
+Before a CSV is published, ``.ledger/<same name>.keys`` lists the ledger hashes of its rows (no identifier, hashed or
+not): after a crash, the channel can tell which messages a published file already holds, so none is added twice.
 """
 
 from __future__ import annotations
@@ -16,21 +18,29 @@ import io
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
 import phonenumbers
 
-from channels.base import Channel, DeliveryResult, OutboundMessage, PermanentChannelError, RetryableChannelError
-from channels.outbox import ensure_writable_dir, write_new_file
+from channels.base import (
+    Channel,
+    DeliveryResult,
+    LedgerKey,
+    OutboundMessage,
+    PermanentChannelError,
+    RetryableChannelError,
+)
+from channels.outbox import ensure_writable_dir, ledger_hash, write_new_file
 
 Platform = Literal["meta", "google"]
 
 META_COLUMNS = ("email", "phone", "fn", "ln", "ct", "st", "zip", "country", "doby", "dobm", "dobd")
 GOOGLE_COLUMNS = ("Email", "Phone", "First Name", "Last Name", "Country", "Zip")
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+LEDGER_DIR = ".ledger"
 
 
 # normalizers ---------------------------------------------------------------------------------------------------
@@ -201,6 +211,7 @@ class AudienceFileChannel(Channel):
 
     consent_channel = "ads"
     batch_size = 10_000
+    knows_deliveries = True
 
     def __init__(self, platform: Platform, folder: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
         if platform not in _PLATFORMS:
@@ -208,6 +219,7 @@ class AudienceFileChannel(Channel):
         self.name = platform  # type: ignore[misc]
         self.platform = platform
         self.folder = ensure_writable_dir(Path(folder))
+        self.index = ensure_writable_dir(self.folder / LEDGER_DIR)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.columns, self._row = _PLATFORMS[platform]
 
@@ -223,30 +235,58 @@ class AudienceFileChannel(Channel):
         """Write one file per audience in the batch; every row in a file gets the file name as provider id."""
         results: dict[int, DeliveryResult] = {}
         for audience, members in _by_audience(messages):
-            rows: list[tuple[int, list[str]]] = []
+            rows: list[tuple[int, LedgerKey, list[str]]] = []
             for index, message in members:
                 row = self._row(message)
                 if row[0] or row[1]:
-                    rows.append((index, row))
+                    rows.append((index, message.ledger_key, row))
                 else:
                     results[index] = DeliveryResult.failed(PermanentChannelError("no usable email or phone"))
             results.update(self._write(audience, rows))
         return [results[index] for index in range(len(messages))]
 
-    def _write(self, audience: str, rows: list[tuple[int, list[str]]]) -> dict[int, DeliveryResult]:
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str]:
+        """Messages whose hash is listed in a ``.keys`` file whose CSV was published, with that CSV's name."""
+        wanted = {ledger_hash(message.ledger_key): message.ledger_key for message in messages}
+        found: dict[LedgerKey, str] = {}
+        for keys_file in sorted(self.index.glob(f"{self.platform}-*.keys")):
+            csv_name = keys_file.name.removesuffix(".keys") + ".csv"
+            if not (self.folder / csv_name).is_file():
+                continue  # the run died between the two writes: nothing of that batch was published
+            for digest in keys_file.read_text(encoding="ascii").split():
+                if digest in wanted:
+                    found[wanted[digest]] = csv_name
+        return found
+
+    def _write(self, audience: str, rows: list[tuple[int, LedgerKey, list[str]]]) -> dict[int, DeliveryResult]:
         if not rows:
             return {}
         prefix = f"{self.platform}-{audience}-{self.clock():%Y%m%d}"
+        data = _csv([self.columns, *(row for _, _, row in rows)])
+        keys = "".join(ledger_hash(key) + "\n" for _, key, _ in rows).encode("ascii")
         try:
-            path = write_new_file(self.folder, self._names(prefix), _csv([self.columns, *(r for _, r in rows)]))
+            path = self._publish(prefix, keys, data)
         except OSError as exc:
             error = RetryableChannelError(f"could not write {prefix}-*.csv in {self.folder}: {exc}")
-            return {index: DeliveryResult.failed(error) for index, _ in rows}
-        return {index: DeliveryResult.sent(path.name) for index, _ in rows}
+            return {index: DeliveryResult.failed(error) for index, _, _ in rows}
+        return {index: DeliveryResult.sent(path.name) for index, _, _ in rows}
 
-    def _names(self, prefix: str) -> Iterator[str]:
-        start = len(list(self.folder.glob(f"{prefix}-*.csv"))) + 1
-        return (f"{prefix}-{n}.csv" for n in itertools.count(start))
+    def _publish(self, prefix: str, keys: bytes, data: bytes) -> Path:
+        """Reserve the first free number with the keys file, then publish the CSV under it."""
+        for _ in range(1_000):
+            start = self._next_number(prefix)
+            keys_path = write_new_file(self.index, (f"{prefix}-{n}.keys" for n in itertools.count(start)), keys)
+            csv_name = keys_path.name.removesuffix(".keys") + ".csv"
+            try:
+                return write_new_file(self.folder, [csv_name], data)
+            except FileExistsError:  # a CSV from before the keys files took that number: try the next one
+                keys_path.unlink(missing_ok=True)
+        raise FileExistsError(f"no free file name for {prefix}-*.csv in {self.folder}")
+
+    def _next_number(self, prefix: str) -> int:
+        taken = [*self.folder.glob(f"{prefix}-*.csv"), *self.index.glob(f"{prefix}-*.keys")]
+        numbers = [int(m.group(1)) for p in taken if (m := re.search(r"-(\d+)\.(?:csv|keys)$", p.name))]
+        return max(numbers, default=0) + 1
 
 
 def audience_slug(message: OutboundMessage) -> str:

@@ -9,6 +9,11 @@
 
 Adapters map their vendor's errors onto this tree at the boundary (``raise ... from exc``); dispatch records
 the reason per recipient and never lets one recipient's failure stop the others.
+
+A channel that can tell which messages it already holds (a file sink sees its files) implements
+``already_delivered``: after a crash between hand-over and outcome, dispatch asks it instead of guessing, so a
+message is never delivered twice. A channel that cannot tell gets its messages one at a time, so at most one
+message is ever in doubt.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from datetime import date
 from typing import Any, ClassVar, Literal
 
 from models.errors import ConfigurationError, DeliveryError
+
+LedgerKey = tuple[str, int, str]
+"""``(occurrence_key, customer_id, channel)``: the ledger's unique key of one message."""
 
 
 class ChannelError(DeliveryError):
@@ -72,13 +80,15 @@ class OutboundMessage:
     variant: str | None = None
     audience: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    marketing: bool = True
+    """Marketing messages also need the customer to be a marketing contact (CRM); transactional ones do not."""
 
     @property
     def customer_id(self) -> int:
         return self.recipient.customer_id
 
     @property
-    def ledger_key(self) -> tuple[str, int, str]:
+    def ledger_key(self) -> LedgerKey:
         return (self.occurrence_key, self.recipient.customer_id, self.channel)
 
 
@@ -115,6 +125,8 @@ class Channel(ABC):
     name: ClassVar[str]
     consent_channel: ClassVar[str]
     batch_size: ClassVar[int] = 100
+    knows_deliveries: ClassVar[bool] = False
+    """True when ``already_delivered`` can tell what this channel holds (then whole batches are handed over)."""
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -128,6 +140,14 @@ class Channel(ABC):
         """``None`` when the recipient has an address for this channel, else the suppression reason."""
         return None
 
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
+        """Which of ``messages`` this channel already holds, with their provider ids; ``None`` when it cannot tell.
+
+        Dispatch asks after a run died between handing messages over and recording what happened to them. The
+        messages absent from the answer were never delivered and are sent again; with ``None`` they are in doubt.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027  (optional hook: most channels hold nothing to release)
         """Flush and release resources."""
 
@@ -139,6 +159,7 @@ class InMemoryChannel(Channel):
     """
 
     consent_channel = "email"
+    knows_deliveries = True
 
     def __init__(
         self,
@@ -158,6 +179,11 @@ class InMemoryChannel(Channel):
             return DeliveryResult.failed(error)
         self.delivered.append(message)
         return DeliveryResult.sent(f"memory-{len(self.delivered)}")
+
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
+        """The messages of ``messages`` in ``delivered`` (what this channel holds)."""
+        held = {m.ledger_key: f"memory-{i}" for i, m in enumerate(self.delivered, start=1)}
+        return {m.ledger_key: held[m.ledger_key] for m in messages if m.ledger_key in held}
 
     def close(self) -> None:
         self.closed = True

@@ -4,6 +4,10 @@ Every source (Shopify, the CRM, our own unsubscribe endpoint, an erasure request
 (customer, channel) in ``consents``. The gate reads all of them: the most recent ``recorded_at`` wins, a denial
 wins a tie, and no statement at all means no consent. An unsubscribe is simply the newest statement, so it beats
 any earlier grant, including one a daily CRM re-export keeps repeating (its ``recorded_at`` does not move).
+
+Marketing eligibility is a separate fact: the CRM says whether someone is a marketing contact (HubSpot's
+"Marketing contact status"), kept as statements on the pseudo-channel ``marketing``. A customer whose latest
+``marketing`` statement is a denial gets no marketing message on any channel, whatever any channel's consent says.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from models.schema import Consent
 ConsentState = Literal["granted", "denied"]
 GRANTED: Final[ConsentState] = "granted"
 DENIED: Final[ConsentState] = "denied"
+MARKETING: Final = "marketing"
+"""Pseudo-channel of the CRM's marketing-contact status: denied = a non-marketing contact."""
 
 CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 
@@ -54,11 +60,15 @@ def consent_states(conn: Connection, customer_ids: Collection[int], channel: str
     return {customer_id: state for customer_id, state in states.items() if state is not None}
 
 
-def suppression_reason(state: ConsentState | None) -> str | None:
-    """``None`` when the state allows a send; else ``no_consent`` (never asked) or ``opted_out`` (said no)."""
-    if state == GRANTED:
-        return None
-    return "opted_out" if state == DENIED else "no_consent"
+def suppression_reason(state: ConsentState | None, marketing: ConsentState | None = None) -> str | None:
+    """``None`` when a send is allowed; else ``opted_out`` (said no), ``non_marketing`` (the CRM marks them a
+    non-marketing contact) or ``no_consent`` (never asked). ``marketing`` is the customer's ``marketing`` state
+    (pass ``None`` for a transactional message)."""
+    if state == DENIED:
+        return "opted_out"
+    if marketing == DENIED:
+        return "non_marketing"
+    return None if state == GRANTED else "no_consent"
 
 
 def record_unsubscribe(

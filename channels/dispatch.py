@@ -1,37 +1,76 @@
-"""Dispatch: the only path a message takes. Per channel, in batches: ledger claim → consent gate → adapter → outcome.
+"""Dispatch: the only path a message takes. Per channel, in batches: ledger claim → gate → hand-over → outcome.
 
 The ``messages`` ledger's unique key ``(occurrence_key, customer_id, channel)`` is the guarantee that a message goes
-out at most once, across retries, reruns, crashes and parallel workers:
+out at most once, across retries, reruns, crashes and parallel workers. A message moves through these states::
 
-* **claim** — one ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` per batch: the rows it returns are ours. A key
-  that exists is ours only if one conditional ``UPDATE … RETURNING`` takes it: a retryable failure with attempts
-  left, or a ``pending`` row whose worker died (untouched for longer than ``lease``). The database serializes
-  both statements, so two workers can never hold the same key.
-* **gate** — consent (one query per batch), then ``Channel.can_reach``, then the experiment holdout; each
-  suppression is recorded with its reason and never reaches the adapter.
-* **adapter** — ``send_batch``; each result becomes ``sent`` or ``failed`` (``reason`` retryable | permanent).
-  A ``ChannelConfigError`` hands the batch back (``failed``/retryable, attempts unchanged) and stops the run.
+    pending ──► sending ──► sent
+       │           └──────► failed   retryable (a later run takes it again) | permanent | in_doubt
+       └──► suppressed                consent, non-marketing contact, no address, holdout
 
-Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done.
+* **claim** — one ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` per batch: the rows it returns are ours; each
+  keeps the planner's payload so a later run can finish it. A key that exists is ours only if a conditional
+  ``UPDATE … RETURNING`` takes it: a retryable failure with attempts left, or a ``pending`` row untouched for longer
+  than ``lease`` (its run died before handing it over: nothing was sent). The database serializes both
+  statements, so two workers never hold the same key.
+* **gate** — consent and marketing status (one query per batch), ``Channel.can_reach``, the experiment holdout;
+  each suppression is recorded with its reason and never reaches the adapter.
+* **hand-over** — the rows become ``sending`` and that is committed *before* the adapter gets them; each result
+  then becomes ``sent`` or ``failed``. A ``sending`` row older than ``lease`` belongs to a run that died in
+  between: the channel is asked what it already holds (``Channel.already_delivered``; a file sink sees its files),
+  held messages are recorded as sent, the others are delivered again. A channel that cannot tell gets one message
+  at a time, so at most one message per worker can be in doubt; it ends ``failed``/``in_doubt``, never resent.
+* **held elsewhere** — a key another live run is working on is waited for (up to ``wait``), then counted done,
+  or taken over once that run's lease has passed; what is still held at the end is reported as ``unfinished``.
+* **leftovers** — :func:`finish_unfinished` finishes what earlier runs left (``pending``/``sending`` past the lease,
+  retryable failures with attempts left) from the payload in the row, whether or not anyone plans it again.
+
+Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done + unfinished.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, func, literal, or_, select, tuple_, update
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.types import TypeEngine
 
-from channels.base import Channel, ChannelConfigError, ChannelError, DeliveryResult, OutboundMessage
-from channels.consent import consent_states, suppression_reason
+from channels.base import (
+    Channel,
+    ChannelConfigError,
+    ChannelError,
+    DeliveryResult,
+    LedgerKey,
+    OutboundMessage,
+    RetryableChannelError,
+)
+from channels.consent import MARKETING, consent_states, suppression_reason
+from channels.recipients import load_recipients
 from models.db import dialect_insert
 from models.schema import Message
 
@@ -39,26 +78,46 @@ log = logging.getLogger(__name__)
 
 MESSAGES = Message.__table__  # type: ignore[attr-defined]
 DEFAULT_LEASE = timedelta(minutes=15)
+DEFAULT_EXPIRY = timedelta(days=7)
 HOLDOUT = "holdout"
+FINAL_STATES = ("sent", "suppressed", "failed")
+IN_DOUBT = "in_doubt"
+POLL_SECONDS = 0.5
 
-LedgerKey = tuple[str, int, str]
 _KEY_COLUMNS = (MESSAGES.c.occurrence_key, MESSAGES.c.customer_id, MESSAGES.c.channel)
 
 
 @dataclass
 class ChannelTally:
-    """What happened to one channel's messages in one run."""
+    """What happened to one channel's messages in one run.
+
+    ``already_done``: finished before this run (``recovered`` of them delivered by a run that died before recording
+    it, found at the sink now); ``unfinished``: still held by another run, or by a crashed one whose lease has not
+    passed, when this run ended.
+    """
 
     planned: int = 0
     sent: int = 0
     suppressed: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     already_done: int = 0
+    unfinished: int = 0
+    recovered: int = 0
 
     @property
     def accounted(self) -> int:
-        """Messages that reached an outcome; equals ``planned`` when the books balance."""
-        return self.sent + self.suppressed.total() + self.failed.total() + self.already_done
+        """Messages that reached a bucket; equals ``planned`` when the books balance."""
+        return self.sent + self.suppressed.total() + self.failed.total() + self.already_done + self.unfinished
+
+    @property
+    def retryable(self) -> int:
+        """Failures a later run takes again."""
+        return self.failed["retryable"]
+
+    @property
+    def given_up(self) -> int:
+        """Failures no run will retry: permanent, in doubt, expired."""
+        return self.failed.total() - self.failed["retryable"]
 
 
 @dataclass
@@ -84,9 +143,45 @@ class DispatchReport:
         return sum(t.failed.total() for t in self.channels.values())
 
     @property
+    def total_retryable(self) -> int:
+        return sum(t.retryable for t in self.channels.values())
+
+    @property
+    def total_given_up(self) -> int:
+        return sum(t.given_up for t in self.channels.values())
+
+    @property
+    def total_unfinished(self) -> int:
+        return sum(t.unfinished for t in self.channels.values())
+
+    @property
+    def total_recovered(self) -> int:
+        return sum(t.recovered for t in self.channels.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every planned message reached an outcome and none failed."""
+        return self.total_failed == 0 and self.total_unfinished == 0
+
+    @property
     def balanced(self) -> bool:
-        """planned = sent + suppressed + failed + already_done on every channel."""
+        """planned = sent + suppressed + failed + already_done + unfinished on every channel."""
         return all(t.planned == t.accounted for t in self.channels.values())
+
+    def merge(self, other: DispatchReport) -> DispatchReport:
+        """A new report adding ``other``'s counts to this one's."""
+        merged = DispatchReport()
+        for report in (self, other):
+            for name, t in report.channels.items():
+                m = merged.tally(name)
+                m.planned += t.planned
+                m.sent += t.sent
+                m.suppressed.update(t.suppressed)
+                m.failed.update(t.failed)
+                m.already_done += t.already_done
+                m.unfinished += t.unfinished
+                m.recovered += t.recovered
+        return merged
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per channel (sorted by name), reasons spelled out as ``reason=n, …``."""
@@ -100,6 +195,7 @@ class DispatchReport:
                 "failed": t.failed.total(),
                 "failed_by": _reasons(t.failed),
                 "already_done": t.already_done,
+                "unfinished": t.unfinished,
             }
             for name, t in sorted(self.channels.items())
         ]
@@ -123,24 +219,94 @@ def dispatch(
     now: datetime | None = None,
     max_attempts: int = 3,
     lease: timedelta = DEFAULT_LEASE,
+    wait: timedelta | None = None,
 ) -> DispatchReport:
     """Deliver ``messages`` through ``channels`` (keyed by ``OutboundMessage.channel``) at most once each.
 
     ``now`` fixes the clock (tests, replays); ``max_attempts`` bounds retries of retryable failures; ``lease`` is
-    how long a ``pending`` claim is respected before a later run treats its worker as dead. Raises
-    ``ChannelConfigError`` for an unknown channel or when an adapter reports one (nothing is recorded as sent).
+    how long a claimed or handed-over message is left to the run holding it before another run takes it over;
+    ``wait`` is how long to wait at the end for messages another run holds (default: ``lease`` on the real clock,
+    none with a fixed ``now``). Raises ``ChannelConfigError`` for an unknown channel or when an adapter reports
+    one (what was handed over is settled first).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+    patience = wait if wait is not None else (timedelta(0) if now is not None else lease)
     report = DispatchReport()
+    held: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
     for channel, batch in _batches(messages, channels):
         run = _BatchRun(engine, channel, report.tally(channel.name), clock, max_attempts, lease)
-        run.dispatch(batch)
+        elsewhere = run.dispatch(batch)
+        if elsewhere:
+            held.setdefault(channel.name, (channel, []))[1].extend(elsewhere)
+    if held:
+        _wait_for_other_runs(engine, held, report, clock, max_attempts, lease, patience)
     for name, tally in sorted(report.channels.items()):
         log.info(
-            "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d",
+            "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d unfinished=%d",
             name, tally.planned, tally.sent, tally.suppressed.total(), tally.failed.total(), tally.already_done,
+            tally.unfinished,
         )  # fmt: skip
     return report
+
+
+def finish_unfinished(
+    engine: Engine,
+    channels: Mapping[str, Channel],
+    *,
+    now: datetime | None = None,
+    max_attempts: int = 3,
+    lease: timedelta = DEFAULT_LEASE,
+    expire_after: timedelta = DEFAULT_EXPIRY,
+    wait: timedelta | None = None,
+    campaigns: Collection[str] | None = None,
+) -> DispatchReport:
+    """Finish every message earlier runs left unfinished on ``channels``, whether or not anyone plans it again.
+
+    Taken: ``pending``/``sending`` rows untouched for longer than ``lease`` (their run died) and retryable failures
+    with attempts left. Each is rebuilt from the payload kept in its row and the customer's current profile, then
+    goes through :func:`dispatch` (so consent is checked again: an unsubscribe since then wins). A message planned
+    more than ``expire_after`` ago and never handed over is closed as ``failed``/``expired`` instead: a birthday
+    email a month late is worse than none. ``campaigns`` limits the search to those campaigns' messages.
+    """
+    current = now or datetime.now(UTC)
+    with engine.begin() as conn:
+        query = _leftovers_query(list(channels), current - lease, max_attempts)
+        if campaigns is not None:
+            query = query.where(MESSAGES.c.campaign.in_(list(campaigns)))
+        rows = conn.execute(query).mappings().all()
+        expired = [r["id"] for r in rows if r["state"] != "sending" and r["created_at"] < current - expire_after]
+        recipients = load_recipients(conn, {r["customer_id"] for r in rows})
+        messages: list[OutboundMessage] = []
+        broken: list[int] = []
+        for row in rows:
+            if row["id"] in expired:
+                continue
+            rebuilt = _rebuild(row, recipients)
+            if rebuilt is None:
+                broken.append(row["id"])
+            else:
+                messages.append(rebuilt)
+        _close(conn, expired, "expired", f"planned more than {expire_after} ago and never delivered", current)
+        _close(conn, broken, "permanent", "cannot rebuild: the customer or the planned content is gone", current)
+    report = dispatch(engine, messages, channels, now=now, max_attempts=max_attempts, lease=lease, wait=wait)
+    for row in rows:
+        if row["id"] in expired or row["id"] in broken:
+            tally = report.tally(row["channel"])
+            tally.planned += 1
+            tally.failed["expired" if row["id"] in expired else "permanent"] += 1
+    if rows:
+        log.info("finished %d messages earlier runs left unfinished (%d expired)", len(rows), len(expired))
+    return report
+
+
+def payload_of(message: OutboundMessage) -> dict[str, Any]:
+    """What the ledger keeps to rebuild ``message`` later: its audience and template context, without the
+    customer (rebuilt from the profile at that time, so no stale personal data is kept here)."""
+    context = {key: value for key, value in message.context.items() if key != "customer"}
+    return {"audience": message.audience, "marketing": message.marketing, "context": context}
+
+
+# --- batches ------------------------------------------------------------------------------------------------
 
 
 def _batches(
@@ -162,8 +328,80 @@ def _batches(
         yield channels[name], batch
 
 
+def _wait_for_other_runs(
+    engine: Engine,
+    held: dict[str, tuple[Channel, list[OutboundMessage]]],
+    report: DispatchReport,
+    clock: Callable[[], datetime],
+    max_attempts: int,
+    lease: timedelta,
+    patience: timedelta,
+) -> None:
+    """Give messages other runs hold the time to finish (or their lease to pass), then settle them again."""
+    deadline = time.monotonic() + patience.total_seconds()
+    count = sum(len(messages) for _, messages in held.values())
+    if patience > timedelta(0):
+        log.info("%d messages are held by another run; waiting up to %s for them", count, patience)
+    while held and time.monotonic() < deadline:
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        still: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
+        for name, (channel, messages) in held.items():
+            tally = report.tally(name)
+            tally.planned -= len(messages)  # counted again by the retry below
+            tally.unfinished -= len(messages)
+            run = _BatchRun(engine, channel, tally, clock, max_attempts, lease)
+            elsewhere = run.dispatch(messages)
+            if elsewhere:
+                still[name] = (channel, elsewhere)
+        held = still
+
+
+def _leftovers_query(channels: list[str], stale_before: datetime, max_attempts: int) -> Any:
+    abandoned = and_(MESSAGES.c.state.in_(["pending", "sending"]), MESSAGES.c.updated_at < stale_before)
+    retryable = and_(
+        MESSAGES.c.state == "failed", MESSAGES.c.reason == "retryable", MESSAGES.c.attempts < max_attempts
+    )
+    return (
+        select(MESSAGES)
+        .where(MESSAGES.c.channel.in_(channels), or_(abandoned, retryable))
+        .order_by(MESSAGES.c.channel, MESSAGES.c.id)
+    )
+
+
+def _rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Any]) -> OutboundMessage | None:
+    """The message a ledger row stands for, or ``None`` when its customer or its planned content is gone."""
+    recipient = recipients.get(row["customer_id"])
+    payload = row["payload"]
+    if recipient is None or (payload is None and row["template"]):
+        return None
+    payload = payload or {}
+    context = dict(payload.get("context") or {})
+    context["customer"] = {"first_name": recipient.first_name}
+    return OutboundMessage(
+        occurrence_key=row["occurrence_key"],
+        channel=row["channel"],
+        recipient=recipient,
+        campaign=row["campaign"] or "",
+        template=row["template"],
+        variant=row["variant"],
+        audience=payload.get("audience"),
+        context=context,
+        marketing=bool(payload.get("marketing", True)),
+    )
+
+
+def _close(conn: Connection, ids: Sequence[int], reason: str, error: str, now: datetime) -> None:
+    """Give up on unfinished rows that were never handed over: ``failed`` with ``reason``, payload dropped."""
+    if ids:
+        conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state.in_(["pending", "failed"]))
+            .values(state="failed", reason=reason, error=error, payload=None, updated_at=now)
+        )
+
+
 class _BatchRun:
-    """One batch of one channel through claim → gate → adapter → outcome."""
+    """One batch of one channel through claim → gate → hand-over → outcome."""
 
     def __init__(
         self,
@@ -181,16 +419,22 @@ class _BatchRun:
         self.max_attempts = max_attempts
         self.lease = lease
 
-    def dispatch(self, batch: Sequence[OutboundMessage]) -> None:
+    def dispatch(self, batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
+        """Claim, gate and deliver ``batch``; return the messages another run holds (counted ``unfinished``)."""
         self.tally.planned += len(batch)
         unique = _first_of_each_key(batch)
         self.tally.already_done += len(batch) - len(unique)
         with self.engine.begin() as conn:
             claimed = self._claim(conn, unique)
-            self.tally.already_done += len(unique) - len(claimed)
+            others = [m for m in unique if m.ledger_key not in claimed]
+            in_doubt, elsewhere = self._sort_out(conn, others)
+            if in_doubt:
+                claimed.update(self._settle_in_doubt(conn, in_doubt))
             deliverable = self._gate(conn, [m for m in unique if m.ledger_key in claimed], claimed)
         if deliverable:
             self._deliver(deliverable, claimed)
+        self.tally.unfinished += len(elsewhere)
+        return elsewhere
 
     # claim -------------------------------------------------------------------------------------------------
 
@@ -206,7 +450,7 @@ class _BatchRun:
         return claimed
 
     def _reclaim(self, conn: Connection, keys: Sequence[LedgerKey], now: datetime) -> dict[LedgerKey, int]:
-        """Take back keys whose earlier attempt failed retryably, or whose worker died mid-send."""
+        """Take back keys whose earlier attempt failed retryably, or whose run died before handing them over."""
         retryable = and_(
             MESSAGES.c.state == "failed",
             MESSAGES.c.reason == "retryable",
@@ -221,18 +465,85 @@ class _BatchRun:
         )
         return {(r.occurrence_key, r.customer_id, r.channel): r.id for r in conn.execute(statement)}
 
+    def _sort_out(
+        self, conn: Connection, messages: Sequence[OutboundMessage]
+    ) -> tuple[list[tuple[OutboundMessage, int]], list[OutboundMessage]]:
+        """Keys we could not claim: done (counted), handed over by a dead run (in doubt), or held by another run."""
+        if not messages:
+            return [], []
+        keys = [m.ledger_key for m in messages]
+        rows = conn.execute(
+            select(MESSAGES.c.id, MESSAGES.c.state, MESSAGES.c.updated_at, *_KEY_COLUMNS).where(
+                tuple_(*_KEY_COLUMNS).in_(keys)
+            )
+        ).all()
+        found = {(r.occurrence_key, r.customer_id, r.channel): r for r in rows}
+        stale = self.clock() - self.lease
+        in_doubt: list[tuple[OutboundMessage, int]] = []
+        elsewhere: list[OutboundMessage] = []
+        for message in messages:
+            row = found.get(message.ledger_key)
+            if row is None or row.state in FINAL_STATES:
+                self.tally.already_done += 1  # gone means a concurrent erasure; final means done
+            elif row.state == "sending" and row.updated_at < stale:
+                in_doubt.append((message, row.id))
+            else:
+                elsewhere.append(message)
+        return in_doubt, elsewhere
+
+    def _settle_in_doubt(self, conn: Connection, rows: Sequence[tuple[OutboundMessage, int]]) -> dict[LedgerKey, int]:
+        """Rows a dead run handed over: sent if the channel holds them, else ours to deliver again (or in doubt)."""
+        messages = [message for message, _ in rows]
+        ids = {message.ledger_key: row_id for message, row_id in rows}
+        now = self.clock()
+        stale = and_(MESSAGES.c.state == "sending", MESSAGES.c.updated_at < now - self.lease)
+        held = _ask_channel(self.channel, messages)
+        if held is None:
+            self.tally.failed[IN_DOUBT] += len(rows)
+            error = f"handed to {self.channel.name} by a run that stopped before it knew the outcome"
+            conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.id.in_(list(ids.values())), stale)
+                .values(state="failed", reason=IN_DOUBT, error=error, payload=None, updated_at=now)
+            )
+            return {}
+        if held:
+            self.tally.already_done += len(held)
+            self.tally.recovered += len(held)
+            conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.id == bindparam("row_id"), stale)
+                .values(state="sent", reason=None, error=None, provider_id=bindparam("pid"), sent_at=now,
+                        payload=None, attempts=MESSAGES.c.attempts + 1, updated_at=now),
+                [{"row_id": ids[key], "pid": provider_id} for key, provider_id in held.items()],
+            )  # fmt: skip
+        missing = [ids[m.ledger_key] for m in messages if m.ledger_key not in held]
+        if not missing:
+            return {}
+        taken = conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id.in_(missing), stale)
+            .values(state="pending", updated_at=now)
+            .returning(MESSAGES.c.id, *_KEY_COLUMNS)
+        )
+        return {(r.occurrence_key, r.customer_id, r.channel): r.id for r in taken}
+
     # gate --------------------------------------------------------------------------------------------------
 
     def _gate(
         self, conn: Connection, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]
     ) -> list[OutboundMessage]:
         """Record a suppression for every message that must not go; return the ones that may."""
-        states = consent_states(conn, [m.customer_id for m in messages], self.channel.consent_channel)
+        ids = [m.customer_id for m in messages]
+        states = consent_states(conn, ids, self.channel.consent_channel)
+        marketing = consent_states(conn, [m.customer_id for m in messages if m.marketing], MARKETING)
         deliverable: list[OutboundMessage] = []
         suppressed: list[dict[str, Any]] = []
         for message in messages:
             reason = (
-                suppression_reason(states.get(message.customer_id))
+                suppression_reason(
+                    states.get(message.customer_id), marketing.get(message.customer_id) if message.marketing else None
+                )
                 or self.channel.can_reach(message)
                 or (HOLDOUT if message.variant == HOLDOUT else None)
             )
@@ -245,74 +556,134 @@ class _BatchRun:
             statement = (
                 update(MESSAGES)
                 .where(MESSAGES.c.id == bindparam("row_id"))
-                .values(state="suppressed", reason=bindparam("new_reason"), error=None, updated_at=self.clock())
-            )
+                .values(
+                    state="suppressed", reason=bindparam("new_reason"), error=None, payload=None,
+                    updated_at=self.clock(),
+                )
+            )  # fmt: skip
             conn.execute(statement, suppressed)
         return deliverable
 
-    # adapter + outcome -------------------------------------------------------------------------------------
+    # hand-over + outcome -----------------------------------------------------------------------------------
 
     def _deliver(self, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]) -> None:
-        ids = [claimed[message.ledger_key] for message in messages]
+        """Mark ``sending`` (committed), hand over, record outcomes; one message at a time when the channel cannot
+        tell afterwards what it delivered."""
+        groups = [list(messages)] if self.channel.knows_deliveries else [[m] for m in messages]
+        for group in groups:
+            ours = self._mark_sending([claimed[m.ledger_key] for m in group])
+            mine = [m for m in group if claimed[m.ledger_key] in ours]
+            self.tally.unfinished += len(group) - len(mine)  # our lease ran out and another run took them
+            if mine:
+                self._hand_over(mine, [claimed[m.ledger_key] for m in mine])
+
+    def _mark_sending(self, ids: Sequence[int]) -> set[int]:
+        statement = (
+            update(MESSAGES)
+            .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == "pending")
+            .values(state="sending", updated_at=self.clock())
+            .returning(MESSAGES.c.id)
+        )
+        with self.engine.begin() as conn:
+            return set(conn.execute(statement).scalars())
+
+    def _hand_over(self, messages: Sequence[OutboundMessage], ids: Sequence[int]) -> None:
         try:
             results = self.channel.send_batch(messages)
-        except ChannelConfigError as exc:
-            self._release(ids, f"ChannelConfigError: {exc}")
+        except ChannelConfigError as exc:  # by contract nothing of *this* call was delivered by a plain channel
+            self._settle(messages, ids, f"ChannelConfigError: {exc}", retryable=True, count_attempt=False)
             raise
-        except ChannelError as exc:  # the adapter failed the whole batch at once
-            results = [DeliveryResult.failed(exc)] * len(messages)
-        except Exception as exc:
-            self._release(ids, f"{type(exc).__name__} in {self.channel.name} adapter", count_attempt=True)
+        except ChannelError as exc:  # the adapter failed the whole call
+            self._settle(messages, ids, f"{type(exc).__name__}: {exc}",
+                         retryable=isinstance(exc, RetryableChannelError), count_attempt=True)  # fmt: skip
+            return
+        except Exception as exc:  # a bug in the adapter: settle what we can, then let it show
+            self._settle(messages, ids, f"{type(exc).__name__} in {self.channel.name} adapter", retryable=True,
+                         count_attempt=True)  # fmt: skip
             raise
         if len(results) != len(messages):
-            self._release(ids, "adapter returned a wrong number of results", count_attempt=True)
+            self._settle(messages, ids, "adapter returned a wrong number of results", retryable=True,
+                         count_attempt=True)  # fmt: skip
             raise RuntimeError(
                 f"channel {self.channel.name!r} returned {len(results)} results for {len(messages)} messages"
             )
         self._record(ids, results)
 
-    def _record(self, ids: Sequence[int], results: Sequence[DeliveryResult]) -> None:
+    def _settle(
+        self, messages: Sequence[OutboundMessage], ids: Sequence[int], error: str, *, retryable: bool,
+        count_attempt: bool,
+    ) -> None:  # fmt: skip
+        """A hand-over that raised: what the channel holds is sent, the rest failed (in doubt when it can't tell)."""
+        if self.channel.knows_deliveries:
+            held = _ask_channel(self.channel, messages)
+        else:  # one message per call: a config error means it was not sent, anything else leaves it in doubt
+            held = {} if error.startswith("ChannelConfigError") else None
+        results = []
+        for message in messages:
+            if held is None:
+                results.append(DeliveryResult("failed", error=error, retryable=False))
+            elif message.ledger_key in held:
+                results.append(DeliveryResult.sent(held[message.ledger_key]))
+            else:
+                results.append(DeliveryResult("failed", error=error, retryable=retryable))
+        self._record(ids, results, in_doubt=held is None, count_attempt=count_attempt)
+
+    def _record(
+        self, ids: Sequence[int], results: Sequence[DeliveryResult], *, in_doubt: bool = False,
+        count_attempt: bool = True,
+    ) -> None:  # fmt: skip
         now = self.clock()
         outcomes = []
         for row_id, result in zip(ids, results, strict=True):
             if result.status == "sent":
                 self.tally.sent += 1
-                outcomes.append(_outcome(row_id, "sent", None, result.provider_id, None, now))
+                outcomes.append(_outcome(row_id, "sent", None, result.provider_id, None, now, keep_payload=False))
             else:
-                reason = "retryable" if result.retryable else "permanent"
+                reason = IN_DOUBT if in_doubt else ("retryable" if result.retryable else "permanent")
                 self.tally.failed[reason] += 1
-                outcomes.append(_outcome(row_id, "failed", reason, result.provider_id, result.error, None))
-        with self.engine.begin() as conn:
-            conn.execute(_OUTCOME_UPDATE.values(updated_at=now), outcomes)
-
-    def _release(self, ids: Sequence[int], error: str, *, count_attempt: bool = False) -> None:
-        """Hand claimed rows back as retryable failures so the next run takes them at once (nothing was sent)."""
-        attempts = MESSAGES.c.attempts + 1 if count_attempt else MESSAGES.c.attempts
-        statement = (
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == "pending")
-            .values(state="failed", reason="retryable", error=error, attempts=attempts, updated_at=self.clock())
+                outcomes.append(
+                    _outcome(row_id, "failed", reason, result.provider_id, result.error, None,
+                             keep_payload=reason == "retryable")
+                )  # fmt: skip
+        statement = _OUTCOME_UPDATE.values(
+            updated_at=now, attempts=MESSAGES.c.attempts + 1 if count_attempt else MESSAGES.c.attempts
         )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            conn.execute(statement, outcomes)
+
+
+def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
+    """``channel.already_delivered``; a channel that fails to answer cannot tell."""
+    try:
+        return channel.already_delivered(messages)
+    except Exception:  # noqa: BLE001  (the answer decides between resend and in doubt: never guess)
+        log.exception("channel %s could not say what it already holds", channel.name)
+        return None
 
 
 _OUTCOME_UPDATE = (
     update(MESSAGES)
-    .where(MESSAGES.c.id == bindparam("row_id"))
+    .where(MESSAGES.c.id == bindparam("row_id"), MESSAGES.c.state == "sending")
     .values(
         state=bindparam("new_state"),
         reason=bindparam("new_reason"),
         provider_id=bindparam("new_provider_id"),
         error=bindparam("new_error"),
         sent_at=bindparam("new_sent_at"),
-        attempts=MESSAGES.c.attempts + 1,
+        payload=case((bindparam("new_keep", type_=Boolean), MESSAGES.c.payload), else_=null()),
     )
 )
 
 
 def _outcome(
-    row_id: int, state: str, reason: str | None, provider_id: str | None, error: str | None, sent_at: datetime | None
+    row_id: int,
+    state: str,
+    reason: str | None,
+    provider_id: str | None,
+    error: str | None,
+    sent_at: datetime | None,
+    *,
+    keep_payload: bool,
 ) -> dict[str, Any]:
     return {
         "row_id": row_id,
@@ -321,6 +692,7 @@ def _outcome(
         "new_provider_id": provider_id,
         "new_error": error,
         "new_sent_at": sent_at,
+        "new_keep": keep_payload,
     }
 
 
@@ -343,15 +715,19 @@ def _insert_claims(conn: Connection, messages: Sequence[OutboundMessage], now: d
     """
     pending = {"state": "pending", "attempts": 0, "created_at": now, "updated_at": now}
     rows = [{name: getattr(message, name) for name in _CLAIM_COLUMNS} for message in messages]
+    payloads = [orjson.dumps(payload_of(message), default=str).decode() for message in messages]
     if conn.dialect.name == "postgresql":
         arrays = [bindparam(f"claim_{n}", [row[n] for row in rows], type_=ARRAY(t)) for n, t in _CLAIM_COLUMNS.items()]
-        unnested = func.unnest(*arrays).table_valued(*_CLAIM_COLUMNS).render_derived()
+        arrays.append(bindparam("claim_payload", payloads, type_=ARRAY(Text)))
+        unnested = func.unnest(*arrays).table_valued(*_CLAIM_COLUMNS, "payload").render_derived()
         constants = [literal(value, MESSAGES.c[name].type).label(name) for name, value in pending.items()]
-        source = select(*(unnested.c[name] for name in _CLAIM_COLUMNS), *constants)
-        statement = postgresql.insert(MESSAGES).from_select([*_CLAIM_COLUMNS, *pending], source)
+        payload = cast(cast(unnested.c.payload, Text), postgresql.JSON).label("payload")
+        source = select(*(unnested.c[name] for name in _CLAIM_COLUMNS), payload, *constants)
+        statement = postgresql.insert(MESSAGES).from_select([*_CLAIM_COLUMNS, "payload", *pending], source)
         return conn.execute(_on_conflict_return_ids(statement))
     statement = dialect_insert(conn)(MESSAGES)
-    return conn.execute(_on_conflict_return_ids(statement), [{**row, **pending} for row in rows])
+    values = [{**row, **pending, "payload": orjson.loads(p)} for row, p in zip(rows, payloads, strict=True)]
+    return conn.execute(_on_conflict_return_ids(statement), values)
 
 
 def _on_conflict_return_ids(statement: Any) -> Any:
@@ -371,3 +747,5 @@ def _first_of_each_key(batch: Sequence[OutboundMessage]) -> list[OutboundMessage
 
 def _reasons(counts: Counter[str]) -> str:
     return ", ".join(f"{reason}={n}" for reason, n in sorted(counts.items()))
+
+

@@ -3,7 +3,9 @@
 Each message renders ``templates/inapp/<template>.json.j2`` into a card, the channel adds the identity fields
 (``id`` from the ledger key, campaign, variant, customer, expiry), and the card must validate against
 ``templates/inapp/content_card.schema.json`` before it is appended. A retried message has the same card id, and a
-card id already in the day's file is not appended again. The app (or a webhook forwarder, later) reads the feed.
+card id already in the day's file is not appended again; after a crash, ``already_delivered`` finds the cards a
+run wrote before it died in any day's file, so none is appended twice. The app (or a webhook forwarder, later)
+reads the feed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from channels.base import (
     ChannelConfigError,
     ChannelError,
     DeliveryResult,
+    LedgerKey,
     OutboundMessage,
     PermanentChannelError,
     RetryableChannelError,
@@ -70,6 +73,7 @@ class InAppFeedChannel(Channel):
     name = "inapp"
     consent_channel = "inapp"
     batch_size = 500
+    knows_deliveries = True
 
     def __init__(
         self,
@@ -112,6 +116,19 @@ class InAppFeedChannel(Channel):
             item if isinstance(item, DeliveryResult) else DeliveryResult.sent(f"{feed.path.name}#{item['id']}")
             for item in built
         ]
+
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str]:
+        """The messages whose card id is in a feed file (newest day first; a torn last line holds no card)."""
+        wanted = {ledger_hash(message.ledger_key): message.ledger_key for message in messages}
+        found: dict[LedgerKey, str] = {}
+        for path in sorted(self.folder.glob("*.jsonl"), reverse=True):
+            for card_id in _FeedFile(path).card_ids():
+                key = wanted.pop(card_id, None)
+                if key is not None:
+                    found[key] = f"{path.name}#{card_id}"
+            if not wanted:
+                break
+        return found
 
     def card(self, message: OutboundMessage, now: datetime) -> dict[str, Any]:
         """The validated card for ``message``; ``PermanentChannelError`` when the template yields an invalid one."""
@@ -174,6 +191,16 @@ class _FeedFile:
                 self.offset = handle.tell()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def card_ids(self) -> set[str]:
+        """Every card id in the file as it is now."""
+        with open(self.path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            try:
+                self._catch_up(handle)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return self.ids
 
     def _catch_up(self, handle: Any) -> bool:
         """Learn the ids appended since ``offset``; ``True`` when the file ends in a torn line."""

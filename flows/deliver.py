@@ -1,37 +1,81 @@
-"""Delivery: every planned message goes through ``channels.dispatch`` and nothing else."""
+"""Delivery: every planned message goes through ``channels.dispatch`` and nothing else.
+
+One delivery first finishes what earlier runs left unfinished (a crash, a retryable failure), then delivers what
+was planned now, through the same open channels; both are reported, so a run that leaves work undone says so.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
 from channels.base import OutboundMessage
-from channels.dispatch import DispatchReport, dispatch
+from channels.dispatch import DispatchReport, dispatch, finish_unfinished
 from flows.runtime import open_channels
 from flows.settings import Settings
 
 
 @dataclass
+class Delivery:
+    """What one delivery did: ``planned`` for the messages planned now, ``leftovers`` for earlier runs' unfinished
+    ones (``None`` when there were none to look for)."""
+
+    planned: DispatchReport
+    leftovers: DispatchReport = field(default_factory=DispatchReport)
+
+    @property
+    def total(self) -> DispatchReport:
+        return self.planned.merge(self.leftovers)
+
+
+@dataclass
 class Planned:
-    """What a sending flow planned, and what dispatch did with it (``None`` when delivery was left to the caller).
+    """What a sending flow planned, and what delivery did with it (``None`` when delivery was left to the caller).
 
     Messages carry PII, so they travel only in-process between tasks, never as flow parameters (which Prefect stores).
     """
 
     messages: list[OutboundMessage]
-    report: DispatchReport | None = None
+    delivery: Delivery | None = None
+
+    @property
+    def report(self) -> DispatchReport | None:
+        return self.delivery.planned if self.delivery is not None else None
 
 
 @task(name="dispatch", cache_policy=NO_CACHE)
-def deliver(engine: Engine, settings: Settings, messages: Sequence[OutboundMessage]) -> DispatchReport:
-    """Consent gate → ledger → adapter for each message; the report reconciles per channel."""
+def deliver(
+    engine: Engine,
+    settings: Settings,
+    messages: Sequence[OutboundMessage],
+    *,
+    campaigns: Collection[str] | None = None,
+) -> Delivery:
+    """Finish earlier runs' unfinished messages (of ``campaigns``, or all), then consent gate → ledger → adapter for
+    each planned message; the reports reconcile per channel."""
+    logger = get_run_logger()
+    lease = timedelta(seconds=settings.claim_lease_seconds)
     channels = open_channels(settings)
     try:
-        return dispatch(engine, messages, channels)
+        leftovers = finish_unfinished(engine, channels, lease=lease, campaigns=campaigns)
+        if leftovers.total_planned:
+            logger.info(
+                "finished %d messages earlier runs left unfinished: %d sent, %d failed, %d still held elsewhere",
+                leftovers.total_planned, leftovers.total_sent, leftovers.total_failed, leftovers.total_unfinished,
+            )  # fmt: skip
+        planned = dispatch(engine, messages, channels, lease=lease)
     finally:
         for channel in channels.values():
             channel.close()
+    for row in planned.rows():
+        logger.info(
+            "%s: planned %d, sent %d, suppressed %d (%s), failed %d (%s), already in ledger %d, unfinished %d",
+            row["channel"], row["planned"], row["sent"], row["suppressed"], row["suppressed_by"] or "-",
+            row["failed"], row["failed_by"] or "-", row["already_done"], row["unfinished"],
+        )  # fmt: skip
+    return Delivery(planned=planned, leftovers=leftovers)

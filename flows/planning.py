@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from channels.base import OutboundMessage, Recipient
+from channels.recipients import load_recipients
 from models.db import session_scope
 from models.errors import InputError
 from models.schema import (
     Assignment,
     Campaign,
-    Customer,
     Experiment,
     Order,
     Product,
@@ -237,24 +237,7 @@ def _assignments(session: Session, experiment_id: int, spec: CampaignSpec, ids: 
 
 
 def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
-    rows = session.execute(select(Customer).where(col(Customer.id).in_(list(ids)))).scalars()
-    return {
-        row.id: Recipient(
-            customer_id=row.id,
-            email=row.email,
-            phone=row.phone,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            city=row.city,
-            region=row.region,
-            country=row.country,
-            zip=row.zip,
-            birthday=row.birthday,
-            timezone=row.timezone,
-        )
-        for row in rows
-        if row.id is not None
-    }
+    return load_recipients(session.connection(), ids)
 
 
 def _picks(session: Session, ids: list[int], limit: int) -> dict[int, list[tuple[Product, str]]]:

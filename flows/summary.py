@@ -33,6 +33,7 @@ def message_rows(report: DispatchReport) -> list[list[str]]:
             f"{row['suppressed']:,}",
             f"{row['failed']:,}",
             f"{row['already_done']:,}",
+            f"{row['unfinished']:,}",
         ]
         for row in report.rows()
     ]
@@ -48,7 +49,7 @@ def reason_rows(report: DispatchReport) -> list[list[str]]:
 
 
 SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped"]
-MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "already in ledger"]
+MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "already in ledger", "unfinished"]
 REASON_HEADER = ["channel", "outcome", "reason", "messages"]
 
 
@@ -71,9 +72,26 @@ def messages_table(report: DispatchReport) -> Table:
 
 def sent_sentence(report: DispatchReport) -> str:
     """The one line a rerun must make obvious."""
-    if report.total_sent == 0:
+    if report.total_sent == 0 and report.complete:
         return "0 new messages sent: everything planned today is already in the ledger or suppressed."
     return f"{report.total_sent:,} new messages sent."
+
+
+def leftovers_sentence(report: DispatchReport) -> str | None:
+    """What this run finished for earlier runs (a crash, a retryable failure); ``None`` when there was nothing."""
+    if not report.total_planned:
+        return None
+    parts = [f"{report.total_sent:,} sent"]
+    if report.total_recovered:
+        parts.append(f"{report.total_recovered:,} found already delivered")
+    suppressed = sum(t.suppressed.total() for t in report.channels.values())
+    if suppressed:
+        parts.append(f"{suppressed:,} suppressed")
+    if report.total_failed:
+        parts.append(f"{report.total_failed:,} failed")
+    if report.total_unfinished:
+        parts.append(f"{report.total_unfinished:,} still held by another run")
+    return f"Finished from earlier runs: {report.total_planned:,} messages ({', '.join(parts)})."
 
 
 def outbox_rows(outbox: Path) -> list[list[str]]:
@@ -102,6 +120,9 @@ def print_day_summary(console: Console, day: DayReport, outbox: Path) -> None:
     console.print(messages_table(day.dispatch))
     if reason_rows(day.dispatch):
         console.print(_table("Not sent, by reason", REASON_HEADER, reason_rows(day.dispatch)))
+    leftovers = leftovers_sentence(day.leftovers)
+    if leftovers:
+        console.print(leftovers)
     console.print(f"[bold]{sent_sentence(day.dispatch)}[/]")
     console.print(_table("Outbox", ["folder", "files"], outbox_rows(outbox)))
 
@@ -124,6 +145,7 @@ def day_summary_markdown(day: DayReport) -> str:
             "## Messages",
             _markdown_table(MESSAGE_HEADER, message_rows(day.dispatch)),
             _markdown_table(REASON_HEADER, reason_rows(day.dispatch)),
+            *([leftovers] if (leftovers := leftovers_sentence(day.leftovers)) else []),
             sent_sentence(day.dispatch),
         ]
     )

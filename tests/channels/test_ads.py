@@ -205,7 +205,7 @@ def test_google_file_has_exact_headers_hashes_and_blank_country_and_zip(tmp_path
 def test_audience_files_contain_no_plaintext_identifier(tmp_path: Path, platform: str) -> None:
     channel = AudienceFileChannel(platform, tmp_path, clock=lambda: TODAY)  # type: ignore[arg-type]
     channel.send_batch([member(1), member(2, email="zoe.k@example.org", phone="+44 20 7946 0018")])
-    content = "".join(p.read_text() for p in tmp_path.iterdir()).lower()
+    content = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file()).lower()
     for plaintext in [*PLAINTEXT, "zoe.k", "example.org", "gmail", "7946", "us,", ",or,"]:
         assert plaintext.lower() not in content, plaintext
 
@@ -226,8 +226,25 @@ def test_a_second_batch_the_same_day_gets_the_next_number(tmp_path: Path) -> Non
     channel.send_batch([member(1)])
     channel.send_batch([member(2)])
     AudienceFileChannel("meta", tmp_path, clock=lambda: TODAY).send_batch([member(3)])  # another worker
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"meta-loyal-regulars-20261127-{n}.csv" for n in (1, 2, 3)]
-    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+    names = sorted(p.name for p in tmp_path.glob("*.csv"))
+    assert names == [f"meta-loyal-regulars-20261127-{n}.csv" for n in (1, 2, 3)]
+    assert not list(tmp_path.rglob("*.tmp"))  # no temporary files left behind
+
+
+def test_a_published_file_tells_which_messages_it_holds(tmp_path: Path) -> None:
+    AudienceFileChannel("meta", tmp_path, clock=lambda: TODAY).send_batch([member(1), member(2)])
+    restarted = AudienceFileChannel("meta", tmp_path, clock=lambda: TODAY)  # e.g. after a crash
+    held = restarted.already_delivered([member(1), member(2), member(3)])
+    assert held == {member(i).ledger_key: "meta-loyal-regulars-20261127-1.csv" for i in (1, 2)}
+
+
+def test_a_batch_whose_csv_never_appeared_holds_nothing(tmp_path: Path) -> None:
+    channel = AudienceFileChannel("meta", tmp_path, clock=lambda: TODAY)
+    channel.send_batch([member(1)])
+    (tmp_path / "meta-loyal-regulars-20261127-1.csv").unlink()  # died between the keys file and the CSV
+    assert channel.already_delivered([member(1)]) == {}
+    channel.send_batch([member(1)])
+    assert channel.already_delivered([member(1)]) == {member(1).ledger_key: "meta-loyal-regulars-20261127-2.csv"}
 
 
 def test_member_without_email_or_phone_is_unreachable_and_garbage_fails(tmp_path: Path) -> None:
@@ -236,7 +253,7 @@ def test_member_without_email_or_phone_is_unreachable_and_garbage_fails(tmp_path
     assert channel.can_reach(member(1, email=None)) is None
     result = channel.send(member(1, email="not-an-email", phone="123"))
     assert result.status == "failed" and not result.retryable
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.glob("*.csv")) == []
 
 
 def test_batch_size_is_the_platform_limit() -> None:

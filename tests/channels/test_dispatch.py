@@ -165,24 +165,26 @@ def test_retries_stop_after_max_attempts(engine: Engine) -> None:
     assert ledger(engine)[1]["attempts"] == 2
 
 
-def test_pending_claim_of_a_crashed_worker_is_taken_over_after_the_lease(engine: Engine) -> None:
+def test_message_handed_over_by_a_crashed_worker_is_redelivered_only_if_the_channel_lacks_it(engine: Engine) -> None:
     add_customers(engine, [1])
 
     class Crash(InMemoryChannel):
         def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
-            raise KeyboardInterrupt  # the worker dies mid-send: the row stays pending
+            raise KeyboardInterrupt  # the worker dies during the hand-over, before anything was delivered
 
     with pytest.raises(KeyboardInterrupt):
         dispatch(engine, [message(1)], {"email": Crash("email")}, now=T0)
-    assert ledger(engine)[1]["state"] == "pending"
+    assert ledger(engine)[1]["state"] == "sending"
 
     too_soon = InMemoryChannel("email")
     soon = dispatch(engine, [message(1)], {"email": too_soon}, now=T0 + timedelta(minutes=5))
-    assert too_soon.delivered == [] and soon.channels["email"].already_done == 1
+    assert too_soon.delivered == [] and soon.channels["email"].unfinished == 1
+    assert soon.channels["email"].already_done == 0 and not soon.complete
 
     later = InMemoryChannel("email")
-    dispatch(engine, [message(1)], {"email": later}, now=T0 + timedelta(minutes=30))
+    report = dispatch(engine, [message(1)], {"email": later}, now=T0 + timedelta(minutes=30))
     assert len(later.delivered) == 1 and ledger(engine)[1]["state"] == "sent"
+    assert report.complete and report.balanced
 
 
 def test_unsubscribe_between_runs_wins_over_a_pending_retry(engine: Engine) -> None:
@@ -306,6 +308,7 @@ def test_report_rows_spell_out_reasons(engine: Engine) -> None:
             "failed": 1,
             "failed_by": "permanent=1",
             "already_done": 0,
+            "unfinished": 0,
         }
     ]
     assert "| email | 3 | 1 |" in report.to_markdown()

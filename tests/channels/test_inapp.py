@@ -109,3 +109,19 @@ def test_inapp_needs_inapp_consent(sqlite_engine: Engine, tmp_path: Path) -> Non
         sqlite_engine, [message(1, channel="inapp"), message(2, channel="inapp")], {"inapp": feed_channel(tmp_path)}
     )
     assert report.total_sent == 1 and [c["customer_id"] for c in cards(tmp_path)] == [1]
+
+
+def test_a_card_written_on_an_earlier_day_is_known_as_delivered(tmp_path: Path) -> None:
+    feed_channel(tmp_path, NOW).send(message(5, channel="inapp"))
+    next_day = feed_channel(tmp_path, NOW + timedelta(hours=2))  # a rerun after midnight (UTC): another feed file
+    held = next_day.already_delivered([message(5, channel="inapp"), message(6, channel="inapp")])
+    key = message(5, channel="inapp").ledger_key
+    assert held == {key: f"20261127.jsonl#{ledger_hash(key)}"}
+
+
+def test_a_torn_last_line_is_not_a_delivered_card(tmp_path: Path) -> None:
+    channel = feed_channel(tmp_path)
+    channel.send(message(5, channel="inapp"))
+    with open(tmp_path / "20261127.jsonl", "ab") as handle:  # a crash in the middle of appending card 6
+        handle.write(b'{"id":"' + ledger_hash(message(6, channel="inapp").ledger_key).encode() + b'","title":"Hal')
+    assert list(feed_channel(tmp_path).already_delivered([message(6, channel="inapp")])) == []

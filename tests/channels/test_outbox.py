@@ -1,0 +1,33 @@
+"""The .eml outbox: one file per ledger key, never replaced, and it knows what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from channels.outbox import EmlOutboxTransport
+from tests.channels.conftest import message
+
+
+def test_a_message_handed_over_twice_is_written_once(tmp_path: Path) -> None:
+    outbox = EmlOutboxTransport(tmp_path)
+    first = outbox.deliver(b"From: a@b.example\r\n\r\nfirst\r\n", message(1))
+    second = outbox.deliver(b"From: a@b.example\r\n\r\nsecond\r\n", message(1))
+    assert first == second
+    assert (tmp_path / first).read_bytes().endswith(b"first\r\n")  # the delivered copy is never replaced
+    assert [p.name for p in tmp_path.iterdir()] == [first]
+
+
+def test_the_outbox_tells_which_messages_it_holds(tmp_path: Path) -> None:
+    outbox = EmlOutboxTransport(tmp_path)
+    name = outbox.deliver(b"x\r\n", message(1))
+    assert EmlOutboxTransport(tmp_path).already_delivered([message(1), message(2)]) == {message(1).ledger_key: name}
+
+
+def test_a_batch_writes_every_file_once(tmp_path: Path) -> None:
+    outbox = EmlOutboxTransport(tmp_path, writers=4)
+    items = [(f"m{i}\r\n".encode(), message(i)) for i in range(1, 21)]
+    names = outbox.deliver_batch(items)
+    outbox.deliver_batch(items)
+    outbox.close()
+    assert len(set(names)) == 20 and len(list(tmp_path.glob("*.eml"))) == 20
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
