@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +11,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.util.exc import CommandError
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from models.errors import ConfigurationError
+from models.locks import stage_lock
+
+DEFAULT_LOCK_WAIT_SECONDS = 1800.0
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -23,22 +30,90 @@ class DatabaseError(ConfigurationError):
     """The database URL is unusable; the message says which setting to fix."""
 
 
+URL_SETTING = "OMNICAST_DATABASE_URL"
+URL_CHOICES = "use sqlite:///path/to/omnicast.db or postgresql+psycopg://user@host:5432/db"
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so parallel tasks behave."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    url = _with_driver(url)
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
+            if url.startswith("postgresql") and "connect_timeout" not in url:
+                kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_SECONDS})
             engine = create_engine(url, pool_pre_ping=True, **kwargs)
-    except Exception as exc:  # sqlalchemy raises ArgumentError / NoSuchModuleError with terse text
+    except Exception as exc:  # sqlalchemy raises ArgumentError / NoSuchModuleError / ValueError with terse text
         raise DatabaseError(
-            f"OMNICAST_DATABASE_URL={_redact(url)!r} is not a usable SQLAlchemy URL ({exc}); "
-            "use sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+            f"{URL_SETTING}={redact_url(url)!r} is not a usable SQLAlchemy URL ({_one_line(exc, url)}); {URL_CHOICES}"
         ) from exc
     return engine
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean the psycopg 3 driver omnicast installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def check_connection(engine: Engine) -> None:
+    """Open the database once and read its catalogue, so an unusable URL fails before any work with one line."""
+    probe = "SELECT count(*) FROM sqlite_master" if engine.dialect.name == "sqlite" else "SELECT 1"
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(probe))
+    except DBAPIError as exc:
+        raise DatabaseError(_connection_problem(engine, exc)) from exc
+
+
+def _connection_problem(engine: Engine, exc: DBAPIError) -> str:
+    url = engine.url.render_as_string(hide_password=False)
+    shown = f"{URL_SETTING}={redact_url(url)!r}"
+    reason = _one_line(exc.orig or exc, url)
+    if engine.dialect.name != "sqlite":
+        return (
+            f"cannot connect to the database at {shown} ({reason}); check that the server is running and that "
+            "host, port, user, password and database name are right"
+        )
+    path = Path(engine.url.database or "")
+    if not path.parent.is_dir():
+        return f"{shown}: the folder {path.parent} does not exist; create it or point the URL at an existing folder"
+    if path.is_dir():
+        return f"{shown} names the folder {path}, not a database file; add a file name such as {path / 'omnicast.db'}"
+    if "not a database" in reason or "malformed" in reason:
+        return (
+            f"{shown}: {path} is not an SQLite database ({reason}); point the URL at omnicast's database "
+            "or at a file name that does not exist yet"
+        )
+    return f"cannot open the SQLite database at {shown} ({reason}); check the file and its folder's permissions"
+
+
+def _one_line(exc: BaseException, url: str = "") -> str:
+    """An exception's text on one line, with any password from ``url`` blanked out."""
+    message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+    password = _password(url)
+    return message.replace(password, "***") if password else message
+
+
+def _password(url: str) -> str | None:
+    try:
+        return make_url(url).password  # type: ignore[return-value]
+    except Exception:  # an unparsable URL has no password sqlalchemy could use either
+        return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password hidden, for messages and logs."""
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        shown = _redact(url)
+    return re.sub(r"(password=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
 
 
 def dialect_insert(conn: Connection | Engine) -> Callable[[Any], Any]:
@@ -50,7 +125,7 @@ def dialect_insert(conn: Connection | Engine) -> Callable[[Any], Any]:
         return sqlite.insert
     raise DatabaseError(
         f"omnicast needs SQLite or PostgreSQL (the send ledger relies on INSERT … ON CONFLICT), not {name}; "
-        "set OMNICAST_DATABASE_URL to sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+        f"set {URL_SETTING}: {URL_CHOICES}"
     )
 
 
@@ -80,14 +155,40 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (``alembic upgrade head``)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at ``url`` to ``revision`` (``alembic upgrade head``).
+
+    What the database refuses (another application's tables, a revision from a newer omnicast) becomes a
+    :class:`DatabaseError` naming the setting; an error in a migration's own code stays a bug.
+    """
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except CommandError as exc:
+        raise DatabaseError(
+            f"the database at {URL_SETTING}={redact_url(url)!r} cannot be migrated ({_one_line(exc, url)}); "
+            "was it written by a newer omnicast? run that version, or point the URL at another database"
+        ) from exc
+    except DBAPIError as exc:
+        reason = _one_line(exc.orig or exc, url)
+        raise DatabaseError(
+            f"the database at {URL_SETTING}={redact_url(url)!r} cannot be migrated ({reason}); "
+            "point the URL at omnicast's own database or an empty one"
+        ) from exc
 
 
-def prepare(url: str) -> Engine:
-    """Migrate then return an engine: what every flow calls first."""
-    upgrade(url)
-    return make_engine(url)
+def prepare(
+    url: str,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> Engine:
+    """Check the URL, migrate under the ``migrate`` stage lock (two fresh runs never both migrate), return an engine.
+
+    What every flow calls first; an unusable URL or database is a one-line :class:`DatabaseError`.
+    """
+    engine = make_engine(url)
+    check_connection(engine)
+    with stage_lock(engine, "migrate", lock_wait_seconds, logger):
+        upgrade(url)
+    return engine
 
 
 @contextmanager
