@@ -78,6 +78,23 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect API (subprocess server on a temporary SQLite DB) with heartbeats off; yields its URL.
+
+    One per test session, started only by tests that really run flows (in-process, or in subprocesses that get
+    the URL as ``PREFECT_API_URL``).
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        prefect_test_harness(server_startup_timeout=60),
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield str(PREFECT_API_URL.value())
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest) -> Engine:
     """Runs the test once on SQLite and once on PostgreSQL."""
