@@ -11,14 +11,23 @@ from sqlalchemy.engine import Engine
 from channels.base import OutboundMessage
 from flows.deliver import Planned, deliver
 from flows.planning import DEFAULT_AUDIENCES, plan_audience
-from flows.runtime import SettingError, load_settings, open_database, run_date
+from flows.runtime import load_settings, locked, open_database, run_date
+from flows.settings import Settings
+from models.errors import InputError
 
 PLATFORMS = ("meta", "google")
 
 
+def check_platform(platform: str | None) -> None:
+    """Refuse an ad platform omnicast has no audience channel for, naming the choices."""
+    if platform is not None and platform not in PLATFORMS:
+        raise InputError(f"unknown ad platform {platform!r}; choose one of: {', '.join(PLATFORMS)}")
+
+
 @task(name="plan-audiences", cache_policy=NO_CACHE)
-def plan_audiences(engine: Engine, today: date, platform: str | None) -> list[OutboundMessage]:
-    messages = [m for spec in DEFAULT_AUDIENCES for m in plan_audience(engine, spec, today)]
+def plan_audiences(engine: Engine, settings: Settings, today: date, platform: str | None) -> list[OutboundMessage]:
+    with locked(engine, settings, "audiences"):
+        messages = [m for spec in DEFAULT_AUDIENCES for m in plan_audience(engine, spec, today)]
     return [m for m in messages if platform is None or m.channel == platform]
 
 
@@ -27,10 +36,9 @@ def audiences_flow(
     platform: str | None = None, as_of: str | None = None, deliver_now: bool = True
 ) -> Planned:
     """Plan audience additions (all platforms or one); deliver them unless ``deliver_now`` is false."""
-    if platform is not None and platform not in PLATFORMS:
-        raise SettingError(f"unknown ad platform {platform!r}; choose one of: {', '.join(PLATFORMS)}")
+    check_platform(platform)
     settings = load_settings()
     engine = open_database(settings)
-    messages = plan_audiences(engine, run_date(settings, as_of), platform)
+    messages = plan_audiences(engine, settings, run_date(settings, as_of), platform)
     report = deliver(engine, settings, messages) if deliver_now else None
     return Planned(messages, report)

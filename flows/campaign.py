@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from channels.base import OutboundMessage
 from flows.deliver import Planned, deliver
 from flows.planning import DEFAULT_CAMPAIGNS, StoreInfo, campaign_by_name, plan_campaign
-from flows.runtime import load_settings, open_database, run_date
+from flows.runtime import load_settings, locked, open_database, run_date
 from flows.settings import Settings
 
 
@@ -23,7 +23,8 @@ def store_info(settings: Settings) -> StoreInfo:
 def plan_campaigns(engine: Engine, settings: Settings, today: date, name: str | None) -> list[OutboundMessage]:
     specs = [campaign_by_name(name)] if name else list(DEFAULT_CAMPAIGNS)
     store = store_info(settings)
-    return [message for spec in specs for message in plan_campaign(engine, spec, today, store)]
+    with locked(engine, settings, "campaign"):  # campaigns, experiments and assignments have unique keys
+        return [message for spec in specs for message in plan_campaign(engine, spec, today, store)]
 
 
 @flow(name="campaign")

@@ -1,25 +1,112 @@
-"""The `omnicast` command line (Typer). Every command exits non-zero with a one-line reason on bad input."""
+"""The `omnicast` command line (Typer).
+
+Contract: a problem the user can fix (any :class:`models.errors.OmnicastError`, or a usage error such as an unknown
+option or a bad number) ends stderr with one line ``error: <what and how to fix it>`` and exit code 2, with no
+traceback. Anything else is a bug and shows as one (traceback, exit code 1). What can be checked before a flow starts
+(settings, arguments, the database URL, the channels) is checked before Prefect is even imported.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import date
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-# Before Prefect is imported: no telemetry unless the operator asks for it.
+# Before Prefect is imported: no telemetry unless the operator asks for it, and room for a slow machine to start
+# Prefect's temporary server (its default of 20 s is not always enough on a busy 2-core box).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.text import Text  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from models.errors import InputError, OmnicastError  # noqa: E402
+
+MAX_SAMPLE_CUSTOMERS = 2_000_000
+
+console = Console()
+err = Console(stderr=True)
+
+
+def one_line(message: str) -> str:
+    """A message as exactly one line (the contract's last line of stderr)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip()) or "unknown error"
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` as the last line of stderr: Prefect's temporary server is stopped first, so its own
+    goodbye line cannot come after it."""
+    _stop_prefect_server()
+    line = Text("error:", style="bold red") + Text(" " + one_line(message))
+    err.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+def _stop_prefect_server() -> None:
+    """Stop the temporary Prefect server this process started (its logs flushed first); no-op when none runs.
+
+    Only a server Prefect started because no API URL is configured is ours to stop (not an operator's server, nor
+    a test harness's, which also registers itself as the default instance).
+    """
+    server_module = sys.modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is not None:
+        handlers.APILogWorker.drain_all(timeout=5)
+    for server in list(server_module.SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
+class OmnicastGroup(TyperGroup):
+    """Typer's group, with the error contract applied to every command (also under ``typer.testing.CliRunner``)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except OmnicastError as exc:
+            print_error(str(exc))
+            sys.exit(2)
+        except typer.TyperException as exc:  # click's usage errors: unknown option, bad number, missing argument
+            _usage_error(exc)
+            sys.exit(2)
+        except typer.Abort:
+            err.print("aborted", highlight=False, markup=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> None:
+    """Click's usage text, then the problem as the one ``error:`` line (no box drawn around it)."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        err.print(ctx.get_usage(), highlight=False, markup=False, soft_wrap=True)
+        if ctx.command.get_help_option(ctx) is not None:
+            err.print(f"Try '{ctx.command_path} --help' for help.", highlight=False, markup=False, soft_wrap=True)
+    print_error(exc.format_message())
+
 
 app = typer.Typer(help="omnicast: profiles, recommendations, triggers and consent-gated sends for your store.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=OmnicastGroup)
 triggers_app = typer.Typer(help="Trigger detection.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Campaigns.", no_args_is_help=True)
 audiences_app = typer.Typer(help="Ad-platform audiences.", no_args_is_help=True)
@@ -27,28 +114,51 @@ app.add_typer(triggers_app, name="triggers")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(audiences_app, name="audiences")
 
-console = Console()
-err = Console(stderr=True)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into one line on stderr and exit code 2."""
-    from channels.base import ChannelConfigError
-    from flows.runtime import SettingError
-    from models.db import DatabaseError
-    from sources.load import SourceFileError
-
-    try:
-        yield
-    except (SettingError, SourceFileError, ChannelConfigError, DatabaseError, KeyError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+AsOf = Annotated[str | None, typer.Option(help="Business day YYYY-MM-DD (default today in the store's timezone).")]
 
 
 def _progress(status: Any) -> Callable[[str], None]:
     return lambda stage: status.update(f"writing {stage}…")
+
+
+def _day(as_of: str | None) -> str | None:
+    """``--as-of`` checked before any work (the flows take it as text: Prefect stores it as the run's parameter)."""
+    from flows.runtime import parse_day
+
+    return parse_day(as_of, "--as-of").isoformat() if as_of else None
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Create ``path`` (and its parents) or say in one line why it cannot be, naming ``option``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise InputError(
+            f"{option} {str(path)!r} cannot be created as a folder ({why}); choose another folder"
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {str(path)!r} is not writable by this user; choose another folder")
+    return path
+
+
+def preflight(*, channels: bool = False, store: bool = False) -> Any:
+    """Settings, database URL and (optionally) sources and channels, checked before Prefect starts: one line each."""
+    from flows.runtime import check_channels, load_settings, store_files
+    from models.db import check_connection, make_engine
+
+    settings = load_settings()
+    if store:
+        store_files(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        check_connection(engine)
+    finally:
+        engine.dispose()
+    if channels:
+        check_channels(settings)
+    return settings
 
 
 def finish_day(state: Any, outbox: Path) -> None:
@@ -60,24 +170,28 @@ def finish_day(state: Any, outbox: Path) -> None:
         raise report
     print_day_summary(console, report, outbox=outbox)
     if state.is_failed():
-        err.print(f"[bold red]incomplete:[/] {state.message}")
+        err.print(Text("incomplete:", style="bold red") + Text(f" {state.message}"), soft_wrap=True)
         raise typer.Exit(1)
 
 
 @app.command()
 def sample(
     out: Annotated[Path, typer.Option(help="Folder to write the store into (created).")],
-    customers: Annotated[int, typer.Option(min=10, help="Number of store customers.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 7,
+    customers: Annotated[int, typer.Option(min=10, max=MAX_SAMPLE_CUSTOMERS, help="Number of store customers.")] = 2000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same files.")] = 7,
     as_of: Annotated[str | None, typer.Option(help="Export day YYYY-MM-DD (default today).")] = None,
 ) -> None:
     """Write a realistic sample store: Shopify exports, HubSpot contacts, GA4 events."""
+    from flows.runtime import parse_day
     from sources.sample import write_sample
 
-    with user_errors():
-        day = date.fromisoformat(as_of) if as_of else None
+    day = parse_day(as_of, "--as-of") if as_of else None
+    writable_folder(out, "--out")
+    try:
         with console.status("generating sample store…") as status:
             manifest = write_sample(out, customers=customers, seed=seed, as_of=day, progress=_progress(status))
+    except OSError as exc:
+        raise InputError(f"--out {str(out)!r}: cannot write the sample store ({exc.strerror or exc})") from exc
     for name, info in sorted(manifest["files"].items()):
         console.print(f"  {out / name}: {info['rows']:,} rows")
     console.print(f"sample store as of {manifest['as_of']} written to {out}")
@@ -85,31 +199,40 @@ def sample(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Work folder for data, database and outbox.")] = Path("demo"),
-    customers: Annotated[int, typer.Option(min=10, help="Customers in generated sample data.")] = 2000,
+    workdir: Annotated[Path, typer.Option(help="Work folder for data, database, outbox and Prefect's home.")] = Path(
+        "demo"
+    ),
+    customers: Annotated[
+        int, typer.Option(min=10, max=MAX_SAMPLE_CUSTOMERS, help="Customers in generated sample data.")
+    ] = 2000,
 ) -> None:
     """Generate sample data (once) and run the whole day on embedded defaults; prints a summary."""
-    from flows.demo import prepare_demo
+    from flows.demo import prefect_environment, prepare_demo
 
-    with user_errors():
+    writable_folder(workdir, "--workdir")
+    os.environ.update(prefect_environment(workdir, os.environ))  # before Prefect is imported: its home is read once
+    try:
         with console.status("preparing sample data…") as status:
             manifest, environment = prepare_demo(workdir, customers, _progress(status))
-        os.environ.update(environment)
-        from flows.daily import daily_flow
+    except OSError as exc:
+        raise InputError(f"--workdir {str(workdir)!r}: cannot write the demo's files ({exc.strerror or exc})") from exc
+    os.environ.update(environment)
+    preflight(channels=True, store=True)
+    from flows.daily import daily_flow
 
-        state = daily_flow(as_of=manifest["as_of"], return_state=True)
-        finish_day(state, workdir / "outbox")
+    state = daily_flow(as_of=manifest["as_of"], return_state=True)
+    finish_day(state, workdir / "outbox")
 
 
 @app.command()
-def daily(as_of: Annotated[str | None, typer.Option(help="Business day YYYY-MM-DD (default today).")] = None) -> None:
+def daily(as_of: AsOf = None) -> None:
     """Run the whole day on the configured sources and channels."""
-    with user_errors():
-        from flows.daily import daily_flow
-        from flows.settings import Settings
+    day = _day(as_of)
+    settings = preflight(channels=True, store=True)
+    from flows.daily import daily_flow
 
-        state = daily_flow(as_of=as_of, return_state=True)
-        finish_day(state, Settings().outbox_dir)
+    state = daily_flow(as_of=day, return_state=True)
+    finish_day(state, settings.outbox_dir)
 
 
 @app.command()
@@ -123,10 +246,10 @@ def sync(
     for name, value in (("STORE_PATH", store), ("CRM_PATH", crm), ("ANALYTICS_PATH", analytics)):
         if value is not None:
             os.environ[f"OMNICAST_{name}"] = str(value)
-    with user_errors():
-        from flows.sync import sync_flow
+    preflight(store=True)
+    from flows.sync import sync_flow
 
-        report = sync_flow()
+    report = sync_flow()
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(), default=str) + "\n")
         return
@@ -138,20 +261,21 @@ def sync(
 @app.command()
 def train() -> None:
     """Fit the recommender and store every customer's top picks."""
-    with user_errors():
-        from flows.train import train_flow
+    preflight()
+    from flows.train import train_flow
 
-        report = train_flow()
+    report = train_flow()
     console.print(report)
 
 
 @triggers_app.command("run")
-def triggers_run(as_of: Annotated[str | None, typer.Option(help="Business day YYYY-MM-DD.")] = None) -> None:
+def triggers_run(as_of: AsOf = None) -> None:
     """Detect birthdays, replenishment, churn risk and abandoned carts for the day."""
-    with user_errors():
-        from flows.triggers import triggers_flow
+    day = _day(as_of)
+    preflight()
+    from flows.triggers import triggers_flow
 
-        found = triggers_flow(as_of=as_of)
+    found = triggers_flow(as_of=day)
     for kind, count in sorted(found.items()):
         console.print(f"{kind}: {count} new")
 
@@ -159,14 +283,18 @@ def triggers_run(as_of: Annotated[str | None, typer.Option(help="Business day YY
 @campaign_app.command("run")
 def campaign_run(
     name: Annotated[str, typer.Argument(help="Campaign name, e.g. weekly-picks, birthday.")],
-    as_of: Annotated[str | None, typer.Option(help="Business day YYYY-MM-DD.")] = None,
+    as_of: AsOf = None,
 ) -> None:
     """Plan and deliver one campaign."""
-    with user_errors():
-        from flows.campaign import campaign_flow
-        from flows.summary import messages_table
+    from flows.planning import campaign_by_name
 
-        planned = campaign_flow(name=name, as_of=as_of)
+    campaign_by_name(name)
+    day = _day(as_of)
+    preflight(channels=True)
+    from flows.campaign import campaign_flow
+    from flows.summary import messages_table
+
+    planned = campaign_flow(name=name, as_of=day)
     if planned.report is not None:
         console.print(messages_table(planned.report))
 
@@ -174,14 +302,18 @@ def campaign_run(
 @audiences_app.command("sync")
 def audiences_sync(
     platform: Annotated[str | None, typer.Option(help="meta or google (default both).")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Business day YYYY-MM-DD.")] = None,
+    as_of: AsOf = None,
 ) -> None:
     """Add new audience members on the ad platforms (hashed identifiers only)."""
-    with user_errors():
-        from flows.audiences import audiences_flow
-        from flows.summary import messages_table
+    from flows.audiences import check_platform
 
-        planned = audiences_flow(platform=platform, as_of=as_of)
+    check_platform(platform)
+    day = _day(as_of)
+    preflight(channels=True)
+    from flows.audiences import audiences_flow
+    from flows.summary import messages_table
+
+    planned = audiences_flow(platform=platform, as_of=day)
     if planned.report is not None:
         console.print(messages_table(planned.report))
 

@@ -3,13 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sources.sample import write_sample
 
 DEMO_SEED = 7
+# Prefect's temporary server migrates a fresh SQLite database on its first start; on a busy machine that takes longer
+# than Prefect's default 20 s, so the demo allows 90 s.
+SERVER_STARTUP_SECONDS = "90"
+
+
+def prefect_environment(workdir: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Prefect settings that keep the demo's orchestration state in ``workdir/.prefect``, set before Prefect loads.
+
+    A shared ``~/.prefect`` made the temporary server time out when other Prefect processes were using it. An
+    operator's explicit choices win: a ``PREFECT_HOME`` or ``PREFECT_API_URL`` already in the environment is kept,
+    and the API URL of their active Prefect profile is carried over (the demo then runs on their server).
+    """
+    settings = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": SERVER_STARTUP_SECONDS}
+    if "PREFECT_HOME" in environ:
+        return settings
+    if "PREFECT_API_URL" not in environ:
+        profile_url = _profile_api_url(environ)
+        if profile_url:
+            settings["PREFECT_API_URL"] = profile_url
+    settings["PREFECT_HOME"] = str((workdir / ".prefect").resolve())
+    return settings
+
+
+def _profile_api_url(environ: Mapping[str, str]) -> str | None:
+    """``PREFECT_API_URL`` of the active profile in the operator's own Prefect home, if one sets it."""
+    home = Path(environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    active = environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
 
 
 def ensure_sample(workdir: Path, customers: int, progress: Callable[[str], None] | None = None) -> dict:

@@ -5,11 +5,31 @@ Every setting is documented in the README's settings table; keep the two in step
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from models.db import redact_url
+from models.errors import ConfigurationError
+
+PREFIX = "OMNICAST_"
+SECRET_FIELDS = frozenset({"secret_key"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+_SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}))*$")
+
+
+class SettingError(ConfigurationError):
+    """A setting is missing or wrong; the message names the environment variable and how to fix it."""
 
 
 class Settings(BaseSettings):
@@ -58,11 +78,42 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(
         900,
         gt=0,
+        le=7 * 86400,
+        allow_inf_nan=False,
         description="How long a message claimed or handed over by a run is left to that run; after it, a later run "
         "takes the message over (a crashed run's work is finished, never sent twice). Must exceed the longest "
         "hand-over of one batch to a channel.",
     )
+    lock_wait_seconds: float = Field(
+        1800,
+        ge=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="How long a stage (sync, train, triggers, campaign and audience planning, migration) waits for "
+        "another omnicast run holding the same stage on the same database before giving up; 0 = do not wait.",
+    )
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        fix = "use sqlite:///path/to/omnicast.db or postgresql+psycopg://user@host:5432/db"
+        try:
+            url = make_url(value)
+        except Exception as exc:  # sqlalchemy raises ArgumentError / ValueError for unparsable text
+            raise ValueError(f"OMNICAST_DATABASE_URL={redact_url(value)!r} is not a database URL; {fix}") from exc
+        backend = url.get_backend_name()
+        if backend not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"OMNICAST_DATABASE_URL={redact_url(value)!r} names a {backend} database; omnicast runs on SQLite "
+                f"or PostgreSQL: {fix}"
+            )
+        if backend == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError(
+                f"OMNICAST_DATABASE_URL={value!r} is an in-memory SQLite database, which every stage would see empty; "
+                "name a file: sqlite:///path/to/omnicast.db"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -73,6 +124,88 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"OMNICAST_TIMEZONE={value!r} is not an IANA timezone; use a name such as 'Europe/Berlin'"
             ) from exc
+        return value
+
+    @field_validator("default_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"OMNICAST_DEFAULT_COUNTRY={value!r} is not a two-letter ISO 3166-1 country code with a phone "
+                "numbering plan; use one such as US, GB, DE or FR"
+            )
+        return code
+
+    @field_validator("store_name", "store_address")
+    @classmethod
+    def _one_printable_line(cls, value: str, info: Any) -> str:
+        setting = f"{PREFIX}{info.field_name.upper()}"
+        if not value.strip():
+            raise ValueError(f"{setting} is empty; every email shows it")
+        if _CONTROL.search(value):
+            raise ValueError(f"{setting}={value!r} contains a line break or control character; use one line of text")
+        return value
+
+    @field_validator("sender_address")
+    @classmethod
+    def _one_mailbox(cls, value: str) -> str:
+        fix = "use one mailbox such as 'Store Name <hello@example.com>'"
+        match = None if _CONTROL.search(value) else _MAILBOX.match(value)
+        name = (match.group("name") or "") if match else ""
+        if match is None or ("," in name and not name.startswith('"')):
+            raise ValueError(f"OMNICAST_SENDER_ADDRESS={value!r} is not one mailbox; {fix}")
+        address = match.group("addr") or match.group("bare")
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"OMNICAST_SENDER_ADDRESS={value!r}: {address!r} is not an email address ({exc}); {fix}"
+            ) from exc
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto_address(cls, value: str) -> str:
+        address = value.removeprefix("mailto:")
+        try:
+            if _CONTROL.search(address) or "?" in address:
+                raise EmailNotValidError("one plain address, no line breaks or query")
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"OMNICAST_UNSUBSCRIBE_MAILTO={value!r} is not an email address ({exc}); "
+                "use the mailbox that receives unsubscribe requests, e.g. unsubscribe@example.com"
+            ) from exc
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        parts = urlsplit(value) if not _CONTROL.search(value) and " " not in value else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"OMNICAST_PUBLIC_URL={value!r} is not an http(s) URL; use the store's address such as "
+                "https://shop.example.com (unsubscribe links live under it)"
+            )
+        return value
+
+    @field_validator("dkim_selector")
+    @classmethod
+    def _dns_selector(cls, value: str) -> str:
+        if not _SELECTOR.match(value):
+            raise ValueError(
+                f"OMNICAST_DKIM_SELECTOR={value!r} is not a DNS label; use letters, digits and hyphens, e.g. 'omnicast'"
+            )
+        return value
+
+    @field_validator("dkim_domain")
+    @classmethod
+    def _dns_domain(cls, value: str | None) -> str | None:
+        if value is not None and not _HOSTNAME.match(value):
+            raise ValueError(
+                f"OMNICAST_DKIM_DOMAIN={value!r} is not a domain name; use the sender's domain, e.g. shop.example"
+            )
         return value
 
     def channel_url(self, channel: str) -> str:
@@ -87,3 +220,29 @@ class Settings(BaseSettings):
             return explicit
         folder = {"email": "email", "meta": "audiences", "google": "audiences", "inapp": "inapp"}[channel]
         return f"file://{(self.outbox_dir / folder).resolve()}"
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and ``.env``; a wrong value is a one-line :class:`SettingError`."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingError(settings_problem(exc)) from None
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """Every problem pydantic found, on one line, each naming its environment variable (never a secret's value)."""
+    return "; ".join(_problem(error) for error in exc.errors(include_url=False))
+
+
+def _problem(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    setting = f"{PREFIX}{field.upper()}"
+    message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
+    if setting in message:
+        return message  # our own validators already name the setting and the fix
+    if field in SECRET_FIELDS:
+        return f"{setting} is not valid ({message})"
+    value = error.get("input")
+    shown = redact_url(value) if field == "database_url" and isinstance(value, str) else value
+    return f"{setting}={shown!r} is not valid: {message[:1].lower()}{message[1:]}"

@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from flows.runtime import SettingError, load_settings, open_database
+from flows.runtime import load_settings, locked, open_database, store_files
 from flows.settings import Settings
 from sources.load import SyncReport, sync_store
 
-
-def store_files(settings: Settings) -> tuple[Path, Path | None, Path | None]:
-    """Where the sources are, checked before any work starts."""
-    if settings.store_path is None:
-        raise SettingError(
-            "OMNICAST_STORE_PATH is not set: point it at the folder holding Shopify's products_export.csv, "
-            "customers_export.csv and orders_export.csv (or run `omnicast demo` for sample data)."
-        )
-    return settings.store_path, settings.crm_path, settings.analytics_path
+__all__ = ["load_sources", "store_files", "sync_flow"]
 
 
 @task(name="load-sources", cache_policy=NO_CACHE)
 def load_sources(engine: Engine, settings: Settings, run_id: str) -> SyncReport:
     store, crm, analytics = store_files(settings)
-    return sync_store(
-        engine,
-        store,
-        crm,
-        analytics,
-        run_id=run_id,
-        default_country=settings.default_country,
-    )
+    # Two syncs at once would insert the same SKUs and replace each other's orders: one at a time per database.
+    with locked(engine, settings, "sync"):
+        return sync_store(
+            engine,
+            store,
+            crm,
+            analytics,
+            run_id=run_id,
+            default_country=settings.default_country,
+        )
 
 
 @flow(name="sync")

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from channels.base import ChannelConfigError
-from flows.runtime import SettingError, dkim_key, open_channels, run_date, secret_key
+from flows.runtime import (
+    SettingError,
+    dkim_key,
+    load_settings,
+    open_channels,
+    quiet_user_error_tracebacks,
+    run_date,
+    secret_key,
+)
 from flows.settings import Settings
+from models.errors import InputError
 
 
 def test_missing_secret_key_says_how_to_make_one() -> None:
@@ -48,6 +58,107 @@ def test_channels_default_to_folders_under_the_outbox(tmp_path: Path) -> None:
     assert Settings(outbox_dir=tmp_path).channel_url("meta") == f"file://{tmp_path.resolve()}/audiences"
 
 
-def test_bad_as_of_date_is_a_setting_error() -> None:
-    with pytest.raises(SettingError, match="YYYY-MM-DD"):
+def test_bad_as_of_date_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="YYYY-MM-DD"):
         run_date(Settings(), "27/11/2026")
+
+
+# --- settings: every wrong value is one line naming its variable ----------------------------------------------------
+
+
+def _problem(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(f"OMNICAST_{name}", value)
+    with pytest.raises(SettingError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("country", ["ZZZ", "us1", "", "XX", "U"])
+def test_an_unknown_default_country_names_the_setting(monkeypatch: pytest.MonkeyPatch, country: str) -> None:
+    message = _problem(monkeypatch, DEFAULT_COUNTRY=country)
+    assert f"OMNICAST_DEFAULT_COUNTRY={country!r}" in message and "ISO 3166-1" in message
+
+
+def test_a_lower_case_country_code_is_accepted_as_upper_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNICAST_DEFAULT_COUNTRY", "de")
+    assert load_settings().default_country == "DE"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CLAIM_LEASE_SECONDS", "0", "greater than 0"),
+        ("CLAIM_LEASE_SECONDS", "-1", "greater than 0"),
+        ("CLAIM_LEASE_SECONDS", "abc", "valid number"),
+        ("CLAIM_LEASE_SECONDS", "inf", "finite number"),
+        ("LOCK_WAIT_SECONDS", "-5", "greater than or equal to 0"),
+        ("LOCK_WAIT_SECONDS", "nan", "finite number"),
+        ("RECOMMENDATIONS_PER_CUSTOMER", "0", "greater than or equal to 1"),
+        ("DATABASE_URL", "mysql://shop@db/shop", "SQLite or PostgreSQL"),
+        ("DATABASE_URL", "no url at all", "not a database URL"),
+        ("DATABASE_URL", "sqlite://", "in-memory"),
+        ("PUBLIC_URL", "javascript:alert(1)", "http(s) URL"),
+        ("PUBLIC_URL", "shop.example.com", "http(s) URL"),
+        ("SENDER_ADDRESS", "not an address", "not one mailbox"),
+        ("SENDER_ADDRESS", "a@b.example, c@d.example", "not one mailbox"),
+        ("SENDER_ADDRESS", "Shop <hi@shop.example>\r\nBcc: evil@attacker.example", "not one mailbox"),
+        ("UNSUBSCRIBE_MAILTO", "unsubscribe", "not an email address"),
+        ("STORE_NAME", "Shop\r\nBcc: x@y.example", "line break"),
+        ("STORE_ADDRESS", " ", "empty"),
+        ("DKIM_SELECTOR", "two words", "DNS label"),
+        ("DKIM_DOMAIN", "-bad-.example", "domain name"),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    message = _problem(monkeypatch, **{name: value})
+    assert f"OMNICAST_{name}" in message and expected in message
+
+
+def test_a_database_url_password_never_shows_in_a_setting_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _problem(monkeypatch, DATABASE_URL="mysql://shop:hunter2@db/shop")
+    assert "hunter2" not in message
+
+
+def test_every_wrong_setting_is_named_in_the_same_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _problem(monkeypatch, TIMEZONE="Mars/Olympus", DEFAULT_COUNTRY="ZZZ")
+    assert "OMNICAST_TIMEZONE" in message and "OMNICAST_DEFAULT_COUNTRY" in message
+
+
+def test_sane_production_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "DATABASE_URL": "postgresql+psycopg://shop:pw@db.internal:5432/shop",
+        "PUBLIC_URL": "https://shop.example.com/",
+        "SENDER_ADDRESS": '"Bean, Leaf & Co" <hello@shop.example>',
+        "UNSUBSCRIBE_MAILTO": "mailto:unsubscribe@shop.example",
+        "DKIM_SELECTOR": "s2026.mail",
+        "DKIM_DOMAIN": "mail.shop.example",
+        "LOCK_WAIT_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(f"OMNICAST_{name}", value)
+    settings = load_settings()
+    assert settings.lock_wait_seconds == 0 and settings.dkim_domain == "mail.shop.example"
+
+
+# --- an OmnicastError inside a flow is logged without its traceback; a bug keeps it ---------------------------------
+
+
+def _record(exc: BaseException) -> logging.LogRecord:
+    return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (exc,),
+                             (type(exc), exc, None))  # fmt: skip
+
+
+def test_prefect_run_loggers_drop_the_traceback_record_of_a_user_error() -> None:
+    from models.errors import OmnicastError
+
+    quiet_user_error_tracebacks()
+    logger = logging.getLogger("prefect.task_runs")
+    assert not all(f.filter(_record(InputError("bad file"))) for f in logger.filters)
+    assert all(f.filter(_record(KeyError("bug"))) for f in logger.filters)
+    assert not all(f.filter(_record(OmnicastError("the root too"))) for f in logger.filters)
+    plain = logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, "Finished in state Failed", (), None)
+    assert all(f.filter(plain) for f in logger.filters)
