@@ -8,7 +8,11 @@ Email (``templates/email/<name>.mjml``):
    ``mj-text`` and attributes; block tags must sit in ``<mj-raw>``);
 4. the plain-text part is derived once from that HTML with html2text (Jinja protected by placeholders), so per
    recipient we only run two Jinja renders: ≈ 0.1 ms instead of ≈ 20 ms for MJML + 4 ms for html2text;
-5. the subject is the template's ``<mj-title>`` rendered as plain text.
+5. the subject is the template's ``<mj-title>`` rendered as plain text, then made header-safe
+   (``channels.headers.header_text``: encoded-words decoded, control characters removed, ``=?`` neutralized).
+
+Customer data is hostile: ``template_context`` cleans every string of the context and lets only absolute http(s)
+URLs reach a link or an image (issue 5, defects 1 and 9).
 
 The compiled result is cached by the SHA-256 of the template and every partial it includes: edit a file and
 the next render recompiles it, without a restart.
@@ -39,6 +43,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from mjml import mjml_to_html
 
 import templates
+from channels.headers import clean_text, header_text, safe_url
 
 TEMPLATES_DIR = Path(templates.__file__).resolve().parent
 
@@ -136,21 +141,52 @@ _COMPILE_LOCK = threading.Lock()
 
 
 def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The planner's context with every contract key present, so templates can test values, not existence.
+    """The planner's context with every contract key present and every value safe to render.
 
     Contract: ``store{name,url,address}``, ``customer{first_name}``,
     ``products[{sku,title,url,image_url,price,explanation}]``, ``trigger{kind,…}``; channels add more via
-    ``extra`` (the email channel adds ``unsubscribe_url``).
+    ``extra`` (the email channel adds ``unsubscribe_url``), which is trusted and left as it is.
+
+    Customer data is hostile (channels/headers.py): every string is ``clean_text``-ed (no control or invisible
+    format characters), and only absolute http(s) URLs reach a link or an image: an unsafe ``image_url`` becomes
+    ``None`` (templates then show no image), an unsafe product ``url`` becomes the store's URL, an unsafe
+    ``trigger.*_url`` is removed (templates fall back), an unsafe ``store.url`` becomes ``""``.
     """
-    store = {"name": "", "url": "", "address": "", "currency": "USD", **dict(context.get("store") or {})}
-    customer = {"first_name": None, **dict(context.get("customer") or {})}
-    products = [
-        {"sku": None, "title": "", "url": "", "image_url": None, "price": None, "explanation": None, **dict(p)}
-        for p in context.get("products") or []
-    ]
-    trigger = {"kind": None, **dict(context.get("trigger") or {})}
-    base = {k: v for k, v in context.items() if k not in {"store", "customer", "products", "trigger"}}
+    store = _cleaned({"name": "", "url": "", "address": "", "currency": "USD", **dict(context.get("store") or {})})
+    store["url"] = safe_url(store["url"]) or ""
+    customer = _cleaned({"first_name": None, **dict(context.get("customer") or {})})
+    products = []
+    for item in context.get("products") or []:
+        product = _cleaned(
+            {"sku": None, "title": "", "url": "", "image_url": None, "price": None, "explanation": None, **dict(item)}
+        )
+        product["image_url"] = safe_url(product["image_url"])
+        product["url"] = safe_url(product["url"]) or store["url"]
+        products.append(product)
+    trigger = _cleaned({"kind": None, **dict(context.get("trigger") or {})})
+    for key in [k for k in trigger if isinstance(k, str) and k.endswith("_url")]:
+        url = safe_url(trigger[key])
+        if url is None:
+            del trigger[key]
+        else:
+            trigger[key] = url
+    base = {k: _clean_value(v) for k, v in context.items() if k not in {"store", "customer", "products", "trigger"}}
     return {**base, "store": store, "customer": customer, "products": products, "trigger": trigger, **extra}
+
+
+def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _clean_value(value) for key, value in values.items()}
+
+
+def _clean_value(value: Any) -> Any:
+    """Strings cleaned (``clean_text``), containers cleaned all the way down, anything else as it is."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {key: _clean_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_value(item) for item in value]
+    return value
 
 
 class _TemplateFolder:
@@ -193,7 +229,7 @@ class EmailRenderer:
         compiled = self.compile(name)
         values = template_context(context)
         try:
-            subject = " ".join(compiled.subject.render(values).split())
+            subject = header_text(compiled.subject.render(values))
             html_part = compiled.html.render(values)
             text_part = tidy_text(compiled.text.render(values))
         except jinja2.TemplateError as exc:

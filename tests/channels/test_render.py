@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import channels.render as render
 from channels.render import (
@@ -216,3 +220,160 @@ def test_card_templates_render_json_with_escaped_customer_data(name: str) -> Non
         assert 'Zoë "Z" \\ <b>' in card["title"]
     sparse_card = CardRenderer().render(name, planner_context(first_name=None, products=0))
     assert sparse_card["items"] == [] and sparse_card["image_url"] is None and sparse_card["type"] == "CLASSIC"
+
+
+# customer data is hostile (issue 5, defects 1 and 9) ----------------------------------------------------------------
+
+HOSTILE_URLS = ["javascript:alert(1)", " JAVASCRIPT:alert(1)", "java\nscript:alert(1)", "data:text/html,<b>x</b>",
+                "vbscript:msgbox(1)", "//evil.example/x", "/relative", "https://user:pw@evil.example/"]  # fmt: skip
+
+
+class _Attributes(HTMLParser):
+    """Every (tag, attribute, value) of a page, and the tags it opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attributes: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.extend((tag, name, value or "") for name, value in attrs)
+
+
+def link_attributes(page: str) -> list[tuple[str, str, str]]:
+    parser = _Attributes()
+    parser.feed(page)
+    return [(tag, name, value) for tag, name, value in parser.attributes if name in ("href", "src")]
+
+
+@pytest.mark.parametrize("name", EMAIL_TEMPLATES)
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_only_absolute_http_urls_reach_href_and_src(renderer: EmailRenderer, name: str, url: str) -> None:
+    context = full(trigger={"kind": name, "cart_url": url, "product_title": "x"})
+    for product in context["products"]:
+        product["url"] = product["image_url"] = url
+    page = renderer.render(name, context).html
+    links = link_attributes(page)
+    assert links and all(
+        value.startswith(("https://beanandleaf.example", "http://www.w3.org")) for _, _, value in links
+    ), links  # every product link fell back to the store, every image was dropped
+    assert not [value for tag, name_, value in links if tag == "img"]
+    assert "evil.example" not in page and "script:" not in page.lower() and "data:" not in page
+
+
+@pytest.mark.parametrize("name", EMAIL_TEMPLATES)
+def test_a_quote_in_a_url_never_opens_an_attribute(renderer: EmailRenderer, name: str) -> None:
+    url = 'https://x.example/" onerror="alert(1)" x="'
+    context = full(trigger={"kind": name, "cart_url": url})
+    for product in context["products"]:
+        product["url"] = product["image_url"] = url
+    parser = _Attributes()
+    parser.feed(renderer.render(name, context).html)
+    assert not [attribute for _, attribute, _ in parser.attributes if attribute.startswith("on")]
+    assert "script" not in parser.tags
+    assert ("img", "src", "https://x.example/%22%20onerror=%22alert(1)%22%20x=%22") in parser.attributes
+
+
+def test_unsafe_image_drops_only_that_image(renderer: EmailRenderer) -> None:
+    context = full()
+    context["products"][1]["image_url"] = "javascript:alert(1)"
+    page = renderer.render("weekly_picks", context).html
+    images = [value for tag, _, value in link_attributes(page) if tag == "img"]
+    assert images == [
+        "https://cdn.beanandleaf.example/products/yirgacheffe-0.jpg",
+        "https://cdn.beanandleaf.example/products/yirgacheffe-2.jpg",
+    ]
+    assert "Ethiopia Yirgacheffe Lot 1" in page and "placeholder" not in page
+
+
+def test_unsafe_product_url_falls_back_to_the_store_url() -> None:
+    context = render.template_context(full(products=[{"title": "x", "url": "javascript:alert(1)"}]))
+    assert context["products"][0]["url"] == "https://beanandleaf.example"
+    assert context["products"][0]["image_url"] is None
+
+
+def test_unsafe_trigger_url_is_removed_so_the_template_falls_back(renderer: EmailRenderer) -> None:
+    cart = renderer.render("abandoned_cart", full(trigger={"kind": "abandoned_cart", "cart_url": "javascript:x()"}))
+    assert 'href="https://beanandleaf.example/cart"' in cart.html
+    assert "cart_url" not in render.template_context({"trigger": {"cart_url": "data:x"}})["trigger"]
+
+
+def test_unsafe_store_url_becomes_empty() -> None:
+    assert render.template_context({"store": {"url": "javascript:alert(1)"}})["store"]["url"] == ""
+
+
+def test_template_context_removes_control_characters_everywhere() -> None:
+    context = render.template_context(
+        {
+            "customer": {"first_name": "Ann\r\nBcc: x", "tags": ["a\x00b", {"deep": "c\u202ed"}]},
+            "products": [{"title": "T\x1b[31m", "explanation": "E\u2028F", "sku": "S\x7f"}],
+            "trigger": {"kind": "k", "product_title": "P\x85Q"},
+            "extra": ("x\x0by",),
+        }
+    )
+    assert context["customer"] == {"first_name": "Ann  Bcc: x", "tags": ["ab", {"deep": "cd"}]}
+    assert (context["products"][0]["title"], context["products"][0]["explanation"]) == ("T[31m", "E F")
+    assert context["products"][0]["sku"] == "S" and context["trigger"]["product_title"] == "P Q"
+    assert context["extra"] == ["x y"]
+
+
+@pytest.mark.parametrize(
+    "first_name",
+    ["=?utf-8?q?X=0D=0ABcc:_evil@attacker.example?=", "Ann\r\nBcc: evil@attacker.example", "A\u202eB\x00C"],
+)
+def test_subject_is_header_safe_whatever_the_name(renderer: EmailRenderer, first_name: str) -> None:
+    subject = renderer.render("weekly_picks", full(customer={"first_name": first_name})).subject
+    assert not re.search(r"[\x00-\x1f\u202e]", subject) and "=?" not in subject
+
+
+def test_jinja_in_customer_data_is_never_evaluated(renderer: EmailRenderer) -> None:
+    context = full(customer={"first_name": "{{ 7*7 }}{% for x in range(3) %}loop{% endfor %}"})
+    context["products"][0]["title"] = "{{ store.__class__ }}"
+    email = renderer.render("weekly_picks", context)
+    for part in (email.subject, email.text):
+        assert "{{ 7*7 }}" in part and "49" not in part
+    assert "{{ store.__class__ }}" in email.text and "loop loop" not in email.html
+    card = CardRenderer().render("weekly_picks", context)
+    assert card["title"].startswith("{{ 7*7 }}") and "49" not in json.dumps(card)
+
+
+@pytest.mark.parametrize("name", EMAIL_TEMPLATES)
+def test_card_url_fields_are_dropped_or_safe(name: str) -> None:
+    context = planner_context()
+    for product in context["products"]:
+        product["url"] = product["image_url"] = "javascript:alert(1)"
+    context["trigger"]["cart_url"] = "javascript:alert(1)"
+    card = CardRenderer().render(name, context)
+    assert card["image_url"] is None and card["type"] == "CLASSIC"
+    assert all(card[key] == "https://beanandleaf.example" or card[key] == "https://beanandleaf.example/cart"
+               for key in ("web_uri", "ios_uri", "android_uri"))  # fmt: skip
+
+
+card_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=200)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(EMAIL_TEMPLATES),
+    first_name=card_text,
+    title=card_text,
+    explanation=card_text,
+    sku=card_text,
+    url=st.one_of(card_text, st.sampled_from(HOSTILE_URLS)),
+)
+def test_customer_data_never_adds_a_key_to_a_card(
+    name: str, first_name: str, title: str, explanation: str, sku: str, url: str
+) -> None:
+    """Every ``{{ }}`` is one JSON value, so no text can add, remove or rename a key; text fields stay clean."""
+    context = planner_context(first_name=first_name, product_title=title)
+    for product in context["products"]:
+        product.update(title=title, explanation=explanation, sku=sku, url=url, image_url=url)
+    card = CardRenderer().render(name, context)
+    assert set(card) == {"type", "title", "body", "image_url", "web_uri", "ios_uri", "android_uri", "items"}
+    assert all(set(item) == {"sku", "title", "explanation"} for item in card["items"]) and len(card["items"]) == 3
+    strings = [card["title"], card["body"], *(v for item in card["items"] for v in item.values() if v)]
+    assert not any(re.search(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]", s) for s in strings)
+    assert len(card["title"]) <= 120 and len(card["body"]) <= 500
+    for key in ("image_url", "web_uri", "ios_uri", "android_uri"):
+        assert card[key] is None or re.match(r"https?://[^/?#@\s\\]", card[key])
