@@ -1,9 +1,17 @@
 """The email channel: render a template, build an RFC 5322 message, optionally DKIM-sign it, hand it to a transport.
 
 The message (DESIGN → Outbound formats) is ``multipart/alternative`` with text/plain then text/html, both
-quoted-printable UTF-8, serialized with ``email.policy.SMTP`` (CRLF everywhere, no line over 78/998 octets).
+quoted-printable UTF-8, CRLF everywhere, no line over 998 octets (78 wherever a header allows folding).
 Everything that identifies the message derives from its ledger key, so a retry yields the same Message-ID and
 MIME boundary, and a file transport the same file name.
+
+Customer data never reaches a header unsanitised (issue 5, defect 1): the message is written here from structured
+parts, not by ``email.generator`` (whose folder, on the 3.11.7 these machines run, writes a decoded CR LF verbatim and
+let a first name add a ``Bcc:``). ``To`` is the ``Mailbox`` validated by ``channels.headers.mailbox`` (IDNA domain),
+``Subject`` the rendered ``<mj-title>`` through ``header_text`` (encoded-words decoded, control characters removed,
+``=?`` neutralized), ``From`` and the unsubscribe URIs come from settings checked when the channel is built; every
+other header is ours. A recipient whose local part is non-ASCII gets a UTF-8 header (RFC 6532): ``needs_smtputf8``
+tells a transport to send it with SMTPUTF8. Writing the bytes directly is also ~2x faster than ``email.generator``.
 
 A transport is anything with ``deliver(msg_bytes, message) -> provider_id`` and ``close()``
 (``EmailTransport``); ``EmlOutboxTransport`` (channels/outbox.py) is the embedded one. SMTP or ESP transports
@@ -14,16 +22,11 @@ sends whole batches (an ESP's batch endpoint) also implements ``deliver_batch``.
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.generator import BytesGenerator
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
-from email.message import EmailMessage, MIMEPart
-from email.policy import SMTP, EmailPolicy
-from email.utils import format_datetime, parseaddr
-from io import BytesIO
+from email.policy import default as default_policy
+from email.utils import format_datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -35,6 +38,7 @@ from channels.base import (
     OutboundMessage,
     PermanentChannelError,
 )
+from channels.headers import AddressError, Mailbox, address_header, mailbox, safe_url, unstructured_header
 from channels.outbox import ledger_hash
 from channels.render import EmailRenderer, RenderedEmail, TemplateError, TemplateRenderError
 from channels.tokens import UnsubscribeSigner
@@ -43,11 +47,29 @@ DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe", b"list-unsubscribe-post",
     b"mime-version", b"content-type",
 )  # fmt: skip
+HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
+           "MIME-Version", "Content-Type")  # fmt: skip
+"""Every header of a message, in order (plus ``DKIM-Signature`` in front when signing). Nothing else, ever."""
+
+_MAX_PUBLIC_URL = 512  # keeps the List-Unsubscribe lines far below 998 octets
+_PLAIN_PART = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+_HTML_PART = 'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+
+
+def needs_smtputf8(msg_bytes: bytes) -> bool:
+    """Whether the message's header holds UTF-8 (a non-ASCII local part): an SMTP transport must then send it
+    with the ``SMTPUTF8`` option (RFC 6531), or fail it permanently if the server lacks the extension."""
+    head, _, _ = msg_bytes.partition(b"\r\n\r\n")
+    return not head.isascii()
 
 
 @runtime_checkable
 class EmailTransport(Protocol):
-    """Moves finished message bytes somewhere; returns what a human would look up (file name, server queue id)."""
+    """Moves finished message bytes somewhere; returns what a human would look up (file name, server queue id).
+
+    An SMTP transport takes the envelope recipient from ``channels.headers.mailbox(message.recipient.email)``
+    (``addr_spec``: IDNA domain) and sends with the ``SMTPUTF8`` option when ``needs_smtputf8(msg_bytes)``.
+    """
 
     def deliver(self, msg_bytes: bytes, message: OutboundMessage) -> str: ...
 
@@ -101,70 +123,6 @@ class EmailOptions:
     dkim: DkimKey | None = None
 
 
-class _UriListHeader(UnstructuredHeader):
-    """``List-Unsubscribe``: a list of ``<URI>``s, folded only between URIs.
-
-    The stock folder turns any word longer than 78 octets into RFC 2047 encoded-words, which leaves a
-    ``List-Unsubscribe`` no mailbox provider can read (our HTTPS URI alone is ~90 octets). RFC 5322 allows
-    998-octet lines, so each URI keeps a line of its own.
-    """
-
-    def fold(self, *, policy: Any) -> str:
-        uris = re.findall(r"<[^<>\s]+>", str(self))
-        if not uris:
-            return super().fold(policy=policy)  # type: ignore[misc]  # typeshed gap
-        return f"{self.name}: " + ("," + policy.linesep + " ").join(uris) + policy.linesep  # type: ignore[attr-defined]  # typeshed gap
-
-
-class _CrlfBytesGenerator(BytesGenerator):
-    """``BytesGenerator`` that converts a body's line endings in one pass instead of one ``write`` per line.
-
-    Same bytes as the stock generator (a test compares them), with one ``write`` where the stock one makes ~1,000
-    for a 40 KB email: it matters at 2,000 messages a second.
-    """
-
-    def _write_lines(self, lines: str) -> None:
-        if lines:  # NLCRE = \r\n | \r | \n, done with C-speed replaces instead of a regex
-            self.write(lines.replace("\r\n", "\n").replace("\r", "\n").replace("\n", self._NL))  # type: ignore[attr-defined]  # typeshed gap
-
-
-class _CachingHeaderRegistry(HeaderRegistry):
-    """``HeaderRegistry`` builds a new header class on every lookup; build each one once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
-
-    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
-        self._classes.pop(name.lower(), None)
-        super().map_to_type(name, cls)
-
-
-def _policy() -> EmailPolicy:
-    registry = _CachingHeaderRegistry()
-    registry.map_to_type("list-unsubscribe", _UriListHeader)  # type: ignore[arg-type]  # typeshed gap
-    return SMTP.clone(header_factory=registry)  # type: ignore[return-value]  # typeshed gap
-
-
-POLICY = _policy()
-"""``email.policy.SMTP`` (CRLF, 78-octet folding) with ``List-Unsubscribe`` folded between URIs only."""
-
-# Headers that are the same on every message, parsed once (header parsing is most of MIME's cost).
-_HEADER = POLICY.header_factory
-_MIME_VERSION = _HEADER("MIME-Version", "1.0")
-_ONE_CLICK = _HEADER("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-_QP = _HEADER("Content-Transfer-Encoding", "quoted-printable")
-_PLAIN = _HEADER("Content-Type", 'text/plain; charset="utf-8"')
-_HTML = _HEADER("Content-Type", 'text/html; charset="utf-8"')
-
-
 class EmailChannel(Channel):
     """Personalized email from ``templates/email/<message.template>.mjml`` through a transport."""
 
@@ -186,13 +144,12 @@ class EmailChannel(Channel):
     ) -> None:
         self.transport = transport
         self.renderer = renderer
-        self.public_url = public_url.rstrip("/")
-        self.unsubscribe_mailto = unsubscribe_mailto.removeprefix("mailto:")
+        self.public_url = _public_url(public_url)
+        self.unsubscribe_mailto = _unsubscribe_mailbox(unsubscribe_mailto).addr_spec
         self.signer = signer
         self.dkim = dkim
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._from = _sender_header(sender)
-        self._domain = parseaddr(sender)[1].rpartition("@")[2]
+        self._from, self._domain = _sender(sender)
 
     def can_reach(self, message: OutboundMessage) -> str | None:
         """Email needs an address."""
@@ -225,34 +182,47 @@ class EmailChannel(Channel):
         return [result or _as_result(next(outcomes)) for result in results]
 
     def build(self, message: OutboundMessage) -> bytes:
-        """The complete message as it goes on the wire (CRLF line endings), DKIM-signed when a key is set."""
+        """The complete message as it goes on the wire (CRLF line endings), DKIM-signed when a key is set.
+
+        ``PermanentChannelError`` when the recipient's address can't be made a valid mailbox (its text names no
+        address: PII) or the template fails for this recipient; ``ChannelConfigError`` when the template is unusable.
+        """
         if not message.template:
             raise PermanentChannelError("an email message needs a template name")
         token = self.signer.sign(message.customer_id, self.consent_channel)
-        unsubscribe_url = f"{self.public_url}/u/{token}"
-        rendered = self._render(message, unsubscribe_url)
-        msg_bytes = to_bytes(self.compose(message, rendered, token))
+        rendered = self._render(message, f"{self.public_url}/u/{token}")
+        try:
+            recipient = mailbox(message.recipient.email)
+        except AddressError as exc:
+            raise PermanentChannelError(str(exc)) from None
+        msg_bytes = self.compose(message, recipient, rendered, token)
         return self.dkim.sign(msg_bytes) if self.dkim else msg_bytes
 
-    def compose(self, message: OutboundMessage, rendered: RenderedEmail, token: str) -> EmailMessage:
-        """The ``EmailMessage`` for one recipient: headers, then text/plain and text/html parts."""
+    def compose(self, message: OutboundMessage, recipient: Mailbox, rendered: RenderedEmail, token: str) -> bytes:
+        """The message bytes for one recipient: the headers of ``HEADERS``, then text/plain and text/html parts."""
         digest = ledger_hash(message.ledger_key)
-        msg = EmailMessage(policy=POLICY)
-        msg["From"] = self._from
-        msg["To"] = _recipient_header(message.recipient.email)
-        msg["Subject"] = rendered.subject
-        msg["Date"] = format_datetime(self.clock())
-        msg["Message-ID"] = f"<{digest}@{self._domain}>"
-        msg["List-Unsubscribe"] = (
-            f"<{self.public_url}/u/{token}>, "
-            f"<mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe-' + token, safe='')}>"
+        boundary = f"=_alt_{digest}"  # "=_" can never occur in quoted-printable text: no collision with a part
+        mailto_subject = quote("unsubscribe-" + token, safe="")
+        head = (
+            self._from
+            + address_header("To", recipient)
+            + unstructured_header("Subject", rendered.subject)
+            + f"Date: {format_datetime(self.clock())}\r\n"
+            + f"Message-ID: <{digest}@{self._domain}>\r\n"
+            + f"List-Unsubscribe: <{self.public_url}/u/{token}>,\r\n"
+            + f" <mailto:{self.unsubscribe_mailto}?subject={mailto_subject}>\r\n"
+            + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            + "MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+            + "\r\n"
         )
-        msg["List-Unsubscribe-Post"] = _ONE_CLICK
-        msg["MIME-Version"] = _MIME_VERSION
-        # "=_" can never occur in quoted-printable text, so this boundary can't collide with either part.
-        msg["Content-Type"] = f'multipart/alternative; boundary="=_alt_{digest}"'
-        msg.set_payload([_qp_part(rendered.text, _PLAIN), _qp_part(rendered.html, _HTML)])
-        return msg
+        delimiter = f"--{boundary}\r\n".encode("ascii")
+        return b"".join((
+            head.encode("utf-8"),  # ASCII unless the recipient's local part is not (then SMTPUTF8)
+            delimiter, _PLAIN_PART.encode("ascii"), _quoted_printable(rendered.text), b"\r\n",
+            delimiter, _HTML_PART.encode("ascii"), _quoted_printable(rendered.html), b"\r\n",
+            f"--{boundary}--\r\n".encode("ascii"),
+        ))  # fmt: skip
 
     def close(self) -> None:
         """Close the transport (an SMTP connection, an HTTP client)."""
@@ -269,38 +239,49 @@ class EmailChannel(Channel):
             raise ChannelConfigError(str(exc)) from exc
 
 
-def to_bytes(msg: EmailMessage) -> bytes:
-    """The message serialized for the wire with ``POLICY`` (CRLF line endings throughout)."""
-    buffer = BytesIO()
-    _CrlfBytesGenerator(buffer, policy=POLICY).flatten(msg)
-    return buffer.getvalue()
+def _quoted_printable(body: str) -> bytes:
+    """``body`` as quoted-printable UTF-8 with CRLF line breaks (C-speed ``binascii``; lines ≤ 76 octets)."""
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8", "replace")
+    return binascii.b2a_qp(lines, istext=True).replace(b"\n", b"\r\n")
 
 
-def _qp_part(body: str, content_type: BaseHeader) -> MIMEPart:
-    """A text part whose payload is already quoted-printable (C-speed ``binascii`` instead of ``quoprimime``)."""
-    part = MIMEPart(policy=POLICY)
-    part["Content-Type"] = content_type
-    part["Content-Transfer-Encoding"] = _QP
-    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
-    return part
+def _sender(sender: str) -> tuple[str, str]:
+    """The ``From:`` line for ``OMNICAST_SENDER_ADDRESS`` and its domain (for Message-IDs)."""
+    fix = f"OMNICAST_SENDER_ADDRESS={sender!r} is not one mailbox; use 'Store Name <hello@example.com>'"
+    try:
+        header: Any = default_policy.header_factory("From", sender)
+        (address,) = header.addresses
+        if header.defects or not address.username or not address.domain:
+            raise ValueError("not one plain mailbox")
+        parsed = mailbox(address.addr_spec)
+    except (ValueError, TypeError, AddressError) as exc:
+        raise ChannelConfigError(fix) from exc
+    if parsed.smtputf8:
+        raise ChannelConfigError(f"{fix} with an ASCII local part (the part before the @)")
+    return address_header("From", parsed, address.display_name), parsed.addr_spec.rpartition("@")[2]
 
 
-def _sender_header(sender: str) -> BaseHeader:
-    header = _HEADER("From", sender)
-    addresses: tuple[Any, ...] = getattr(header, "addresses", ())
-    if len(addresses) != 1 or not addresses[0].domain or header.defects:
+def _public_url(public_url: str) -> str:
+    url = public_url.rstrip("/")
+    if safe_url(url) != url or len(url) > _MAX_PUBLIC_URL or "?" in url or "#" in url:
         raise ChannelConfigError(
-            f"OMNICAST_SENDER_ADDRESS={sender!r} is not one mailbox; use 'Store Name <hello@example.com>'"
+            f"OMNICAST_PUBLIC_URL={public_url!r} must be an absolute https:// URL without query or fragment, "
+            f"at most {_MAX_PUBLIC_URL} characters: unsubscribe links live under it"
         )
-    return header
+    return url
 
 
-def _recipient_header(email: str | None) -> BaseHeader:
-    header = _HEADER("To", email or "")
-    addresses: tuple[Any, ...] = getattr(header, "addresses", ())
-    if len(addresses) != 1 or not addresses[0].domain or not addresses[0].username or header.defects:
-        raise PermanentChannelError("recipient address is not a valid mailbox")  # no address in the text: PII
-    return header
+def _unsubscribe_mailbox(unsubscribe_mailto: str) -> Mailbox:
+    try:
+        parsed = mailbox(unsubscribe_mailto.removeprefix("mailto:"))
+    except AddressError:
+        parsed = None
+    if parsed is None or parsed.smtputf8:
+        raise ChannelConfigError(
+            f"OMNICAST_UNSUBSCRIBE_MAILTO={unsubscribe_mailto!r} is not a plain ASCII email address; "
+            "use the mailbox that receives unsubscribe requests, e.g. unsubscribe@example.com"
+        )
+    return parsed
 
 
 def _as_result(outcome: str | ChannelError) -> DeliveryResult:
