@@ -2,8 +2,9 @@
 
 A GA4 event names its products in ``items[]``; the ``events`` table keeps one row per item so the
 recommender and the cart triggers can read "who looked at which SKU when" without unpacking JSON.
-Lines that are not JSON, lack ``user_pseudo_id``/``event_name``/``event_timestamp``, or name an unknown
-SKU are quarantined whole; a line repeated byte for byte is skipped as a duplicate.
+Lines that are not JSON, lack ``user_pseudo_id``/``event_name``/``event_timestamp``, are dated after the
+sync's clock (+ 1 day), or name an unknown SKU are quarantined whole; a line repeated byte for byte is
+skipped as a duplicate.
 
 Exports run to millions of lines, so the file is read in chunks (memory stays bounded), each chunk is
 parsed with orjson while the garbage collector rests (it would rescan every new dict), and all checks
@@ -17,6 +18,7 @@ import json
 from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ import orjson
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from sources.validate import ROW, Intake, SourceFileError
+from models.schema import utcnow
+from sources.validate import FUTURE_TOLERANCE, ROW, Intake, SourceFileError
 
 ANALYTICS_FILE = "ga4_events.jsonl"
 HOW_TO_EXPORT = (
@@ -52,10 +55,16 @@ class _NotJson:
         self.message = message
 
 
-def read_events(path: Path, intake: Intake, known_skus: Set[str]) -> pd.DataFrame:
-    """Events flattened to one row per item, ``occurred_at`` as aware UTC; see the module docstring."""
-    if not path.is_file():
+def read_events(path: Path, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> pd.DataFrame:
+    """Events flattened to one row per item, ``occurred_at`` as aware UTC; see the module docstring.
+
+    ``now`` is the sync's clock: events stamped more than a day after it are quarantined.
+    """
+    if not path.exists():
         raise SourceFileError(f"{path.name}: file not found at {path} — {HOW_TO_EXPORT}")
+    if path.is_dir():
+        raise SourceFileError(f"{path.name}: {path} is a directory, not a file — {HOW_TO_EXPORT}")
+    latest = int((pd.Timestamp(now or utcnow()) + FUTURE_TOLERANCE).value // 1_000)  # µs since the epoch
     repeats = _RepeatFilter()
     known = pd.Index(sorted(known_skus))
     parts = []
@@ -65,9 +74,8 @@ def read_events(path: Path, intake: Intake, known_skus: Set[str]) -> pd.DataFram
         intake.rows_read += len(lines)
         fresh = repeats.first_seen(lines)
         intake.duplicates_skipped += int((~fresh).sum())
-        parts.append(
-            _chunk_rows(numbers[fresh], [line for line, keep in zip(lines, fresh, strict=True) if keep], intake, known)
-        )
+        kept = [line for line, keep in zip(lines, fresh, strict=True) if keep]
+        parts.append(_chunk_rows(numbers[fresh], kept, intake, known, latest))
     if not parts:
         return _empty_frame()
     return _concat(parts)
@@ -85,7 +93,11 @@ def _line_chunks(path: Path) -> Iterator[tuple[np.ndarray, list[bytes]]]:
     """Non-blank lines in chunks, with their 1-based line numbers."""
     numbers: list[int] = []
     lines: list[bytes] = []
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SourceFileError(f"{path.name}: cannot be read ({exc.strerror}) — check its permissions") from exc
+    with handle:
         for number, line in enumerate(handle, start=1):
             stripped = line.strip()
             if stripped:
@@ -182,8 +194,8 @@ class _Chunk:
             self.intake.add_rejected(self.numbers[positions], column, pd.Series(texts, dtype=object), raw)
 
 
-def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: pd.Index) -> pd.DataFrame:
-    """Parse, check and flatten one chunk of lines."""
+def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: pd.Index, latest: int) -> pd.DataFrame:
+    """Parse, check and flatten one chunk of lines (``latest``: the last acceptable event_timestamp, µs)."""
     chunk = _Chunk(numbers, lines, intake)
     with _collector_paused():
         parsed = [_loads(line) for line in lines]
@@ -195,7 +207,7 @@ def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: 
     positions = np.flatnonzero(objects)
     events = [parsed[i] for i in positions]
     frame = _event_columns(events, positions)
-    frame = _reject_bad_events(chunk, frame)
+    frame = _reject_bad_events(chunk, frame, latest)
     rows = _item_rows(chunk, frame, [events[i] for i in frame["_at"]], known)
     rows[ROW] = numbers[rows["_position"].to_numpy()]
     return _compact(rows[EVENT_COLUMNS].reset_index(drop=True))
@@ -243,11 +255,14 @@ def _microseconds(value: Any) -> int | None:
     return None
 
 
-def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame) -> pd.DataFrame:
+def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame, latest: int) -> pd.DataFrame:
+    stamp = frame["event_timestamp"]
+    future = (stamp > latest).fillna(False)
     checks = [
         ("user_pseudo_id", frame["user_pseudo_id"].isna(), "missing user_pseudo_id"),
         ("event_name", frame["event_name"].isna(), "missing event_name"),
-        ("event_timestamp", frame["event_timestamp"].isna(), "event_timestamp is not microseconds since the epoch"),
+        ("event_timestamp", stamp.isna(), "event_timestamp is not microseconds since the epoch"),
+        ("event_timestamp", future, "event_timestamp is in the future (after the sync's clock + 1 day)"),
     ]
     for column, invalid, reason in checks:
         invalid = invalid.reindex(frame.index)

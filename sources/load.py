@@ -4,7 +4,11 @@
 is written), then in one transaction: upserts products by SKU, resolves and saves golden profiles and
 identities, upserts consent statements, replaces the orders (ids kept) and lines of the orders in the
 file, replaces the events in the time span the analytics file covers, and records quarantined rows and
-one ``SourceLoad`` per source. Syncing the same files again leaves the data tables identical.
+cells and one ``SourceLoad`` per source. Syncing the same files again leaves the data tables identical.
+
+A cell set aside by a reader is unknown, not empty: a stored email or phone is kept (a bad cell never
+erases what a profile knows), and a consent denial stated by a row quarantined whole still counts when the
+row says whose it is (a repeated Customer/Record ID, or a valid email).
 
 Large tables (orders, lines, events, quarantine) go in through :func:`bulk_insert`: PostgreSQL's COPY,
 or one driver-level executemany on SQLite; per-row ORM objects would be ~10x slower.
@@ -38,9 +42,19 @@ from models.identity import (
     stored_identities,
 )
 from models.schema import Consent, Event, Order, OrderLine, Product, QuarantineRow, SourceLoad, utcnow
+from sources.analytics import HOW_TO_EXPORT as EXPORT_EVENTS
 from sources.analytics import events_per_line, read_events
-from sources.crm import HUBSPOT, CrmMapping, read_contacts
-from sources.shopify import CUSTOMERS_FILE, ORDERS_FILE, PRODUCTS_FILE, read_customers, read_orders, read_products
+from sources.crm import CONSENT_COLUMNS, HUBSPOT, CrmMapping, read_contacts
+from sources.shopify import (
+    CUSTOMERS_FILE,
+    ORDERS_FILE,
+    PRODUCTS_FILE,
+    UNKNOWN_EMAIL,
+    UNKNOWN_PHONE,
+    read_customers,
+    read_orders,
+    read_products,
+)
 from sources.validate import ROW, Intake, SourceCount, SourceFileError
 
 __all__ = ["SourceCount", "SourceFileError", "SyncReport", "bulk_insert", "sync_store"]
@@ -69,7 +83,8 @@ class SyncReport:
 
     ``profiles``: golden customers this sync's records belong to (``new_profiles`` of them created now);
     ``identities``: source records resolved; ``consents``: consent statements the files made (after merging);
-    ``orders``/``order_lines``/``events``: rows written; ``quarantined``: rows set aside, all sources.
+    ``orders``/``order_lines``/``events``: rows written; ``quarantined``: rows set aside, all sources;
+    ``fields_quarantined``: cells set aside in rows that were loaded anyway, all sources.
     """
 
     run_id: str
@@ -84,9 +99,11 @@ class SyncReport:
     events: int = 0
     seconds: float = 0.0
     quarantined: int = field(init=False)
+    fields_quarantined: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.quarantined = sum(count.rows_quarantined for count in self.sources)
+        self.fields_quarantined = sum(count.fields_quarantined for count in self.sources)
 
     @property
     def reconciles(self) -> bool:
@@ -130,26 +147,48 @@ def sync_store(
     _check_files_exist(store_dir, crm_file, analytics_file)
     with engine.connect() as conn:
         stored_skus = set(conn.execute(select(_products.c.sku)).scalars())
-    read = _read_all(store_dir, crm_file, analytics_file, stored_skus, default_country, crm_mapping, say)
+    read = _read_all(store_dir, crm_file, analytics_file, stored_skus, default_country, crm_mapping, now, say)
     with engine.begin() as conn:
         report = _write_all(conn, read, run_id, now, say)
     report.seconds = round(time.perf_counter() - started, 3)
-    log.info("sync %s: %d profiles, %d rows quarantined, %.1fs", run_id, report.profiles, report.quarantined,
-             report.seconds)  # fmt: skip
+    log.info("sync %s: %d profiles, %d rows and %d cells quarantined, %.1fs", run_id, report.profiles,
+             report.quarantined, report.fields_quarantined, report.seconds)  # fmt: skip
     return report
 
 
+STORE_SETTING = "OMNICAST_STORE_PATH (--store)"
+CRM_SETTING = "OMNICAST_CRM_PATH (--crm)"
+ANALYTICS_SETTING = "OMNICAST_ANALYTICS_PATH (--analytics)"
+EXPORT_STORE = (
+    "it must be the folder holding products_export.csv, customers_export.csv and orders_export.csv from "
+    "Shopify admin → Products/Customers/Orders → Export"
+)
+EXPORT_CRM = f"give the contacts CSV file itself: {HUBSPOT.how_to_export}"
+EXPORT_ANALYTICS = f"give the events file itself: {EXPORT_EVENTS}"
+
+
 def _check_files_exist(store_dir: Path, crm_file: Path | None, analytics_file: Path | None) -> None:
-    """Fail before reading anything when a file is missing: the message lists every missing one."""
-    wanted = [store_dir / name for name in (PRODUCTS_FILE, CUSTOMERS_FILE, ORDERS_FILE)]
-    wanted += [path for path in (crm_file, analytics_file) if path is not None]
-    missing = [path for path in wanted if not path.is_file()]
-    if missing:
-        names = ", ".join(f"{path.name} (looked at {path})" for path in missing)
-        raise SourceFileError(
-            f"missing source file(s): {names} — the store directory needs products_export.csv, "
-            "customers_export.csv and orders_export.csv from Shopify admin → Products/Customers/Orders → Export"
-        )
+    """Fail before reading anything when a source is missing or is not what its setting needs: one line naming
+    each setting (and its CLI flag), what was found there, and how to export the right thing."""
+    problems = []
+    if store_dir.is_file():
+        problems.append(f"{STORE_SETTING} is a file ({store_dir}), not a folder — {EXPORT_STORE}")
+    elif not store_dir.is_dir():
+        problems.append(f"{STORE_SETTING}: nothing at {store_dir} — {EXPORT_STORE}")
+    else:
+        missing = [store_dir / name for name in (PRODUCTS_FILE, CUSTOMERS_FILE, ORDERS_FILE)]
+        missing = [path for path in missing if not path.is_file()]
+        if missing:
+            names = ", ".join(f"{path.name} (looked at {path})" for path in missing)
+            problems.append(f"{STORE_SETTING}: missing source file(s) {names} — {EXPORT_STORE}")
+    for path, setting, how in ((crm_file, CRM_SETTING, EXPORT_CRM), (analytics_file, ANALYTICS_SETTING,
+                                                                     EXPORT_ANALYTICS)):  # fmt: skip
+        if path is None or path.is_file():
+            continue
+        found = "a directory" if path.is_dir() else "nothing"
+        problems.append(f"{setting} points at {found} ({path}), not a file — {how}")
+    if problems:
+        raise SourceFileError("; ".join(problems))
 
 
 def _read_all(
@@ -159,6 +198,7 @@ def _read_all(
     stored_skus: set[str],
     default_country: str,
     crm_mapping: CrmMapping,
+    now: datetime,
     say: Callable[[str], None],
 ) -> _Read:
     intakes = {
@@ -173,29 +213,31 @@ def _read_all(
     customers = read_customers(store_dir / CUSTOMERS_FILE, intakes["customers"], default_country)
     intakes["customers"].release()
     say(f"customers: {len(customers)} read")
-    orders = read_orders(store_dir / ORDERS_FILE, intakes["orders"], known_skus)
+    orders = read_orders(store_dir / ORDERS_FILE, intakes["orders"], known_skus, now)
     intakes["orders"].release()
     say(f"orders: {len(orders.orders)} orders, {len(orders.lines)} lines read")
     contacts = events = None
     if crm_file is not None:
         intakes["crm"] = Intake("crm", crm_file.name)
-        contacts = read_contacts(crm_file, intakes["crm"], default_country, crm_mapping)
+        contacts = read_contacts(crm_file, intakes["crm"], default_country, crm_mapping, now)
         intakes["crm"].release()
         say(f"crm: {len(contacts)} contacts read")
     if analytics_file is not None:
         intakes["analytics"] = Intake("analytics", analytics_file.name)
-        events = read_events(analytics_file, intakes["analytics"], known_skus)
+        events = read_events(analytics_file, intakes["analytics"], known_skus, now)
         say(f"analytics: {len(events)} event items read")
     return _Read(intakes, products, customers, orders.orders, orders.lines, contacts, events)
 
 
 def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: Callable[[str], None]) -> SyncReport:
     product_ids = _upsert_products(conn, read.products)
-    resolution = resolve(_identity_records(read), stored_identities(conn))
+    stored = stored_identities(conn)
+    read = _keep_stored_contacts(read, stored)
+    resolution = resolve(_identity_records(read), stored)
     new_profiles = int((resolution.golden.index < 0).sum())
     resolution = save_profiles(conn, resolution, now)
     say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
-    consents = _save_consents(conn, _consent_statements(read, resolution), now)
+    consents = _save_consents(conn, _consent_statements(read, resolution, stored), now)
     order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids)
     say(f"orders: {order_count} orders, {len(read.lines)} lines written")
     event_count = _replace_events(conn, read.events, resolution, product_ids) if read.events is not None else 0
@@ -231,6 +273,26 @@ def _reconcile(read: _Read) -> list[SourceCount]:
 # --- identities and consents --------------------------------------------------------------------------
 
 
+def _keep_stored_contacts(read: _Read, stored: pd.DataFrame) -> _Read:
+    """A set-aside email or phone is unknown, not empty: the record keeps the value its identity has stored."""
+    customers = _with_stored(read.customers, SHOPIFY, stored)
+    contacts = _with_stored(read.contacts, CRM, stored) if read.contacts is not None else None
+    return _Read(read.intakes, read.products, customers, read.orders, read.lines, contacts, read.events)
+
+
+def _with_stored(frame: pd.DataFrame, source: str, stored: pd.DataFrame) -> pd.DataFrame:
+    flags = {"email": frame[UNKNOWN_EMAIL], "phone": frame[UNKNOWN_PHONE]}
+    if not any(flag.any() for flag in flags.values()):
+        return frame
+    known = stored[stored["source"] == source].drop_duplicates("external_id").set_index("external_id")
+    frame = frame.copy()
+    for name, unknown in flags.items():
+        if unknown.any():
+            frame.loc[unknown, name] = frame.loc[unknown, "external_id"].map(known[name])
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
 def _identity_records(read: _Read) -> pd.DataFrame:
     """Every person-like record of this sync, in the shape :func:`models.identity.resolve` wants."""
     customers = read.customers
@@ -257,19 +319,54 @@ def _guests(orders: pd.DataFrame, customer_emails: set[str]) -> pd.DataFrame:
     return latest.assign(external_id=latest["email"]).reset_index(drop=True)
 
 
-def _consent_statements(read: _Read, resolution: Resolution) -> pd.DataFrame:
-    """Every (customer, channel, source, state, recorded_at) statement the files make; blank = none."""
+def _consent_statements(read: _Read, resolution: Resolution, stored: pd.DataFrame) -> pd.DataFrame:
+    """Every (customer, channel, source, state, recorded_at) statement the files make; blank = none.
+
+    CRM "Marketing contact status" becomes channel ``marketing`` (granted: marketing contact; denied:
+    non-marketing contact, who gets no marketing message on any channel). Denials kept from rows quarantined
+    whole are added; :func:`_combine_statements` lets a denial beat a grant of the same source.
+    """
     parts = []
     shopify = read.customers.assign(customer_id=read.customers["external_id"].map(resolution.customer_of(SHOPIFY)))
     parts += [_statements(shopify, "accepts_email", "email", SHOPIFY, None),
               _statements(shopify, "accepts_sms", "sms", SHOPIFY, None)]  # fmt: skip
     if read.contacts is not None:
         crm = read.contacts.assign(customer_id=read.contacts["external_id"].map(resolution.customer_of(CRM)))
-        for column, channel in (("email_consent", "email"), ("ads_consent", "ads"), ("inapp_consent", "inapp")):
+        for channel, column in CONSENT_COLUMNS.items():
             parts.append(_statements(crm, column, channel, CRM, "modified_at"))
     guests = _guest_marketing(read.orders, resolution)
     parts.append(_statements(guests, "accepts_marketing", "email", GUEST, "created_at"))
+    parts += _kept_denials(read, resolution, stored)
     return pd.concat(parts, ignore_index=True)
+
+
+def _kept_denials(read: _Read, resolution: Resolution, stored: pd.DataFrame) -> list[pd.DataFrame]:
+    """Denials stated by quarantined rows, as statements of whoever the row names: by its (repeated) external
+    id, else by its email (this sync's records first, then stored identities). Nobody named: nobody to deny."""
+    parts = []
+    for name, source in (("customers", SHOPIFY), ("crm", CRM)):
+        intake = read.intakes.get(name)
+        denials = intake.kept_denials() if intake is not None else None
+        if denials is None or denials.empty:
+            continue
+        by_email = resolution.customer_by_email()
+        known = stored[stored["email"].notna()].drop_duplicates("email").set_index("email")["customer_id"]
+        by_email = pd.concat([by_email, known[~known.index.isin(by_email.index)]])
+        customer = denials["external_id"].map(resolution.customer_of(source))
+        customer = customer.fillna(denials["email"].map(by_email))
+        named = customer.notna()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": customer[named].astype("int64"),
+                    "channel": denials.loc[named, "channel"],
+                    "source": source,
+                    "state": "denied",
+                    "recorded_at": pd.to_datetime(denials.loc[named, "recorded_at"], utc=True),
+                }
+            )
+        )
+    return parts
 
 
 def _guest_marketing(orders: pd.DataFrame, resolution: Resolution) -> pd.DataFrame:

@@ -4,7 +4,8 @@ docs/SOURCE_FORMATS.md (Shopify exports, HubSpot contacts, GA4 events, manifest.
 The store is simulated, not drawn row by row: customers belong to latent taste clusters, buy on seasonal days,
 reorder consumables on their replenishment cycle, churn, gift, refund and abandon carts; analytics sessions are
 derived from the orders plus browsing. Everything is numpy arrays until the last step, where rows are joined as
-text from pre-escaped pieces. Dirt is planted as extra rows and counted in the manifest (docs/SAMPLE_DATA.md).
+text from pre-escaped pieces. Dirt is planted as extra rows (a reader quarantines them) and as bad cells in real
+rows (``bad_field``: a reader loads the row without that value), counted in the manifest (docs/SAMPLE_DATA.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.errors import InputError
 from sources.sample_catalog import (
     AFFINITY,
     CITIES,
@@ -53,7 +55,7 @@ from sources.sample_catalog import (
     retired_products,
 )
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 HISTORY_DAYS = 730
 STORE_TZ = "America/New_York"
 CURRENCY = "USD"
@@ -157,17 +159,25 @@ CRM_COLUMNS = (
 
 # Planted dirt: rate of extra rows per clean row, per file and kind (at least one of each, however small the store).
 DIRT_RATES: dict[str, dict[str, float]] = {
-    PRODUCTS_FILE: {"malformed_row": 0.006},
+    PRODUCTS_FILE: {"malformed_row": 0.006, "bad_field": 0.006},
     CUSTOMERS_FILE: {
         "duplicate_customer": 0.004,
         "invalid_email": 0.002,
         "missing_field": 0.0015,
         "malformed_row": 0.0015,
+        "bad_field": 0.002,
     },
     ORDERS_FILE: {"malformed_row": 0.002, "missing_field": 0.002, "unknown_sku": 0.0015, "exact_duplicate": 0.002},
-    CRM_FILE: {"invalid_email": 0.004, "malformed_row": 0.003},
+    CRM_FILE: {"invalid_email": 0.004, "malformed_row": 0.003, "bad_field": 0.003},
     EVENTS_FILE: {"missing_field": 0.002, "unknown_sku": 0.0015, "exact_duplicate": 0.002, "bad_json": 0.001},
 }
+DIRT_KINDS = (
+    "duplicate_customer", "invalid_email", "malformed_row", "missing_field", "unknown_sku", "exact_duplicate",
+    "bad_json", "bad_field",
+)  # fmt: skip
+UNSAFE_IMAGES = ("javascript:alert(document.cookie)", "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+                 "/products/no-host.jpg")  # fmt: skip
+"""``Image Src`` values a reader must never store (planted as ``bad_field`` in the products export)."""
 
 NONE, ONE_TIME, LOYAL, CHURNED = 0, 1, 2, 3
 ARCHETYPES = ("no_orders", "one_time", "loyal", "churned")
@@ -249,7 +259,13 @@ def write_sample(
     as_of = as_of or datetime.now(UTC).date()
     report = progress or (lambda _stage: None)
     out = Path(out)
-    (out / "shopify").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "shopify").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"sample --out {out}: cannot create the folder there ({exc.strerror}) — choose a folder path that is not "
+            "inside a file and that you may write to"
+        ) from exc
     store = _Store(out=out, customers=customers, seed=seed, clock=Clock(as_of))
     for stage, step in (
         ("products", store.products),
@@ -485,6 +501,7 @@ class _Store:
         cols = product_columns(self.cat, rng)
         lines = join_row([cols[c] for c in PRODUCT_COLUMNS])
         bad = malformed_products(cols, self.cat, dirt_count(PRODUCTS_FILE, "malformed_row", len(self.cat)), rng)
+        self._unsafe_images(cols, lines)
         positions = rng.integers(0, len(lines), len(bad))
         lines = insert_after(lines, np.sort(positions), bad)
         self.plant(PRODUCTS_FILE, "malformed_row", len(bad))
@@ -492,6 +509,17 @@ class _Store:
         status = pd.Series(self.cat.status).value_counts()
         self.expected["products"] = len(self.cat)
         self.expected["products_by_status"] = {s: int(status.get(s, 0)) for s in ("active", "draft", "archived")}
+
+    def _unsafe_images(self, cols: dict[str, np.ndarray], lines: np.ndarray) -> None:
+        """``bad_field``: real products whose ``Image Src`` is no web URL (``javascript:``, ``data:``, relative).
+        A reader loads them without an image; no channel may ever see the URL."""
+        rng, n = self.rng(21), len(self.cat)
+        chosen = np.sort(rng.choice(n, size=min(n, dirt_count(PRODUCTS_FILE, "bad_field", n)), replace=False))
+        rows = {c: np.broadcast_to(np.asarray(v, dtype=object), (n,))[chosen].copy() for c, v in cols.items()}
+        rows["Image Src"] = escape(np.array(UNSAFE_IMAGES, dtype=object)[np.arange(len(chosen)) % len(UNSAFE_IMAGES)])
+        lines[chosen] = join_row([rows[c] for c in PRODUCT_COLUMNS])
+        self.plant(PRODUCTS_FILE, "bad_field", len(chosen))
+        self.expected["products_with_unsafe_image"] = len(chosen)
 
     # -------------------------------------------------- people and their orders
 
@@ -746,12 +774,32 @@ class _Store:
             np.arange(n), as_text(self.customer_id), self.people.email[:n], self.spent, self.order_count, rng
         )
         lines = join_row(cols)
+        self._broken_phones(cols, lines)
         lines, extra_rows = self._customer_dirt(lines, int(ids[-1]), rng)
         self.files[CUSTOMERS_FILE] = {"rows": write_csv(self.out / CUSTOMERS_FILE, CUSTOMER_COLUMNS, lines)}
         self.expected["customers"] = n
         self.expected["customer_rows_loadable"] = n + extra_rows
         self.expected["buyers"] = {name: int((self.archetype[:n] == i).sum()) for i, name in enumerate(ARCHETYPES)}
         self.expected["taste_clusters"] = {c: int((self.cluster[:n] == i).sum()) for i, c in enumerate(CLUSTERS)}
+
+    def _broken_phones(self, cols: list[np.ndarray | str], lines: np.ndarray) -> None:
+        """``bad_field``: accounts that said no to e-mail marketing, with a malformed ``Phone`` (cut short). A reader
+        must load the row without the phone and keep the opt-out (the hostile run lost it)."""
+        rng, n = self.rng(22), self.n
+        said_no = np.flatnonzero(self.shop_phone & ~self.accepts_email)
+        candidates = said_no if len(said_no) else np.flatnonzero(self.shop_phone)
+        k = min(len(candidates), dirt_count(CUSTOMERS_FILE, "bad_field", n))
+        chosen = np.sort(rng.choice(candidates, size=k, replace=False))
+        self.phone_broken = np.zeros(n, dtype=bool)
+        self.phone_broken[chosen] = True
+        if not k:
+            return
+        phone = np.array(cols[13], dtype=object)
+        phone[chosen] = "'" + pd.Series(self.people.phone[chosen], dtype=object).str[:7].to_numpy(dtype=object)
+        cols[13] = phone
+        lines[chosen] = join_row([c if isinstance(c, str) else c[chosen] for c in cols])
+        self.plant(CUSTOMERS_FILE, "bad_field", k)
+        self.expected["opt_outs_with_a_bad_phone"] = int((~self.accepts_email[chosen]).sum())
 
     def _signups(self, rng: np.random.Generator) -> np.ndarray:
         """Account creation: at the first checkout for most, days or weeks before it for some; never after it."""
@@ -825,6 +873,7 @@ class _Store:
         )
         base = n + self.n_guests + self.n_crm_only
         extras = np.arange(base, base + k_bad + k_missing + k_malformed)
+        self.n_invalid_email_accounts = k_bad  # loaded without an e-mail: profiles of their own
         who = np.concatenate([dup, extras])
         ids = as_text(last_id + np.cumsum(rng.integers(1, 40_000, len(who))))
         email = np.concatenate([email_variant(self.people.email[dup], rng), self.people.email[extras]])
@@ -848,7 +897,7 @@ class _Store:
         ):
             self.plant(CUSTOMERS_FILE, kind, count)
         after = np.sort(rng.integers(0, len(lines), len(rows)))
-        return insert_after(lines, after, rows[rng.permutation(len(rows))]), len(dup)
+        return insert_after(lines, after, rows[rng.permutation(len(rows))]), len(dup) + k_bad
 
     # -------------------------------------------------- orders export
 
@@ -1086,16 +1135,21 @@ class _Store:
         record = as_text(51_000_000_000 + np.cumsum(rng.integers(1, 5_000, len(who))))
         cols, has_phone, dob = self._crm_columns(who, record, created, rng)
         lines = join_row(cols)
-        lines, kept = self._crm_dirt(lines, cols, who, has_phone, rng)
+        lines, kept, bad_birthday = self._crm_dirt(lines, cols, who, has_phone, rng)
         self.files[CRM_FILE] = {"rows": write_csv(self.out / CRM_FILE, CRM_COLUMNS, lines)}
-        self._birthday_expectations(dob, kept)
+        self._birthday_expectations(dob, kept & ~bad_birthday)
+        status = np.asarray(cols[7], dtype=object)
+        non_marketing = kept & (status == "Non-marketing contact")
+        opted_in = (who < self.n) & self.accepts_email[np.minimum(who, self.n - 1)]
         self.expected.update(
             {
                 "crm_contacts": len(who),
                 "crm_store_customers": len(accounts),
                 "crm_guests": len(guests),
                 "crm_only_contacts": len(only),
-                "distinct_people": self.n + self.n_guests + self.n_crm_only,
+                "crm_non_marketing_contacts": int(non_marketing.sum()),
+                "crm_non_marketing_shopify_opt_ins": int((non_marketing & opted_in).sum()),
+                "distinct_people": self.n + self.n_guests + self.n_crm_only + self.n_invalid_email_accounts,
             }
         )
 
@@ -1172,12 +1226,14 @@ class _Store:
         who: np.ndarray,
         has_phone: np.ndarray,
         rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Invalid e-mails on store customers' contacts (half of them with a phone, so a reader keeps them),
-        and malformed extra rows. Returns the lines and which contact rows a correct reader keeps."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Invalid e-mails on store customers' contacts (half of them with a phone, so a reader keeps them), bad
+        cells in real contacts, and malformed extra rows. Returns the lines, which contact rows a correct reader
+        keeps, and which of them had their birthday broken."""
         k_bad = dirt_count(CRM_FILE, "invalid_email", len(lines))
         account = who < self.n
-        shop_phone = account & self.shop_phone[np.minimum(who, self.n - 1)]
+        acc = np.minimum(who, self.n - 1)
+        shop_phone = account & self.shop_phone[acc] & ~self.phone_broken[acc]  # the phone must link them
         with_phone = rng.permutation(np.flatnonzero(account & has_phone & shop_phone))
         without = rng.permutation(np.flatnonzero(account & ~has_phone))
         take_with = min(len(with_phone), (k_bad + 1) // 2)
@@ -1191,13 +1247,60 @@ class _Store:
         kept[without[:take_without]] = False
         self.plant(CRM_FILE, "invalid_email", len(bad))
         self.expected["crm_invalid_email_with_phone"] = int(take_with)
+        bad_birthday = self._bad_contact_cells(lines, cols, who, kept, bad)
         extra = np.arange(len(self.people) - self.n_crm_extras, len(self.people))
         created = self.clock.end_epoch - rng.integers(86400, 300 * 86400, len(extra))
         record = as_text(61_000_000_000 + np.cumsum(rng.integers(1, 5_000, len(extra))))
         xcols, _, _ = self._crm_columns(extra, record, created, rng)
-        rows = malformed_crm_rows(xcols, self.people, extra, created)
+        rows = malformed_crm_rows(xcols, self.people, extra)
         self.plant(CRM_FILE, "malformed_row", len(rows))
-        return insert_after(lines, np.sort(rng.integers(0, len(lines), len(rows))), rows), kept
+        return insert_after(lines, np.sort(rng.integers(0, len(lines), len(rows))), rows), kept, bad_birthday
+
+    def _bad_contact_cells(
+        self, lines: np.ndarray, cols: list[np.ndarray | str], who: np.ndarray, kept: np.ndarray, taken: np.ndarray
+    ) -> np.ndarray:
+        """``bad_field``: real contacts with one bad cell, in turn a ``Date of Birth`` before 1900 on an
+        unsubscribed contact (whose Shopify account says yes, when there is one: the opt-out must still win), a
+        ``Time Zone`` with spaces (``Europe / Berlin``), a ``Create Date`` in US format. Returns the rows whose
+        birthday was broken."""
+        rng, k_rows = self.rng(23), len(lines)
+        free = kept.copy()
+        free[taken] = False
+        k = min(int(free.sum()), dirt_count(CRM_FILE, "bad_field", k_rows))
+        variant = np.arange(k) % 3
+        account = who < self.n
+        accepts = account & self.accepts_email[np.minimum(who, self.n - 1)]
+        consent = np.asarray(cols[8], dtype=object)
+        chosen = np.empty(k, dtype=np.int64)
+        picked = np.zeros(k_rows, dtype=bool)
+        for i in range(k):  # a few rows: the best candidates for each variant, never a row twice
+            if variant[i] == 0:
+                pools = [free & (consent == "Unsubscribed") & accepts, free & (consent == "Unsubscribed"), free]
+            elif variant[i] == 1:
+                pools = [free & (np.asarray(cols[11], dtype=object) != ""), free]
+            else:
+                pools = [free]
+            pool = next(np.flatnonzero(p & ~picked) for p in pools if (p & ~picked).any())
+            chosen[i] = rng.choice(pool)
+            picked[chosen[i]] = True
+        birth, zones, created = (np.array(cols[i], dtype=object) for i in (5, 11, 16))
+        rows = chosen[variant == 0]
+        birth[rows] = "18" + as_text(rng.integers(10, 99, len(rows))) + "-01-01"
+        rows = chosen[variant == 1]
+        zone = pd.Series(zones[rows], dtype=object)
+        zones[rows] = zone.str.replace("/", " / ").where(zone != "", "Mars / Olympus").to_numpy(dtype=object)
+        rows = chosen[variant == 2]
+        stamps = pd.to_datetime(pd.Series(created[rows], dtype=object), format="%Y-%m-%d %H:%M")
+        created[rows] = stamps.dt.strftime("%m/%d/%Y %H:%M").to_numpy(dtype=object)
+        fixed = list(cols)
+        fixed[5], fixed[11], fixed[16] = birth, zones, created
+        lines[chosen] = join_row([c if isinstance(c, str) else c[chosen] for c in fixed])
+        if k:
+            self.plant(CRM_FILE, "bad_field", k)
+        self.expected["crm_opt_outs_with_a_bad_birthday"] = int((consent[chosen[variant == 0]] == "Unsubscribed").sum())
+        broken = np.zeros(k_rows, dtype=bool)
+        broken[chosen[variant == 0]] = True
+        return broken
 
     def _birthday_expectations(self, dob: np.ndarray, kept: np.ndarray) -> None:
         """Counts over the contacts a correct reader keeps: Feb 29 birthdays, birthdays in the next 7 days."""
@@ -1513,15 +1616,7 @@ class _Store:
     def write_manifest(self) -> None:
         """manifest.json: seed, as_of, rows per file, planted dirt per kind and file, expected counts."""
         files = (PRODUCTS_FILE, CUSTOMERS_FILE, ORDERS_FILE, CRM_FILE, EVENTS_FILE)
-        kinds = (
-            "duplicate_customer",
-            "invalid_email",
-            "malformed_row",
-            "missing_field",
-            "unknown_sku",
-            "exact_duplicate",
-            "bad_json",
-        )
+        kinds = DIRT_KINDS
         store = {
             "name": STORE_NAME,
             "currency": CURRENCY,
@@ -1641,11 +1736,9 @@ def birth_dates(k: int, as_of: date, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def malformed_crm_rows(
-    cols: list[np.ndarray | str], people: People, who: np.ndarray, created: np.ndarray
-) -> np.ndarray:
-    """Contact rows a reader must refuse: cut short, ``Portland, Oregon`` unquoted, a ``12/03/2025 14:05`` date."""
-    variant = np.arange(len(who)) % 3
+def malformed_crm_rows(cols: list[np.ndarray | str], people: People, who: np.ndarray) -> np.ndarray:
+    """Contact rows a reader must refuse: cut short, or ``Portland, Oregon`` unquoted (one field too many)."""
+    variant = np.arange(len(who)) % 2
     rows = join_row(cols)
     cut = variant == 0
     rows[cut] = join_row([c if isinstance(c, str) else c[cut] for c in cols[:12]])
@@ -1654,8 +1747,4 @@ def malformed_crm_rows(
     unquoted = [c if isinstance(c, str) else c[wide] for c in cols]
     unquoted[12] = _city_names()[city] + ", " + _city_field("region")[city]
     rows[wide] = join_row(unquoted)
-    us_date = variant == 2
-    dated = [c if isinstance(c, str) else c[us_date] for c in cols]
-    dated[16] = pd.to_datetime(created[us_date], unit="s").strftime("%m/%d/%Y %H:%M").to_numpy(dtype=object)
-    rows[us_date] = join_row(dated)
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
@@ -25,9 +26,9 @@ def contacts_file(tmp_path: Path, *rows: str) -> Path:
     return path
 
 
-def read(path: Path, default_country: str = "US") -> tuple[Intake, object]:
+def read(path: Path, default_country: str = "US") -> tuple[Intake, pd.DataFrame]:
     intake = Intake("crm", path.name)
-    return intake, read_contacts(path, intake, default_country)
+    return intake, read_contacts(path, intake, default_country, now=NOW)
 
 
 def customer_of(engine: Engine, source: str, external_id: str) -> int:
@@ -64,7 +65,7 @@ def test_contact_with_invalid_email_is_kept_when_its_phone_is_valid() -> None:
     assert intake.rows_quarantined == 0
 
 
-def test_contact_with_invalid_email_and_no_phone_is_quarantined(tmp_path: Path) -> None:
+def test_contact_is_quarantined_only_when_it_cannot_say_who_it_is(tmp_path: Path) -> None:
     path = contacts_file(
         tmp_path,
         "701,Jo,Bad,jo.doe@@example,,,,,Subscribed,,,,,,,,2026-01-01 10:00,2026-01-01 10:00",
@@ -76,19 +77,65 @@ def test_contact_with_invalid_email_and_no_phone_is_quarantined(tmp_path: Path) 
         "706,Same,Record,other@example.com,,,,,,,,,,,,,2026-01-01 10:00,2026-01-01 10:00",
     )
     intake, contacts = read(path)
-    quarantined = intake.quarantine().set_index("row_number")["column"].to_dict()
-    assert quarantined == {
-        1: "Email",
-        2: "Email",
-        3: "Date of Birth",  # 2001 is no leap year
-        4: "Time Zone",
-        5: "Email Marketing Consent",
-        7: "Record ID",  # the same record twice, written differently
-    }
-    good = contacts.iloc[0]
+    quarantined = intake.quarantine()
+    rows = quarantined[quarantined["scope"] == "row"].set_index("row_number")["column"].to_dict()
+    fields = quarantined[quarantined["scope"] == "field"].set_index("row_number")["column"].to_dict()
+    assert rows == {1: "Email", 2: "Email", 7: "Record ID"}  # unreachable twice; the same record written twice
+    assert fields == {3: "Date of Birth", 4: "Time Zone", 5: "Email Marketing Consent"}  # 2001 is no leap year
+    loaded = contacts.set_index("external_id")
+    assert list(loaded.index) == ["703", "704", "705", "706"]
+    assert loaded.loc["703", "birthday"] is None and loaded.loc["704", "timezone"] is None
+    assert loaded.loc["705", "email_consent"] is None  # an unknown word is no statement
+    good = loaded.loc["706"]
     assert (good["email_consent"], good["ads_consent"], good["inapp_consent"]) == (False, False, None)
     assert good["modified_at"] == datetime(2026, 1, 2, 11, 30, tzinfo=UTC)
-    assert intake.count(len(contacts)).reconciles
+    count = intake.count(len(contacts))
+    assert count.reconciles and (count.rows_quarantined, count.fields_quarantined) == (3, 3)
+
+
+def test_unsubscribe_survives_a_bad_birthday_and_time_zone(tmp_path: Path) -> None:
+    path = contacts_file(
+        tmp_path,
+        "801,Una,Sub,una@example.com,,1800-01-01,,,Unsubscribed,,,Europe / Berlin,,,,,2026-01-01 10:00,"
+        "2026-11-02 09:00",
+        "802,Fut,Ure,fut@example.com,,2031-05-05,Platinum,Marketing contact,Unsubscribed,,,,,,,,2026-01-01 10:00,"
+        "2026-11-02 09:00",
+    )
+    intake, contacts = read(path)
+    assert intake.rows_quarantined == 0
+    assert list(contacts["email_consent"]) == [False, False]
+    assert list(contacts["birthday"]) == [None, None]  # before 1900, and in the future
+    assert contacts.iloc[1]["loyalty_tier"] is None
+    fields = intake.quarantine().set_index(["row_number", "column"])["reason"]
+    assert "before 1900 or in the future" in fields[(1, "Date of Birth")]
+    assert "IANA" in fields[(1, "Time Zone")]
+    assert {(2, "Date of Birth"), (2, "Loyalty Tier")} <= set(fields.index)
+
+
+def test_marketing_contact_status_is_read_as_a_marketing_statement(tmp_path: Path) -> None:
+    path = contacts_file(
+        tmp_path,
+        "901,Mar,Keting,m@example.com,,,,Marketing contact,,,,,,,,,2026-01-01 10:00,2026-11-02 09:00",
+        "902,Non,Marketing,n@example.com,,,,Non-marketing contact,Subscribed,,,,,,,,2026-01-01 10:00,2026-11-02 09:00",
+        "903,Odd,Word,o@example.com,,,,Sometimes,,,,,,,,,2026-01-01 10:00,2026-11-02 09:00",
+    )
+    intake, contacts = read(path)
+    assert list(contacts["marketing_consent"]) == [True, False, None]
+    field = intake.quarantine().iloc[0]
+    assert (field["row_number"], field["column"], field["scope"]) == (3, "Marketing contact status", "field")
+
+
+def test_future_or_unreadable_modification_date_leaves_the_statements_undated(tmp_path: Path) -> None:
+    path = contacts_file(
+        tmp_path,
+        "951,Fu,Ture,f@example.com,,,,,Subscribed,,,,,,,,2026-01-01 10:00,2099-01-01 00:00",
+        "952,Ex,Cel,e@example.com,,,,,Unsubscribed,,,,,,,,2026-01-01 10:00,11/20/2026 14:03",
+        "953,Bl,Ank,b@example.com,,,,,Unsubscribed,,,,,,,,2026-01-01 10:00,",
+    )
+    intake, contacts = read(path)
+    assert intake.rows_quarantined == 0 and intake.fields_quarantined == 2
+    assert contacts["modified_at"].isna().tolist() == [True, True, False]  # a blank one falls back to Create Date
+    assert contacts.iloc[2]["modified_at"] == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 
 def test_missing_crm_column_names_file_column_and_export_path(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import tempfile
 from datetime import UTC, date, datetime
@@ -22,9 +23,9 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "sources"
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 CRM = DATA / "hubspot_contacts.csv"
 EVENTS = DATA / "ga4_events.jsonl"
-T1 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
-T2 = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
-T3 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+T1 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)  # the fixture's data ends 2026-11-24
+T2 = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+T3 = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 DATA_TABLES = ["customers", "identities", "consents", "products", "orders", "order_lines", "events"]
 
 
@@ -333,28 +334,59 @@ def test_generated_store_quarantine_matches_the_planted_dirt(sqlite_engine: Engi
     out = tmp_path / "sample"
     manifest = sample.write_sample(out, customers=300, seed=11, as_of=date(2026, 11, 27))
     report = sync_store(sqlite_engine, out / "shopify", out / "hubspot_contacts.csv", out / "ga4_events.jsonl",
-                        run_id="sample", now=T1)  # fmt: skip
+                        run_id="sample", now=datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
     dirt, expected = manifest["dirt"], manifest["expected"]
     counts = {c.source: c for c in report.sources}
 
     def planted(path: str, *kinds: str) -> int:
         return sum(dirt.get(kind, {}).get(path, 0) for kind in kinds)
 
-    assert counts["products"].rows_quarantined == planted("shopify/products_export.csv", "malformed_row")
+    products = "shopify/products_export.csv"
+    assert counts["products"].rows_quarantined == planted(products, "malformed_row")
+    assert counts["products"].fields_quarantined == planted(products, "bad_field")  # unsafe Image Src
     customers = "shopify/customers_export.csv"
-    assert counts["customers"].rows_quarantined == planted(customers, "invalid_email", "missing_field", "malformed_row")
+    assert counts["customers"].rows_quarantined == planted(customers, "missing_field", "malformed_row")
+    assert counts["customers"].fields_quarantined == planted(customers, "invalid_email", "bad_field")
     orders = "shopify/orders_export.csv"
     assert counts["orders"].rows_quarantined == planted(orders, "malformed_row", "missing_field", "unknown_sku")
     assert counts["orders"].duplicates_skipped == planted(orders, "exact_duplicate")
+    assert counts["orders"].fields_quarantined == 0
     crm_kept = expected["crm_invalid_email_with_phone"]  # invalid email but a valid phone: kept
-    assert (
-        counts["crm"].rows_quarantined == planted("hubspot_contacts.csv", "malformed_row", "invalid_email") - crm_kept
-    )
+    crm = "hubspot_contacts.csv"
+    assert counts["crm"].rows_quarantined == planted(crm, "malformed_row", "invalid_email") - crm_kept
+    assert counts["crm"].fields_quarantined == crm_kept + planted(crm, "bad_field")
     events = "ga4_events.jsonl"
     assert counts["analytics"].rows_quarantined == planted(events, "missing_field", "unknown_sku", "bad_json")
     assert counts["analytics"].duplicates_skipped == planted(events, "exact_duplicate")
     assert report.reconciles
+    assert report.fields_quarantined == sum(c.fields_quarantined for c in report.sources)
     assert counts["customers"].rows_loaded == expected["customer_rows_loadable"]
     assert (report.orders, report.order_lines) == (expected["orders"], expected["order_lines"])
     assert counts["analytics"].rows_loaded == expected["events"]
     assert report.profiles == expected["distinct_people"]  # duplicate customers unified, guests and CRM-only added
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Product).where(~Product.image_url.like("https://%"))
+                            ).scalar_one() == 0  # fmt: skip
+        scopes = dict(conn.execute(select(QuarantineRow.scope, func.count()).group_by(QuarantineRow.scope)).all())
+    assert scopes == {"row": report.quarantined, "field": report.fields_quarantined}
+
+
+def test_generated_opt_outs_with_a_bad_cell_are_in_force(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """The planted opt-outs whose phone or birthday is broken: each customer's email consent ends denied."""
+    sample = pytest.importorskip("sources.sample")
+    out = tmp_path / "sample"
+    sample.write_sample(out, customers=300, seed=11, as_of=date(2026, 11, 27))
+    sync_store(sqlite_engine, out / "shopify", out / "hubspot_contacts.csv", None, run_id="sample",
+               now=datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
+    with (out / "shopify" / "customers_export.csv").open(encoding="utf-8", newline="") as handle:
+        shopify = [row["Customer ID"].lstrip("'") for row in csv.DictReader(handle)
+                   if row["Phone"] and len(row["Phone"]) < 9 and row["Accepts Email Marketing"] == "no"]  # fmt: skip
+    with (out / "hubspot_contacts.csv").open(encoding="utf-8", newline="") as handle:
+        crm = [row["Record ID"] for row in csv.DictReader(handle)
+               if row["Date of Birth"][:2] == "18" and row["Email Marketing Consent"] == "Unsubscribed"]  # fmt: skip
+    people = [customer_of(sqlite_engine, "shopify", i) for i in shopify]
+    people += [customer_of(sqlite_engine, "crm", i) for i in crm]
+    assert shopify and crm
+    with sqlite_engine.connect() as conn:
+        states = consent_states(conn, people, "email")
+    assert states == {person: "denied" for person in people}

@@ -33,6 +33,13 @@ def append_lines(path: Path, *lines: str) -> None:
             handle.write(line + "\n")
 
 
+def edit_line(path: Path, start: str, change) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the one line of ``path`` that starts with ``start``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [change(line) if line.startswith(start) else line for line in lines]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def row_text(path: Path, **changes: str) -> str:
     """The file's first data row with some columns changed, as one CSV line."""
     with path.open(newline="", encoding="utf-8") as handle:
@@ -138,18 +145,46 @@ def test_excel_style_export_with_bom_and_crlf_reads_the_same(tmp_path: Path) -> 
     assert excel.drop(columns="_row").equals(plain.drop(columns="_row"))
 
 
-def test_dirty_customers_are_quarantined_with_row_column_and_raw_row() -> None:
+def test_dirty_customers_rows_without_id_are_quarantined_bad_cells_set_aside() -> None:
     intake = Intake("customers", "customers_dirty.csv")
     customers = read_customers(BAD / "customers_dirty.csv", intake, "US")
     quarantined = intake.quarantine().set_index("row_number")
-    assert quarantined.loc[2, "column"] == "Email"  # jane.doe@@example
-    assert quarantined.loc[3, "column"] == "Customer ID"
+    assert quarantined.loc[3, ["column", "scope"]].tolist() == ["Customer ID", "row"]
     assert quarantined.loc[4, "reason"].startswith("malformed row: 5 fields")
-    assert quarantined.loc[5, "column"] == "Total Spent"
+    assert quarantined.loc[2, ["column", "scope"]].tolist() == ["Email", "field"]  # jane.doe@@example: loaded
+    assert quarantined.loc[5, ["column", "scope"]].tolist() == ["Total Spent", "field"]
     assert json.loads(quarantined.loc[2, "raw"])["Email"] == "jane.doe@@example"
-    assert list(customers["external_id"]) == ["7012345678901", "7012345678906"]
+    assert list(customers["external_id"]) == ["7012345678901", "7012345678902", "7012345678905", "7012345678906"]
+    assert customers.set_index("external_id").loc["7012345678902", "email"] is None
     count = intake.count(len(customers))
-    assert (count.rows_read, count.rows_quarantined, count.duplicates_skipped) == (7, 4, 1)
+    assert (count.rows_read, count.rows_quarantined, count.duplicates_skipped, count.fields_quarantined) == (7, 2, 1, 2)
+
+
+def test_opt_out_with_a_malformed_phone_is_loaded_without_the_phone(tmp_path: Path) -> None:
+    path = store_copy(tmp_path) / "customers_export.csv"
+    edit_line(path, "'7012345678902,John", lambda line: line.replace("'+14165550188", "'+1 416 555"))
+    intake = Intake("customers", path.name)
+    john = read_customers(path, intake, "US").set_index("external_id").loc["7012345678902"]
+    assert john["accepts_email"] is False and john["phone"] is None
+    entry = intake.quarantine().iloc[0]
+    assert (entry["column"], entry["scope"], entry["row_number"]) == ("Phone", "field", 2)
+    assert intake.rows_quarantined == 0
+
+
+def test_repeated_customer_id_keeps_its_denial(tmp_path: Path) -> None:
+    path = store_copy(tmp_path) / "customers_export.csv"
+    append_lines(
+        path, "'7012345678901,Jane,Doe,jane.doe@example.com,no,,01 Main St,,San Francisco,CA,US,94103,,,no,,,,,"
+    )
+    intake = Intake("customers", path.name)
+    customers = read_customers(path, intake, "US")
+    assert intake.quarantine().iloc[0]["reason"] == "Customer ID already used on an earlier row"
+    denials = intake.kept_denials()
+    assert set(zip(denials["external_id"], denials["channel"], strict=True)) == {
+        ("7012345678901", "email"),
+        ("7012345678901", "sms"),
+    }
+    assert len(customers) == 5
 
 
 # --- orders -------------------------------------------------------------------------------------------
