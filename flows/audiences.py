@@ -11,17 +11,8 @@ from sqlalchemy.engine import Engine
 from channels.base import OutboundMessage
 from flows.deliver import Planned, deliver
 from flows.planning import DEFAULT_AUDIENCES, plan_audience
-from flows.runtime import load_settings, locked, open_database, run_date
+from flows.runtime import check_platform, load_settings, locked, open_database, run_date
 from flows.settings import Settings
-from models.errors import InputError
-
-PLATFORMS = ("meta", "google")
-
-
-def check_platform(platform: str | None) -> None:
-    """Refuse an ad platform omnicast has no audience channel for, naming the choices."""
-    if platform is not None and platform not in PLATFORMS:
-        raise InputError(f"unknown ad platform {platform!r}; choose one of: {', '.join(PLATFORMS)}")
 
 
 @task(name="plan-audiences", cache_policy=NO_CACHE)

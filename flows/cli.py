@@ -183,10 +183,11 @@ def sample(
 ) -> None:
     """Write a realistic sample store: Shopify exports, HubSpot contacts, GA4 events."""
     from flows.runtime import parse_day
-    from sources.sample import write_sample
 
     day = parse_day(as_of, "--as-of") if as_of else None
     writable_folder(out, "--out")
+    from sources.sample import write_sample
+
     try:
         with console.status("generating sample store…") as status:
             manifest = write_sample(out, customers=customers, seed=seed, as_of=day, progress=_progress(status))
@@ -207,9 +208,9 @@ def demo(
     ] = 2000,
 ) -> None:
     """Generate sample data (once) and run the whole day on embedded defaults; prints a summary."""
+    writable_folder(workdir, "--workdir")
     from flows.demo import prefect_environment, prepare_demo
 
-    writable_folder(workdir, "--workdir")
     os.environ.update(prefect_environment(workdir, os.environ))  # before Prefect is imported: its home is read once
     try:
         with console.status("preparing sample data…") as status:
@@ -305,7 +306,7 @@ def audiences_sync(
     as_of: AsOf = None,
 ) -> None:
     """Add new audience members on the ad platforms (hashed identifiers only)."""
-    from flows.audiences import check_platform
+    from flows.runtime import check_platform
 
     check_platform(platform)
     day = _day(as_of)

@@ -9,20 +9,23 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
-from channels.base import Channel
-from channels.email import DkimKey, EmailOptions
-from channels.registry import build_channels
 from flows.settings import SettingError, Settings, load_settings
 from models.db import prepare
 from models.errors import InputError, OmnicastError
 from models.locks import stage_lock
 
+if TYPE_CHECKING:  # the channels load when a run opens them, so a wrong setting is reported without that cost
+    from channels.base import Channel
+    from channels.email import DkimKey
+
 __all__ = [
+    "AD_PLATFORMS",
+    "check_platform",
     "SettingError",
     "Settings",
     "check_channels",
@@ -105,6 +108,15 @@ def parse_day(value: str, what: str = "as_of") -> date:
         raise InputError(f"{what}={value!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-27") from exc
 
 
+AD_PLATFORMS = ("meta", "google")
+
+
+def check_platform(platform: str | None) -> None:
+    """Refuse an ad platform omnicast has no audience channel for, naming the choices."""
+    if platform is not None and platform not in AD_PLATFORMS:
+        raise InputError(f"unknown ad platform {platform!r}; choose one of: {', '.join(AD_PLATFORMS)}")
+
+
 def run_date(settings: Settings, as_of: str | None = None) -> date:
     """The business day a run is for: ``as_of`` (ISO date) or today in the store's timezone."""
     if as_of:
@@ -124,6 +136,9 @@ def secret_key(settings: Settings) -> str:
 
 def open_channels(settings: Settings) -> dict[str, Channel]:
     """The channel adapters the settings ask for (file outboxes by default)."""
+    from channels.email import EmailOptions
+    from channels.registry import build_channels
+
     options = EmailOptions(
         sender=settings.sender_address,
         public_url=settings.public_url,
@@ -152,6 +167,8 @@ def dkim_key(settings: Settings) -> DkimKey | None:
             f"OMNICAST_DKIM_KEY_FILE={str(settings.dkim_key_file)!r} cannot be read ({exc.strerror}); "
             "point it at the PEM private key whose public half is in DNS"
         ) from exc
+    from channels.email import DkimKey
+
     domain = settings.dkim_domain or parseaddr(settings.sender_address)[1].rpartition("@")[2]
     if not domain:
         raise SettingError("OMNICAST_DKIM_DOMAIN is not set and OMNICAST_SENDER_ADDRESS has no domain to sign for")

@@ -7,19 +7,19 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, create_engine
 
 from models.errors import ConfigurationError
 from models.locks import stage_lock
+
+if TYPE_CHECKING:  # alembic and sqlmodel load on first use: the CLI checks settings without paying for them
+    from alembic.config import Config
+    from sqlmodel import Session
 
 DEFAULT_LOCK_WAIT_SECONDS = 1800.0
 
@@ -148,6 +148,8 @@ def _redact(url: str) -> str:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -160,6 +162,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     What the database refuses (another application's tables, a revision from a newer omnicast) becomes a
     :class:`DatabaseError` naming the setting; an error in a migration's own code stays a bug.
     """
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     try:
         command.upgrade(alembic_config(url), revision)
     except CommandError as exc:
@@ -194,6 +199,8 @@ def prepare(
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
+    from sqlmodel import Session
+
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
