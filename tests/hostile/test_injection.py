@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from channels.ads import GOOGLE_COLUMNS, META_COLUMNS, AudienceFileChannel
+from channels.ads import GOOGLE_COLUMNS, META_COLUMNS, AudienceFileChannel, google_row, meta_row
 from channels.base import Channel, OutboundMessage, Recipient
 from channels.email import HEADERS, EmailChannel
 from channels.inapp import InAppFeedChannel, card_errors
@@ -271,3 +273,29 @@ def test_injected_customer_data_never_changes_what_a_message_is(
         check_card(tmp_path, field, payload)
     else:
         check_audience(tmp_path, result.provider_id, channel, payload)
+
+
+any_text = st.one_of(
+    st.none(),
+    st.text(alphabet=st.characters(exclude_categories=()), max_size=80),
+    st.lists(st.sampled_from(list(PAYLOADS.values())[:25]), max_size=3).map("".join),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    email_=any_text, phone=any_text, first_name=any_text, last_name=any_text, city=any_text, region=any_text,
+    country=any_text, zip_=any_text, birthday=st.one_of(st.none(), st.dates()),
+)  # fmt: skip
+def test_audience_rows_hold_only_hashes_whatever_the_recipient(
+    email_: str | None, phone: str | None, first_name: str | None, last_name: str | None, city: str | None,
+    region: str | None, country: str | None, zip_: str | None, birthday: date | None,
+) -> None:  # fmt: skip
+    """Any text in any field of a recipient: a Meta or Google row is exactly its columns, each a hash or empty."""
+    message = OutboundMessage(
+        "hostile:audience", "meta", Recipient(7, email_, phone, first_name, last_name, city, region, country, zip_,
+                                              birthday), "hostile-suite", audience="hostile-suite",
+    )  # fmt: skip
+    for row, columns in ((meta_row(message), META_COLUMNS), (google_row(message), GOOGLE_COLUMNS)):
+        assert len(row) == len(columns)
+        assert all(cell == "" or HEX.fullmatch(cell) for cell in row), row
