@@ -35,7 +35,7 @@ from functools import lru_cache
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 MAX_HEADER_CHARS = 250
 """Longest header text (Subject, display name) after cleaning; longer text is cut and ends in "…"."""
@@ -52,6 +52,9 @@ _LINE = 76  # RFC 2047 §2: a line holding an encoded-word is at most 76 charact
 _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~ ")
 _ASCII_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?")
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"  # RFC 3986 reserved + unreserved + "%" (existing escapes are kept)
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@(?:[a-z0-9](?:[a-z0-9]|-(?!-)){0,61}(?<!-)\.)+[a-z]{2,63}"
+)  # the common case, which email-validator would accept unchanged (no IDNA, no "--" labels, lowercase domain)
 _PLAIN_URL = re.compile(
     r"https?://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
     r"(?:[/?#][A-Za-z0-9!#$%&'()*+,/:;=?@\[\]~._-]*)?"
@@ -206,9 +209,18 @@ def _fold(name: str, words: list[str]) -> str:
 
 
 def mailbox(address: str | None) -> Mailbox:
-    """The recipient's validated ``Mailbox``; ``AddressError`` (naming no address) when it can't be one."""
+    """The recipient's validated ``Mailbox``; ``AddressError`` (naming no address) when it can't be one.
+
+    A plain lowercase ASCII address skips email-validator (≈ 40 µs each, a tenth of building a message); a test
+    checks with hypothesis that the two agree on every address the shortcut takes.
+    """
     if not address or len(address) > 320:
         raise AddressError("recipient address is missing or too long")
+    if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
+        local, _, domain = address.partition("@")
+        labels = domain.split(".")
+        if len(local) <= 64 and not any(".".join(labels[i:]) in SPECIAL_USE_DOMAIN_NAMES for i in range(len(labels))):
+            return Mailbox(addr_spec=address, smtputf8=False)
     try:
         valid = validate_email(address.strip(" "), check_deliverability=False)
     except (EmailNotValidError, ValueError):

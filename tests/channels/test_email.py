@@ -7,6 +7,7 @@ Through-dispatch tests use SQLite only: the ledger itself is tested on both data
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import re
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Engine
 from channels.base import ChannelConfigError, OutboundMessage, Recipient, RetryableChannelError
 from channels.consent import record_unsubscribe
 from channels.dispatch import dispatch
-from channels.email import HEADERS, DkimKey, EmailChannel, needs_smtputf8
+from channels.email import HEADERS, DkimKey, EmailChannel, _quoted_printable, needs_smtputf8
 from channels.headers import mailbox
 from channels.outbox import EmlOutboxTransport, ledger_hash
 from channels.render import EmailRenderer
@@ -186,6 +187,16 @@ def test_written_message_reads_like_one_the_standard_library_builds(outbox: Path
     ]  # the stock folder spaces List-Unsubscribe differently
     assert body(ours, "plain") == body(theirs, "plain")
     assert body(ours, "html") == body(theirs, "html").removesuffix("\r\n")  # set_content adds a final newline
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(["", " ", ".", "=", "a" * 80, "é" * 30, "\t", "x ", "\r\n", "\n", "\r", "From x",
+                                 "<p style=\"a:b\">Hi</p>"]), max_size=40).map("".join))  # fmt: skip
+def test_cached_quoted_printable_is_exactly_binascii(body: str) -> None:
+    """Encoding line by line through the cache gives the very bytes of encoding the whole body at once."""
+    whole = binascii.b2a_qp(body.replace("\r\n", "\n").replace("\r", "\n").encode(), istext=True)
+    for _ in range(2):  # cold, then from the cache
+        assert _quoted_printable(body) == whole.replace(b"\n", b"\r\n")
 
 
 # header injection (issue 5, defect 1) --------------------------------------------------------------------------

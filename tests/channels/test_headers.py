@@ -8,6 +8,7 @@ import re
 import unicodedata
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,6 +181,31 @@ def test_mailbox_refuses_what_cannot_be_made_valid_without_naming_it(address: st
     for part in ("zed", "example", "quoted", "xxxx", "localhost"):
         assert part not in str(caught.value)
     assert caught.value.__cause__ is None  # the validator's message (which quotes the address) is not chained
+
+
+address_like = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9_+.-]{1,70}@[a-z0-9.-]{1,40}\.[a-z]{1,5}", fullmatch=True),
+    st.from_regex(r"[a-z0-9]{1,10}@(?:[a-z0-9-]{1,63}\.){1,4}(?:com|example|test|localhost|invalid|onion|arpa)",
+                  fullmatch=True),
+    st.from_regex(r"[a-z]{1,8}(?:\.[a-z+_-]{1,8}){0,3}@[a-z]{1,8}(?:-[a-z]{1,8})?\.[a-z]{2,6}", fullmatch=True),
+)  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(address_like)
+def test_mailbox_agrees_with_email_validator(address: str) -> None:
+    """The shortcut for plain addresses accepts exactly what email-validator accepts, written the same way."""
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        with pytest.raises(AddressError):
+            mailbox(address)
+        return
+    if len(valid.local_part) > 64:
+        with pytest.raises(AddressError):
+            mailbox(address)
+        return
+    assert mailbox(address) == Mailbox(f"{valid.local_part}@{valid.ascii_domain}", smtputf8=False)
 
 
 # safe_url ----------------------------------------------------------------------------------------------------------
