@@ -29,7 +29,7 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from models.schema import utcnow
-from sources.validate import FUTURE_TOLERANCE, ROW, Intake, SourceFileError
+from sources.validate import FUTURE_TOLERANCE, MAX_INTEGER, ROW, Intake, SourceFileError
 
 ANALYTICS_FILE = "ga4_events.jsonl"
 HOW_TO_EXPORT = (
@@ -47,12 +47,16 @@ _HASH_KEYS = ("omnicast-dedup-1", "omnicast-dedup-2")
 
 
 class _NotJson:
-    """Stands in for a line that failed to parse, carrying the parser's message."""
+    """Stands in for a line that failed to parse (or holds what no database stores), carrying the reason."""
 
-    __slots__ = ("message",)
+    __slots__ = ("reason",)
 
-    def __init__(self, message: str) -> None:
-        self.message = message
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+_NUL = b"\\u0000"
+NUL_REASON = "a string holds a NUL character (\\u0000): binary data, not text a database can store"
 
 
 def read_events(path: Path, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> pd.DataFrame:
@@ -176,7 +180,7 @@ def _loads(line: bytes) -> Any:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return _NotJson(str(exc))
+        return _NotJson(f"not valid JSON ({exc})")
 
 
 @dataclass
@@ -199,9 +203,11 @@ def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: 
     chunk = _Chunk(numbers, lines, intake)
     with _collector_paused():
         parsed = [_loads(line) for line in lines]
+    for i in (i for i, line in enumerate(lines) if _NUL in line):  # PostgreSQL refuses NUL in text
+        parsed[i] = _NotJson(NUL_REASON)
     objects = np.fromiter((type(value) is dict for value in parsed), dtype=bool, count=len(parsed))
     not_json = [i for i, value in enumerate(parsed) if type(value) is _NotJson]
-    chunk.reject(np.asarray(not_json, dtype="int64"), None, [f"not valid JSON ({parsed[i].message})" for i in not_json])
+    chunk.reject(np.asarray(not_json, dtype="int64"), None, [parsed[i].reason for i in not_json])
     other = np.flatnonzero(~objects & np.fromiter((type(v) is not _NotJson for v in parsed), dtype=bool))
     chunk.reject(other, None, "not a JSON object")
     positions = np.flatnonzero(objects)
@@ -304,14 +310,14 @@ def _item_columns(flat: list[Any], owner: np.ndarray, known: pd.Index) -> pd.Dat
     sku = _text_column(_field(flat, "item_id"))
     quantity = pd.Series(_field(flat, "quantity"), dtype=object)
     price = pd.Series(_field(flat, "price"), dtype=object)
-    bad_quantity = pd.Series([not _is_number(value) for value in quantity], dtype=bool) & quantity.notna()
+    bad_quantity = pd.Series([not _is_count(value) for value in quantity], dtype=bool) & quantity.notna()
     bad_price = pd.Series([not _is_number(value) for value in price], dtype=bool) & price.notna()
     count = pd.to_numeric(quantity.where(~bad_quantity), errors="coerce")
     value = pd.to_numeric(price.where(~bad_price), errors="coerce") * count.fillna(1)
     problem = pd.Series(None, index=sku.index, dtype=object)
     checks: list[tuple[pd.Series, Callable[[pd.Series], pd.Series | str]]] = [  # later checks take precedence
         (bad_price, lambda quoted: "price of " + quoted + " is not a number"),
-        (bad_quantity, lambda quoted: "quantity of " + quoted + " is not a number"),
+        (bad_quantity, lambda quoted: "quantity of " + quoted + " is not a number (or is too large)"),
         (sku.notna() & ~sku.isin(known), lambda quoted: "unknown SKU " + quoted),
         (sku.isna(), lambda _: "an item has no item_id (SKU)"),
         (~is_object, lambda _: "an item is not an object"),
@@ -326,6 +332,11 @@ def _item_columns(flat: list[Any], owner: np.ndarray, known: pd.Index) -> pd.Dat
 
 def _is_number(value: Any) -> bool:
     return value is None or type(value) is int or type(value) is float
+
+
+def _is_count(value: Any) -> bool:
+    """A quantity the database can store (an INTEGER column)."""
+    return _is_number(value) and (value is None or abs(value) <= MAX_INTEGER)
 
 
 _REPEATED = ["user_pseudo_id", "user_id", "event_name", "sku", "transaction_id", "traffic_source"]
