@@ -92,9 +92,8 @@ class UnsubscribeSigner:
             payload = self._legacy.loads(token)
         except BadSignature as exc:
             raise InvalidTokenError("unsubscribe token signature does not match") from exc
-        if not (
-            isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int and isinstance(payload[1], str)
-        ) or not payload[1]:
+        well_formed = isinstance(payload, list) and len(payload) == 2 and type(payload[0]) is int
+        if not well_formed or not isinstance(payload[1], str) or not payload[1]:
             raise InvalidTokenError("unsubscribe token does not hold a customer id and a channel")
         return UnsubscribeClaim(customer_id=payload[0], channel=payload[1])
 
