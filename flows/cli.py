@@ -98,6 +98,9 @@ class OmnicastGroup(TyperGroup):
 def _usage_error(exc: typer.TyperException) -> None:
     """Click's usage text, then the problem as the one ``error:`` line (no box drawn around it)."""
     ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:  # the help is already on screen
+        print_error(f"no command given; run '{ctx.command_path} COMMAND' with one of the commands above")
+        return
     if ctx is not None:
         err.print(ctx.get_usage(), highlight=False, markup=False, soft_wrap=True)
         if ctx.command.get_help_option(ctx) is not None:

@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     )
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
 
+    @field_validator("store_path", "crm_path", "analytics_path", "dkim_key_file", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """``OMNICAST_CRM_PATH=`` means "no CRM file", not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("outbox_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("OMNICAST_OUTBOX_DIR is empty; name the folder the file sinks write to, e.g. ./outbox")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

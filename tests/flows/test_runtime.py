@@ -162,3 +162,14 @@ def test_prefect_run_loggers_drop_the_traceback_record_of_a_user_error() -> None
     assert not all(f.filter(_record(OmnicastError("the root too"))) for f in logger.filters)
     plain = logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, "Finished in state Failed", (), None)
     assert all(f.filter(plain) for f in logger.filters)
+
+
+def test_an_empty_optional_path_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STORE_PATH", "CRM_PATH", "ANALYTICS_PATH", "DKIM_KEY_FILE"):
+        monkeypatch.setenv(f"OMNICAST_{name}", "")
+    settings = load_settings()
+    assert settings.store_path is settings.crm_path is settings.analytics_path is settings.dkim_key_file is None
+
+
+def test_an_empty_outbox_folder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "OMNICAST_OUTBOX_DIR is empty" in _problem(monkeypatch, OUTBOX_DIR="")

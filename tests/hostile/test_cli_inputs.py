@@ -156,6 +156,12 @@ CASES: dict[str, Case] = {
         ("train",), "OMNICAST_UNSUBSCRIBE_MAILTO", {"OMNICAST_UNSUBSCRIBE_MAILTO": "mailto:nobody"}
     ),
     "store-path-unset": Case(("sync",), "OMNICAST_STORE_PATH", unset=("OMNICAST_STORE_PATH",)),
+    "store-path-empty": Case(("sync",), "OMNICAST_STORE_PATH", {"OMNICAST_STORE_PATH": ""}),
+    "outbox-empty": Case(("train",), "OMNICAST_OUTBOX_DIR", {"OMNICAST_OUTBOX_DIR": ""}),
+    "store-name-line-break": Case(
+        ("train",), "OMNICAST_STORE_NAME", {"OMNICAST_STORE_NAME": "Bean & Leaf\r\nBcc: evil@attacker.example"}
+    ),
+    "daily-store-missing": Case(DAILY, "nowhere", {"OMNICAST_STORE_PATH": "{dir}/nowhere"}, flow=True),
     "lock-held-by-another-run": Case(
         ("sync",), "OMNICAST_LOCK_WAIT_SECONDS", {"OMNICAST_LOCK_WAIT_SECONDS": "0", **SAMPLE_STORE},
         flow=True, setup=_sync_lock_held,
@@ -180,6 +186,9 @@ CASES: dict[str, Case] = {
     "sample-missing-out": Case(("sample",), "--out"),
     "unknown-option": Case(("sample", "--out", "{dir}/s", "--colour", "blue"), "--colour"),
     "unknown-command": Case(("fly",), "fly"),
+    "no-command": Case((), "no command given"),
+    "group-without-command": Case(("audiences",), "no command given"),
+    "campaign-name-not-utf8": Case(("campaign", "run", "caf\udcff"), "no campaign named"),
     "store-missing-folder": Case(("sync", "--store", "{dir}/nowhere"), "nowhere", flow=True),
     "store-is-a-file": Case(("sync", "--store", "{dir}/a-file"), "a-file", flow=True, setup=_blocking_file),
     "crm-missing-file": Case(
