@@ -26,7 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from models.errors import InputError, OmnicastError  # noqa: E402
+from models.errors import ConfigurationError, InputError, OmnicastError  # noqa: E402
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
 
@@ -161,7 +161,39 @@ def preflight(*, channels: bool = False, store: bool = False) -> Any:
         engine.dispose()
     if channels:
         check_channels(settings)
+    check_prefect_api()
     return settings
+
+
+def check_prefect_api() -> None:
+    """A configured Prefect API must answer; without one, Prefect starts a temporary server (nothing to check)."""
+    import httpx
+    from pydantic import ValidationError
+
+    try:
+        from prefect.settings import get_current_settings
+
+        url = get_current_settings().api.url
+    except ValidationError as exc:  # Prefect validates its own settings (PREFECT_*) when it loads them
+        problems = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ")
+            + (f" (got {error['input']!r})" if isinstance(error.get("input"), str) else "")
+            for error in exc.errors(include_url=False)
+        )
+        names = ", ".join(sorted(name for name in os.environ if name.startswith("PREFECT_"))) or "none"
+        raise ConfigurationError(
+            f"Prefect's settings are not valid ({problems}); check the PREFECT_* variables set here ({names}) "
+            "and the active Prefect profile"
+        ) from exc
+    if not url:
+        return
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=10)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # any HTTP answer will do: only silence fails
+        raise ConfigurationError(
+            f"PREFECT_API_URL={url!r} does not answer ({one_line(str(exc)) or type(exc).__name__}); start that "
+            "Prefect server (`prefect server start`), or unset PREFECT_API_URL to let omnicast start a temporary one"
+        ) from exc
 
 
 def finish_day(state: Any, outbox: Path) -> None:

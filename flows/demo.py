@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from models.errors import InputError
 from sources.sample import write_sample
 
 DEMO_SEED = 7
@@ -53,7 +54,16 @@ def ensure_sample(workdir: Path, customers: int, progress: Callable[[str], None]
     data = workdir / "data"
     manifest = data / "manifest.json"
     if manifest.exists():
-        return json.loads(manifest.read_text())
+        try:
+            found = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{manifest} is not a readable sample manifest ({exc}); delete the folder {data} and the demo "
+                "generates its sample store again"
+            ) from exc
+        if not isinstance(found, dict) or "as_of" not in found:
+            raise InputError(f"{manifest} does not describe a sample store; delete the folder {data} to regenerate it")
+        return found
     return write_sample(data, customers=customers, seed=DEMO_SEED, progress=progress)
 
 

@@ -84,6 +84,12 @@ def _sync_lock_held(folder: Path) -> AbstractContextManager[object]:
     return stage_lock(make_engine(url), "sync", wait_seconds=0)
 
 
+def _corrupt_demo(folder: Path) -> AbstractContextManager[object]:
+    (folder / "demo" / "data").mkdir(parents=True)
+    (folder / "demo" / "data" / "manifest.json").write_text('{"as_of": "2026-11-')
+    return nullcontext()
+
+
 def _dkim_folder(folder: Path) -> AbstractContextManager[object]:
     (folder / "dkim").mkdir()
     return nullcontext()
@@ -156,6 +162,8 @@ CASES: dict[str, Case] = {
         ("train",), "OMNICAST_UNSUBSCRIBE_MAILTO", {"OMNICAST_UNSUBSCRIBE_MAILTO": "mailto:nobody"}
     ),
     "store-path-unset": Case(("sync",), "OMNICAST_STORE_PATH", unset=("OMNICAST_STORE_PATH",)),
+    "prefect-api-unreachable": Case(("train",), "PREFECT_API_URL", {"PREFECT_API_URL": "http://127.0.0.1:1/api"}),
+    "prefect-api-garbage": Case(("train",), "PREFECT_API_URL", {"PREFECT_API_URL": "http://[::1"}),
     "store-path-empty": Case(("sync",), "OMNICAST_STORE_PATH", {"OMNICAST_STORE_PATH": ""}),
     "outbox-empty": Case(("train",), "OMNICAST_OUTBOX_DIR", {"OMNICAST_OUTBOX_DIR": ""}),
     "store-name-line-break": Case(
@@ -182,6 +190,7 @@ CASES: dict[str, Case] = {
     "sample-out-under-a-file": Case(("sample", "--out", "{dir}/a-file/store"), "a-file", setup=_blocking_file),
     "sample-out-unwritable": Case(("sample", "--out", "/proc/omnicast-sample"), "--out"),
     "sample-out-with-markup": Case(("sample", "--out", "{dir}/a-file/[bold]x[/]"), "[bold]x[/]", setup=_blocking_file),
+    "demo-corrupt-manifest": Case(("demo", "--workdir", "{dir}/demo"), "manifest.json", setup=_corrupt_demo),
     "demo-workdir-is-a-file": Case(("demo", "--workdir", "{dir}/a-file"), "--workdir", setup=_blocking_file),
     "sample-missing-out": Case(("sample",), "--out"),
     "unknown-option": Case(("sample", "--out", "{dir}/s", "--colour", "blue"), "--colour"),
