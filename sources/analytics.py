@@ -55,8 +55,8 @@ class _NotJson:
         self.reason = reason
 
 
-_NUL = b"\\u0000"
-NUL_REASON = "a string holds a NUL character (\\u0000): binary data, not text a database can store"
+_STORED_TEXT = ["user_pseudo_id", "user_id", "event_name", "transaction_id", "traffic_source"]
+NUL_REASON = "holds a NUL character (\\u0000): binary data, not text a database can store"
 
 
 def read_events(path: Path, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> pd.DataFrame:
@@ -203,8 +203,6 @@ def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: 
     chunk = _Chunk(numbers, lines, intake)
     with _collector_paused():
         parsed = [_loads(line) for line in lines]
-    for i in (i for i, line in enumerate(lines) if _NUL in line):  # PostgreSQL refuses NUL in text
-        parsed[i] = _NotJson(NUL_REASON)
     objects = np.fromiter((type(value) is dict for value in parsed), dtype=bool, count=len(parsed))
     not_json = [i for i, value in enumerate(parsed) if type(value) is _NotJson]
     chunk.reject(np.asarray(not_json, dtype="int64"), None, [parsed[i].reason for i in not_json])
@@ -265,6 +263,7 @@ def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame, latest: int) -> pd.Da
     stamp = frame["event_timestamp"]
     future = (stamp > latest).fillna(False)
     checks = [
+        *((name, _holds_nul(frame[name]), f"{name} {NUL_REASON}") for name in _STORED_TEXT),
         ("user_pseudo_id", frame["user_pseudo_id"].isna(), "missing user_pseudo_id"),
         ("event_name", frame["event_name"].isna(), "missing event_name"),
         ("event_timestamp", stamp.isna(), "event_timestamp is not microseconds since the epoch"),
@@ -275,6 +274,14 @@ def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame, latest: int) -> pd.Da
         chunk.reject(frame.loc[invalid, "_position"].to_numpy(), column, reason)
         frame = frame[~invalid]
     return frame
+
+
+def _holds_nul(values: pd.Series) -> pd.Series:
+    """Where a text holds NUL (JSON ``\\u0000``), which PostgreSQL refuses: one C-speed search over the joined
+    column (~15 ms per 250k values), value by value only when there is one."""
+    if "\x00" not in "\x01".join(filter(None, values.tolist())):
+        return pd.Series(False, index=values.index)
+    return values.map(lambda value: value is not None and "\x00" in value).astype(bool)
 
 
 def _item_rows(chunk: _Chunk, frame: pd.DataFrame, events: list[dict[str, Any]], known: pd.Index) -> pd.DataFrame:

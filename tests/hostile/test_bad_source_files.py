@@ -538,7 +538,7 @@ CASES = [
     Case("ga4-truncated-last-line", lambda f: write(f.events, text(f.events).rstrip("\n")[:-25]),
          quarantined=(("analytics", "row", None, "not valid JSON"),)),
     Case("ga4-nul-in-a-device-id", lambda f: event_line(f, 1, DEVICE, '"11111\\u00001111.1700000000"'),
-         quarantined=(("analytics", "row", None, "NUL character"),)),
+         quarantined=(("analytics", "row", "user_pseudo_id", "NUL character"),)),
     Case("ga4-item-quantity-1e30", lambda f: event_line(f, 1, '"quantity": 1}', '"quantity": 1e30}'),
          quarantined=(("analytics", "row", "items", "too large"),)),
 ]  # fmt: skip
