@@ -36,6 +36,7 @@ from channels.base import (
     ChannelConfigError,
     ChannelError,
     DeliveryResult,
+    LedgerKey,
     OutboundMessage,
     PermanentChannelError,
 )
@@ -153,10 +154,18 @@ class EmailChannel(Channel):
         self.dkim = dkim
         self.clock = clock or (lambda: datetime.now(UTC))
         self._from, self._domain = _sender(sender)
+        # A transport that can say what it delivered (the outbox sees its files) lets dispatch hand over whole
+        # batches and settle a crash exactly; one that cannot (plain SMTP) gets one message at a time.
+        self.knows_deliveries = callable(getattr(transport, "already_delivered", None))  # type: ignore[misc]
 
     def can_reach(self, message: OutboundMessage) -> str | None:
         """Email needs an address."""
         return None if message.recipient.email else "no_address"
+
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
+        """What the transport says it holds of ``messages``; ``None`` when the transport cannot tell."""
+        ask = getattr(self.transport, "already_delivered", None)
+        return ask(messages) if callable(ask) else None
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
         """Build and deliver one message. Template syntax problems stop the run (``ChannelConfigError``)."""

@@ -49,8 +49,8 @@ def card_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
 
 def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
     """Why ``card`` is not a valid content card (empty when it is): the schema, then the 30-day expiry rule."""
-    errors = [
-        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: {error.message}"
+    errors = [  # the rule that failed, never jsonschema's message: it quotes the value, which may be customer data
+        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: fails {error.validator} {_rule(error.validator_value)}"
         for error in card_validator().iter_errors(card)
     ]
     expires = card.get("expires_at")
@@ -65,6 +65,12 @@ def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
             elif not now < expires_at <= now + MAX_TTL:
                 errors.append("expires_at: must be in the future and at most 30 days away")
     return errors
+
+
+def _rule(value: Any) -> str:
+    """A schema rule's own value (a type, a pattern, a limit: template text, not data), short."""
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class InAppFeedChannel(Channel):

@@ -125,3 +125,10 @@ def test_a_torn_last_line_is_not_a_delivered_card(tmp_path: Path) -> None:
     with open(tmp_path / "20261127.jsonl", "ab") as handle:  # a crash in the middle of appending card 6
         handle.write(b'{"id":"' + ledger_hash(message(6, channel="inapp").ledger_key).encode() + b'","title":"Hal')
     assert list(feed_channel(tmp_path).already_delivered([message(6, channel="inapp")])) == []
+
+
+def test_an_invalid_card_is_explained_without_quoting_customer_data() -> None:
+    card = {"id": "x" * 32, "type": "CLASSIC", "title": "Ann Secret-Surname\u0007", "body": "b",
+            "image_url": "javascript:alert(1)", "web_uri": "https://shop.example"}  # fmt: skip
+    errors = "; ".join(card_errors(card, now=NOW))
+    assert errors and "Secret-Surname" not in errors and "alert(1)" not in errors

@@ -31,3 +31,17 @@ def test_a_batch_writes_every_file_once(tmp_path: Path) -> None:
     outbox.close()
     assert len(set(names)) == 20 and len(list(tmp_path.glob("*.eml"))) == 20
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_the_email_channel_hands_whole_batches_to_an_outbox_that_knows_its_files(tmp_path: Path) -> None:
+    from channels.email import EmailChannel
+    from channels.render import EmailRenderer
+    from channels.tokens import UnsubscribeSigner
+
+    channel = EmailChannel(
+        EmlOutboxTransport(tmp_path), EmailRenderer(), sender="Shop <hi@shop.example>",
+        public_url="https://shop.example", unsubscribe_mailto="u@shop.example", signer=UnsubscribeSigner("k" * 32),
+    )  # fmt: skip
+    assert channel.knows_deliveries
+    (result,) = channel.send_batch([message(1)])
+    assert channel.already_delivered([message(1), message(2)]) == {message(1).ledger_key: result.provider_id}
