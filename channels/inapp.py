@@ -49,8 +49,9 @@ def card_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
 
 def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
     """Why ``card`` is not a valid content card (empty when it is): the schema, then the 30-day expiry rule."""
-    errors = [  # the rule that failed, never jsonschema's message: it quotes the value, which may be customer data
-        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: fails {error.validator} {_rule(error.validator_value)}"
+    errors = [  # the rule that failed, never a quoted value: values may be customer data (keys never are)
+        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: "
+        + (error.message if error.validator in _KEY_RULES else f"fails {error.validator} {_rule(error.validator_value)}")
         for error in card_validator().iter_errors(card)
     ]
     expires = card.get("expires_at")
@@ -65,6 +66,9 @@ def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
             elif not now < expires_at <= now + MAX_TTL:
                 errors.append("expires_at: must be in the future and at most 30 days away")
     return errors
+
+
+_KEY_RULES = frozenset({"required", "additionalProperties"})  # their messages name keys, which templates choose
 
 
 def _rule(value: Any) -> str:
