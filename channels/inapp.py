@@ -50,8 +50,7 @@ def card_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
 def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
     """Why ``card`` is not a valid content card (empty when it is): the schema, then the 30-day expiry rule."""
     errors = [  # the rule that failed, never a quoted value: values may be customer data (keys never are)
-        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: "
-        + (error.message if error.validator in _KEY_RULES else f"fails {error.validator} {_rule(error.validator_value)}")
+        f"{'/'.join(map(str, error.absolute_path)) or '(card)'}: {_explain(error)}"
         for error in card_validator().iter_errors(card)
     ]
     expires = card.get("expires_at")
@@ -71,10 +70,13 @@ def card_errors(card: dict[str, Any], *, now: datetime) -> list[str]:
 _KEY_RULES = frozenset({"required", "additionalProperties"})  # their messages name keys, which templates choose
 
 
-def _rule(value: Any) -> str:
-    """A schema rule's own value (a type, a pattern, a limit: template text, not data), short."""
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
+def _explain(error: Any) -> str:
+    """jsonschema's message for key rules; otherwise the rule and its own value (a type, a pattern, a limit)."""
+    if error.validator in _KEY_RULES:
+        return str(error.message)
+    value = error.validator_value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return f"fails {error.validator} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 class InAppFeedChannel(Channel):
