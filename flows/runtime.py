@@ -25,10 +25,8 @@ if TYPE_CHECKING:  # the channels load when a run opens them, so a wrong setting
 
 __all__ = [
     "AD_PLATFORMS",
-    "check_platform",
-    "SettingError",
-    "Settings",
     "check_channels",
+    "check_platform",
     "dkim_key",
     "load_settings",
     "locked",
@@ -37,6 +35,8 @@ __all__ = [
     "parse_day",
     "run_date",
     "secret_key",
+    "SettingError",
+    "Settings",
     "store_files",
 ]
 
