@@ -31,5 +31,6 @@ def audiences_flow(
     settings = load_settings()
     engine = open_database(settings)
     messages = plan_audiences(engine, settings, run_date(settings, as_of), platform)
-    report = deliver(engine, settings, messages) if deliver_now else None
-    return Planned(messages, report)
+    audiences = [f"audience:{spec.name}" for spec in DEFAULT_AUDIENCES]  # leftovers of audience syncs only
+    delivery = deliver(engine, settings, messages, campaigns=audiences) if deliver_now else None
+    return Planned(messages, delivery)

@@ -38,5 +38,6 @@ def campaign_flow(name: str | None = None, as_of: str | None = None, deliver_now
         campaign_by_name(name)  # fail before any work on an unknown name
     engine = open_database(settings)
     messages = plan_campaigns(engine, settings, run_date(settings, as_of), name)
-    report = deliver(engine, settings, messages) if deliver_now else None
-    return Planned(messages, report)
+    campaigns = [name] if name else None  # finish only this campaign's leftovers when one is asked for
+    delivery = deliver(engine, settings, messages, campaigns=campaigns) if deliver_now else None
+    return Planned(messages, delivery)

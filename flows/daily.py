@@ -14,9 +14,9 @@ from channels.dispatch import DispatchReport
 from flows.audiences import audiences_flow
 from flows.campaign import campaign_flow
 from flows.deliver import Delivery, deliver
-from flows.runtime import load_settings, open_channels, open_database, run_date
+from flows.runtime import check_channels, load_settings, open_database, run_date, store_files
 from flows.summary import day_summary_markdown
-from flows.sync import store_files, sync_flow
+from flows.sync import sync_flow
 from flows.train import train_flow
 from flows.triggers import triggers_flow
 from models.recommender import TrainReport
@@ -46,8 +46,7 @@ def daily_flow(as_of: str | None = None) -> State:
     """
     settings = load_settings()
     store_files(settings)
-    for channel in open_channels(settings).values():  # a wrong channel URL or missing secret stops the day here
-        channel.close()
+    check_channels(settings)  # a wrong channel URL or missing secret stops the day here
     day = run_date(settings, as_of)
     synced = sync_flow()
     trained = train_flow()
