@@ -341,19 +341,17 @@ def _consent_statements(read: _Read, resolution: Resolution, stored: pd.DataFram
 
 
 def _kept_denials(read: _Read, resolution: Resolution, stored: pd.DataFrame) -> list[pd.DataFrame]:
-    """Denials stated by quarantined rows, as statements of whoever the row names: by its (repeated) external
-    id, else by its email (this sync's records first, then stored identities). Nobody named: nobody to deny."""
+    """Denials stated by quarantined rows, as statements of whoever the row names: by its external id (a
+    repeated Customer/Record ID; a guest's email for an order that could not be loaded), else by its email
+    (this sync's records first, then stored identities). Nobody named: nobody to deny."""
     parts = []
-    for name, source in (("customers", SHOPIFY), ("crm", CRM)):
+    for name, source in (("customers", SHOPIFY), ("crm", CRM), ("orders", GUEST)):
         intake = read.intakes.get(name)
         denials = intake.kept_denials() if intake is not None else None
         if denials is None or denials.empty:
             continue
-        by_email = resolution.customer_by_email()
-        known = stored[stored["email"].notna()].drop_duplicates("email").set_index("email")["customer_id"]
-        by_email = pd.concat([by_email, known[~known.index.isin(by_email.index)]])
-        customer = denials["external_id"].map(resolution.customer_of(source))
-        customer = customer.fillna(denials["email"].map(by_email))
+        customer = denials["external_id"].map(_customer_ids(resolution.customer_of(source), stored, source))
+        customer = customer.fillna(denials["email"].map(_customer_ids(resolution.customer_by_email(), stored)))
         named = customer.notna()
         parts.append(
             pd.DataFrame(
@@ -367,6 +365,15 @@ def _kept_denials(read: _Read, resolution: Resolution, stored: pd.DataFrame) -> 
             )
         )
     return parts
+
+
+def _customer_ids(batch: pd.Series, stored: pd.DataFrame, source: str | None = None) -> pd.Series:
+    """key → customer id from this sync's records, completed by stored identities (keyed by external id of
+    ``source``, or by email when no source is given)."""
+    known = stored[stored["source"] == source] if source else stored[stored["email"].notna()]
+    key = "external_id" if source else "email"
+    known = known.drop_duplicates(key).set_index(key)["customer_id"]
+    return pd.concat([batch[~batch.index.duplicated()], known[~known.index.isin(batch.index)]])
 
 
 def _guest_marketing(orders: pd.DataFrame, resolution: Resolution) -> pd.DataFrame:

@@ -318,6 +318,7 @@ def read_orders(path: Path, intake: Intake, known_skus: Set[str], now: datetime 
     whose SKU is not in ``known_skus`` is quarantined; the order itself is still loaded from its other rows.
     Field-level (the order loads without the value): an invalid Email (the order is not linked to anyone),
     order amounts that do not parse or are negative, Paid/Cancelled at, Financial Status, Accepts Marketing.
+    An order none of whose rows can be dated is not loaded; a guest's "Accepts Marketing: no" on it still counts.
     """
     frame = read_csv(path, intake, ORDER_REQUIRED, EXPORT_ORDERS)
     frame = intake.drop_duplicates(frame)
@@ -330,6 +331,8 @@ def read_orders(path: Path, intake: Intake, known_skus: Set[str], now: datetime 
     frame["_created"] = created.where(~frame["_future"])
     level = _order_level(intake, frame, frame["_line"] == 1)
     orders = _order_rows(frame, level)
+    lost = level[~level.index.isin(orders["external_id"]) & level["email"].notna()]
+    intake.keep_denials(stated_denials({"email": lost["accepts_marketing"]}, external_id=lost["email"]))
     lines = _line_rows(intake, frame, known_skus)
     return Orders(orders=orders, lines=lines)
 

@@ -39,6 +39,7 @@ BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)  # the fixtures' data ends 2026-11-24
 JANE = ("shopify", "7012345678901")  # Shopify yes (undated); CRM 501 Subscribed on 2026-11-01
 ERIKA = ("shopify", "7012345678904")
+GUEST = ("shopify_order", "guest@example.net")  # order #1002 said yes to marketing; CRM 505 Subscribed
 PHIL = ("crm", "field", "Email", "kept, its phone identifies the contact")
 """In every clean sync: CRM contact 504's email is invalid, so it loads by its phone and the cell is set aside."""
 
@@ -328,6 +329,7 @@ def image(value: str) -> Callable[[Files], None]:
 def gift_price(value: str) -> Callable[[Files], None]:
     return lambda f: replace(f.products, GIFT_PRICE, f",GIFT-BOX-01,250,40,{value},")
 
+
 CASES = [
     # ---- whole files that cannot be read: one line, the file, what to do
     Case("empty-customers-file", lambda f: write(f.customers, ""), error=r"^customers_export\.csv: the file is empty"),
@@ -459,6 +461,11 @@ CASES = [
     Case("order-dated-2099",
          lambda f: replace(f.orders, "2026-11-15 08:05:30 +0000", "2099-11-15 08:05:30 +0000"),
          quarantined=(("orders", "row", "Created at", "in the future"),), check=_check_order_gone("#1004")),
+    Case("guest-opt-out-on-an-order-dated-2099",
+         lambda f: add_copy(f.orders, "Name", "#1002", Name="#1005", Accepts_Marketing="no",
+                            Created_at="2099-01-01 10:00:00 +0000"),
+         quarantined=(("orders", "row", "Created at", "in the future"),), denied=(GUEST,),
+         check=_check_order_gone("#1005")),
     Case("order-date-mangled-by-excel", lambda f: replace(f.orders, "2026-11-15 08:05:30 +0000", "11/15/2026 8:05"),
          quarantined=(("orders", "row", "Created at", "not a timestamp"),), check=_check_order_gone("#1004")),
     Case("negative-line-price", lambda f: replace(f.orders, ",Hario V60 Dripper,25.00,", ",Hario V60 Dripper,-25.00,"),
@@ -474,7 +481,7 @@ CASES = [
     Case("guest-order-with-an-unknown-marketing-word",
          lambda f: replace(f.orders, ",fulfilled,,yes,USD,", ",fulfilled,,si,USD,"),
          quarantined=(("orders", "field", "Accepts Marketing", "not yes/no"),),
-         check=_nothing_for("shopify_order", "email", ("shopify_order", "guest@example.net"))),
+         check=_nothing_for("shopify_order", "email", GUEST)),
     Case("unterminated-quote-on-the-last-order-line",
          lambda f: replace(f.orders, ",1,Colombia Huila,", ',1,"Colombia Huila,'),
          quarantined=(("orders", "row", None, "unterminated quote"),), read={"orders": 5}),

@@ -119,6 +119,38 @@ def test_missing_store_file_lists_what_is_missing(engine: Engine, tmp_path: Path
         sync(engine, store)
 
 
+def test_cells_set_aside_are_counted_apart_from_quarantined_rows(engine: Engine) -> None:
+    report = sync(engine)  # CRM contact 504 has an invalid email: loaded by its phone, the email set aside
+    crm = next(c for c in report.sources if c.source == "crm")
+    assert (crm.rows_quarantined, crm.fields_quarantined, crm.rows_loaded) == (0, 1, 5) and crm.reconciles
+    assert report.as_dict()["fields_quarantined"] == 1 and report.as_dict()["sources"][3]["fields_quarantined"] == 1
+    with engine.connect() as conn:
+        stored = conn.execute(select(SourceLoad).where(SourceLoad.source == "crm")).one()
+        cell = conn.execute(select(QuarantineRow)).one()
+    assert (stored.rows_quarantined, stored.fields_quarantined) == (0, 1)
+    assert (cell.scope, cell.row_number, cell.column) == ("field", 4, "Email")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"store": "customers_export.csv"}, r"^OMNICAST_STORE_PATH \(--store\) is a file \("),
+        ({"store": "nowhere"}, r"^OMNICAST_STORE_PATH \(--store\): nothing at .*nowhere — it must be the folder"),
+        ({"crm": "."}, r"^OMNICAST_CRM_PATH \(--crm\) points at a directory .* HubSpot → Contacts → Export"),
+        ({"events": "gone.jsonl"}, r"^OMNICAST_ANALYTICS_PATH \(--analytics\) points at nothing .* bq extract"),
+    ],
+)
+def test_a_source_setting_pointing_at_the_wrong_thing_names_itself(
+    engine: Engine, tmp_path: Path, change: dict[str, str], expected: str
+) -> None:
+    store = store_copy(tmp_path)
+    paths = {"store": store, "crm": CRM, "events": EVENTS}
+    for name, value in change.items():
+        paths[name] = store / value if name == "store" and value != "nowhere" else tmp_path / value
+    with pytest.raises(SourceFileError, match=expected):
+        sync(engine, paths["store"], paths["crm"], paths["events"])
+
+
 # --- re-sync ------------------------------------------------------------------------------------------
 
 
@@ -265,6 +297,31 @@ def test_most_restrictive_statement_wins_when_duplicates_merge(engine: Engine, t
     jane = customer_of(engine, "shopify", "7012345678901")
     assert customer_of(engine, "shopify", "7012345678903") == jane
     assert consents_of(engine, jane, "email") == {"shopify": ("denied", T1)}
+
+
+def test_marketing_contact_status_becomes_a_marketing_statement(engine: Engine, tmp_path: Path) -> None:
+    crm = tmp_path / "hubspot_contacts.csv"
+    shutil.copy(CRM, crm)
+    edit(crm, "Erika,Mustermann,erika.privat@web.example,030 1234567,1985-07-14,Silver,Marketing contact,",
+         "Erika,Mustermann,erika.privat@web.example,030 1234567,1985-07-14,Silver,Non-marketing contact,")  # fmt: skip
+    sync(engine, crm=crm, now=T1)
+    jane, erika = customer_of(engine, "crm", "501"), customer_of(engine, "crm", "502")
+    assert consents_of(engine, jane, "marketing") == {"crm": ("granted", datetime(2026, 11, 1, 10, 0, tzinfo=UTC))}
+    assert consents_of(engine, erika, "marketing") == {"crm": ("denied", datetime(2026, 11, 10, 16, 45, tzinfo=UTC))}
+
+
+def test_unknown_email_keeps_the_stored_one(engine: Engine, tmp_path: Path) -> None:
+    store = store_copy(tmp_path)
+    sync(engine, store, CRM, None, now=T1)
+    edit(store / "customers_export.csv", "john@example.com,no", "john@@example.com,no")
+    report = sync(engine, store, CRM, None, run_id="run-2", now=T2)
+    john = customer_of(engine, "shopify", "7012345678902")
+    with engine.connect() as conn:
+        stored = conn.execute(select(Identity.email).where(Identity.external_id == "7012345678902")).scalar_one()
+        golden = conn.execute(select(Customer.email).where(Customer.id == john)).scalar_one()
+        order = conn.execute(select(Order.customer_id).where(Order.external_id == "#1003")).scalar_one()
+    assert stored == golden == "john@example.com" and order == john
+    assert report.new_profiles == 0
 
 
 def test_blank_consent_is_no_statement(engine: Engine) -> None:

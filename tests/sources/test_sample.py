@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models.errors import InputError
 from sources.sample import write_sample
 
 AS_OF = date(2026, 11, 27)
@@ -240,6 +241,12 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Pat
 def test_fewer_than_ten_customers_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 10 customers"):
         write_sample(tmp_path, customers=9)
+
+
+def test_an_output_folder_under_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "report.txt").write_text("not a folder", encoding="utf-8")
+    with pytest.raises(InputError, match=r"^sample --out .*report\.txt/store: cannot create the folder there"):
+        write_sample(tmp_path / "report.txt" / "store", customers=10)
 
 
 def test_progress_names_each_stage(tmp_path: Path) -> None:
