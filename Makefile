@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py
 	$(BIN)/python bench/bench_recommender.py
+	$(BIN)/python bench/bench_dispatch.py
 
 clean:
 	rm -rf $(VENV) demo omnicast.db .pytest_cache
