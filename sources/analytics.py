@@ -214,7 +214,7 @@ def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: 
     frame = _reject_bad_events(chunk, frame, latest)
     rows = _item_rows(chunk, frame, [events[i] for i in frame["_at"]], known)
     rows[ROW] = numbers[rows["_position"].to_numpy()]
-    return _compact(rows[EVENT_COLUMNS].reset_index(drop=True))
+    return _without_nul(chunk, _compact(rows[EVENT_COLUMNS].reset_index(drop=True)))
 
 
 def _field(values: list[Any], key: str) -> list[Any]:
@@ -263,7 +263,6 @@ def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame, latest: int) -> pd.Da
     stamp = frame["event_timestamp"]
     future = (stamp > latest).fillna(False)
     checks = [
-        *((name, _holds_nul(frame[name]), f"{name} {NUL_REASON}") for name in _STORED_TEXT),
         ("user_pseudo_id", frame["user_pseudo_id"].isna(), "missing user_pseudo_id"),
         ("event_name", frame["event_name"].isna(), "missing event_name"),
         ("event_timestamp", stamp.isna(), "event_timestamp is not microseconds since the epoch"),
@@ -276,12 +275,25 @@ def _reject_bad_events(chunk: _Chunk, frame: pd.DataFrame, latest: int) -> pd.Da
     return frame
 
 
-def _holds_nul(values: pd.Series) -> pd.Series:
-    """Where a text holds NUL (JSON ``\\u0000``), which PostgreSQL refuses: one C-speed search over the joined
-    column (~15 ms per 250k values), value by value only when there is one."""
-    if "\x00" not in "\x01".join(filter(None, values.tolist())):
-        return pd.Series(False, index=values.index)
-    return values.map(lambda value: value is not None and "\x00" in value).astype(bool)
+def _without_nul(chunk: _Chunk, rows: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine the events whose stored text holds NUL (JSON ``\\u0000``), which PostgreSQL refuses. The text
+    columns are categories by now, so only their distinct values are searched (~10 ms a 250k-line chunk)."""
+    bad = np.zeros(len(rows), dtype=bool)
+    for name in _STORED_TEXT:
+        holds = rows[name].cat.categories.str.contains("\x00", regex=False)
+        if not holds.any():
+            continue
+        nul = np.flatnonzero(holds)
+        hit = np.isin(rows[name].cat.codes.to_numpy(), nul) & ~bad
+        lines = np.unique(rows.loc[hit, ROW].to_numpy())
+        chunk.reject(np.searchsorted(chunk.numbers, lines), name, f"{name} {NUL_REASON}")
+        bad |= rows[ROW].isin(lines).to_numpy()
+    if not bad.any():
+        return rows
+    kept = rows[~bad].reset_index(drop=True)
+    for name in _REPEATED:
+        kept[name] = kept[name].cat.remove_unused_categories()
+    return kept
 
 
 def _item_rows(chunk: _Chunk, frame: pd.DataFrame, events: list[dict[str, Any]], known: pd.Index) -> pd.DataFrame:

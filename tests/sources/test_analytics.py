@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +119,21 @@ def test_every_line_is_loaded_quarantined_or_skipped_as_duplicate(tmp_path_facto
     assert count.rows_loaded == unique_good
     assert count.duplicates_skipped == repeats
     assert count.rows_quarantined == len({line for line in lines if line not in GOOD})
+
+
+def test_event_with_nul_in_a_stored_text_is_quarantined_whole(tmp_path: Path) -> None:
+    items = [{"item_id": "BEAN-ETH-001", "quantity": 1, "price": 1.0}, {"item_id": "TEA-SEN-001", "quantity": 2}]
+    intake, events = read(tmp_path, GOOD[0], event(user_id="70123\u00004", items=items), GOOD[2])
+    entry = intake.quarantine().iloc[0]
+    assert (entry["row_number"], entry["column"]) == (2, "user_id") and "NUL" in entry["reason"]
+    assert set(events["_row"]) == {1, 3} and not events["user_id"].astype(str).str.contains("\x00").any()
+    assert intake.count(events_per_line(events)).reconciles
+
+
+def test_event_from_the_future_is_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "ga4_events.jsonl"
+    path.write_text("\n".join([GOOD[0], event(event_timestamp=3_976_502_400_123_456)]) + "\n", encoding="utf-8")
+    intake = Intake("analytics", path.name)
+    events = read_events(path, intake, SKUS, now=datetime(2026, 11, 25, tzinfo=UTC))
+    assert list(events["_row"]) == [1]
+    assert intake.quarantine().iloc[0]["reason"] == "event_timestamp is in the future (after the sync's clock + 1 day)"
