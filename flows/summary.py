@@ -19,9 +19,10 @@ OUTBOX_FOLDERS = (("email", "*.eml"), ("audiences", "*.csv"), ("inapp", "*.jsonl
 
 def source_rows(report: SyncReport) -> list[list[str]]:
     return [
-        [s.source, f"{s.rows_read:,}", f"{s.rows_loaded:,}", f"{s.rows_quarantined:,}", f"{s.duplicates_skipped:,}"]
+        [s.source, f"{s.rows_read:,}", f"{s.rows_loaded:,}", f"{s.rows_quarantined:,}", f"{s.duplicates_skipped:,}",
+         f"{s.fields_quarantined:,}"]
         for s in report.sources
-    ]
+    ]  # fmt: skip
 
 
 def message_rows(report: DispatchReport) -> list[list[str]]:
@@ -48,7 +49,7 @@ def reason_rows(report: DispatchReport) -> list[list[str]]:
     return rows
 
 
-SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped"]
+SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped", "cells set aside"]
 MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "already in ledger", "unfinished"]
 REASON_HEADER = ["channel", "outcome", "reason", "messages"]
 

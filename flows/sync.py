@@ -47,6 +47,7 @@ def sync_flow() -> SyncReport:
                 "loaded": s.rows_loaded,
                 "quarantined": s.rows_quarantined,
                 "duplicates": s.duplicates_skipped,
+                "cells set aside": s.fields_quarantined,
             }
             for s in report.sources
         ],
