@@ -7,8 +7,9 @@ whose order the other run just replaced). :func:`stage_lock` makes the second ru
 * **PostgreSQL** — a session advisory lock (``pg_try_advisory_lock``, polled) whose key is derived from the stage
   name, held on a connection of its own for the whole stage. The server drops it when that connection ends, so a
   killed run never leaves a lock behind.
-* **SQLite** — ``fcntl.flock`` on ``<database file>.<stage>.lock`` beside the database; the kernel drops it when the
-  process dies. An in-memory database belongs to one process and needs no lock.
+* **SQLite** — ``fcntl.flock`` on ``<database file>.locks/<stage>.lock`` beside the database; the kernel drops it
+  when the process dies. One file per stage: ``flock`` locks a whole file, and POSIX byte-range locks would all be
+  dropped when any descriptor of the file closes. An in-memory database belongs to one process and needs no lock.
 
 While it waits the run logs ``another omnicast run holds the <stage> lock on this database; waiting up to N s``; after
 ``wait_seconds`` it gives up with :class:`~models.errors.LockTimeoutError`. Delivery is not locked: the ledger's unique
@@ -107,7 +108,7 @@ def _lock_for(engine: Engine, stage: str) -> _Lock:
         database = engine.url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return _NoLock()
-        return _FileLock(Path(f"{database}.{stage}.lock"))
+        return _FileLock(Path(f"{database}.locks") / f"{stage}.lock")
     raise ConfigurationError(f"omnicast cannot lock stages on a {dialect} database; use SQLite or PostgreSQL")
 
 
@@ -164,6 +165,7 @@ class _FileLock:
     def try_acquire(self) -> bool:
         if self.file is None:
             try:
+                self.path.parent.mkdir(mode=0o700, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise ConfigurationError(

@@ -108,7 +108,7 @@ def test_a_killed_run_leaves_no_lock_behind(engine: Engine) -> None:
 def test_sqlite_lock_files_live_beside_the_database(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'shop.db'}")
     with stage_lock(engine, "sync", wait_seconds=0):
-        assert (tmp_path / "shop.db.sync.lock").exists()
+        assert (tmp_path / "shop.db.locks" / "sync.lock").exists()
 
 
 def test_an_in_memory_database_needs_no_lock() -> None:
