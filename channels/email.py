@@ -260,7 +260,10 @@ def _quoted_printable(body: str) -> bytes:
     """
     if len(_QP_LINES) > _QP_CACHE_LINES:
         _QP_LINES.clear()  # names and titles make new lines forever; the template's come back at once
-    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    # Each line keeps its line break: b2a_qp places a soft break before trailing whitespace differently at the end
+    # of the text than before a newline, so a line must be encoded in the context it has in the whole body.
+    *complete, last = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line + "\n" for line in complete] + ([last] if last else [])  # not splitlines: it splits on \f too
     encoded: list[bytes | None] = list(map(_QP_LINES.get, lines))  # C-speed lookups; misses are found by index
     try:
         index = encoded.index(None)
@@ -269,7 +272,7 @@ def _quoted_printable(body: str) -> bytes:
             index = encoded.index(None, index + 1)
     except ValueError:  # no line left to encode
         pass
-    return b"\r\n".join(encoded)  # type: ignore[arg-type]  # every None was replaced above
+    return b"".join(encoded)  # type: ignore[arg-type]  # every None was replaced above
 
 
 def _qp_line(line: str) -> bytes:

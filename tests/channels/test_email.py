@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
@@ -191,7 +191,9 @@ def test_written_message_reads_like_one_the_standard_library_builds(outbox: Path
 
 @settings(max_examples=300)
 @given(st.lists(st.sampled_from(["", " ", ".", "=", "a" * 80, "é" * 30, "\t", "x ", "\r\n", "\n", "\r", "From x",
-                                 "<p style=\"a:b\">Hi</p>"]), max_size=40).map("".join))  # fmt: skip
+                                 "<p style=\"a:b\">Hi</p>", "\x0c", "\u2028"]), max_size=40).map("".join))  # fmt: skip
+@example("a" * 168 + "é" * 60 + "x \r\n")  # trailing space at the soft-break column, found by hypothesis
+@example("a\x0cb" * 30 + "\n")  # a form feed is no line break to quoted-printable
 def test_cached_quoted_printable_is_exactly_binascii(body: str) -> None:
     """Encoding line by line through the cache gives the very bytes of encoding the whole body at once."""
     whole = binascii.b2a_qp(body.replace("\r\n", "\n").replace("\r", "\n").encode(), istext=True)

@@ -84,7 +84,10 @@ class Run:
         """SIGKILL the run (its whole process group); ``False`` when it had already ended."""
         if self.exit_code is not None:
             return False
-        os.killpg(self.pid, signal.SIGKILL)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended and was reaped just now; the zygote's word is on its way
+            return False
         return True
 
     def wait(self, timeout: float = 300.0) -> int:
