@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -29,11 +28,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from models.db import make_engine
 from models.locks import stage_lock
-from tests.conftest import POSTGRES_URL
+from tests.conftest import empty_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("omnicast")
@@ -65,20 +64,8 @@ class Finished:
 @pytest.fixture(scope="module")
 def fresh_postgres_url() -> Iterator[str]:
     """An empty PostgreSQL database, not migrated: the two runs race to migrate it too."""
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"omnicast_race_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc})", pytrace=False)
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc})")
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_postgres_database("omnicast_race") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
