@@ -176,3 +176,22 @@ def test_each_day_publishes_its_summary_to_the_prefect_ui(demo_day: dict) -> Non
     assert len(published) >= 2  # one per run of the day
     assert any("0 new messages sent" in text for text in published)
     assert all("| email |" in text for text in published)
+
+
+def test_a_day_says_which_failures_the_next_run_retries_and_which_it_will_not() -> None:
+    from collections import Counter
+    from datetime import date
+
+    from channels.dispatch import ChannelTally, DispatchReport
+    from flows.daily import DayReport, final_state
+
+    rejected = DispatchReport({"inapp": ChannelTally(planned=5, sent=2, failed=Counter(permanent=3))})
+    day = DayReport(day=date(2026, 11, 27), sync=None, train=None, triggers={}, dispatch=rejected)  # type: ignore[arg-type]
+    message = final_state(day).message or ""
+    assert "3 will not be retried (3 failed permanently" in message and "retries" not in message
+
+    held = DispatchReport({"email": ChannelTally(planned=4, sent=1, unfinished=3)})
+    day = DayReport(day=date(2026, 11, 27), sync=None, train=None, triggers={}, dispatch=held)  # type: ignore[arg-type]
+    state = final_state(day)
+    assert state.is_failed() and "3 are still held by another run" in (state.message or "")
+    assert "OMNICAST_CLAIM_LEASE_SECONDS" in (state.message or "")
