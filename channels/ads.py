@@ -33,7 +33,7 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.outbox import ensure_writable_dir, ledger_hash, write_new_file
+from channels.outbox import ensure_writable_dir, ledger_hash, remove_stale_temp_files, write_new_file
 
 Platform = Literal["meta", "google"]
 
@@ -220,6 +220,8 @@ class AudienceFileChannel(Channel):
         self.platform = platform
         self.folder = ensure_writable_dir(Path(folder))
         self.index = ensure_writable_dir(self.folder / LEDGER_DIR)
+        for folder in (self.folder, self.index):
+            remove_stale_temp_files(folder)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.columns, self._row = _PLATFORMS[platform]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,24 @@ def write_new_file(folder: Path, names: Iterable[str], data: bytes) -> Path:
         temp.unlink(missing_ok=True)
 
 
+STALE_TEMP_SECONDS = 3600
+"""A temporary file older than this was left by a writer that died (live ones exist for milliseconds)."""
+
+
+def remove_stale_temp_files(folder: Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Delete temporary files a killed writer left in ``folder`` (never a published file); how many went."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for path in folder.glob(".*.tmp"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # another process tidied it first
+    return removed
+
+
 def ensure_writable_dir(folder: Path) -> Path:
     """Create ``folder`` if needed and check we may write there; ``OSError`` says why not."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,6 +110,7 @@ class EmlOutboxTransport:
 
     def __init__(self, folder: Path | str, *, writers: int = 16) -> None:
         self.folder = ensure_writable_dir(Path(folder))
+        remove_stale_temp_files(self.folder)
         self.writers = writers
         self._pool: ThreadPoolExecutor | None = None
 

@@ -45,3 +45,16 @@ def test_the_email_channel_hands_whole_batches_to_an_outbox_that_knows_its_files
     assert channel.knows_deliveries
     (result,) = channel.send_batch([message(1)])
     assert channel.already_delivered([message(1), message(2)]) == {message(1).ledger_key: result.provider_id}
+
+
+def test_temporary_files_a_killed_writer_left_are_tidied_but_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    stale, fresh = tmp_path / "..new.abc.tmp", tmp_path / "..new.def.tmp"
+    stale.write_bytes(b"half a message")
+    fresh.write_bytes(b"being written right now")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    EmlOutboxTransport(tmp_path)
+    assert not stale.exists() and fresh.exists()
