@@ -272,23 +272,29 @@ def finish_unfinished(
         expired = [r["id"] for r in rows if r["state"] != "sending" and r["created_at"] < current - expire_after]
         recipients = load_recipients(conn, {r["customer_id"] for r in rows})
         messages: list[OutboundMessage] = []
-        broken: list[int] = []
+        given_up: dict[int, str] = {row_id: "expired" for row_id in expired}
         for row in rows:
-            if row["id"] in expired:
+            if row["id"] in given_up:
                 continue
             rebuilt = _rebuild(row, recipients)
-            if rebuilt is None:
-                broken.append(row["id"])
-            else:
+            if rebuilt is not None:
                 messages.append(rebuilt)
-        _close(conn, expired, "expired", f"planned more than {expire_after} ago and never delivered", current)
-        _close(conn, broken, "permanent", "cannot rebuild: the customer or the planned content is gone", current)
+            else:  # a handed-over one may have gone out: in doubt, never resent
+                given_up[row["id"]] = IN_DOUBT if row["state"] == "sending" else "permanent"
+        reasons = {
+            "expired": f"planned more than {expire_after} ago and never delivered",
+            "permanent": "cannot rebuild: the customer or the planned content is gone",
+            IN_DOUBT: "cannot rebuild: the customer or the planned content is gone, and it was being handed over",
+        }
+        for reason, error in reasons.items():
+            ids = [row_id for row_id, why in given_up.items() if why == reason]
+            _close(conn, ids, reason, error, current, current - lease, max_attempts)
     report = dispatch(engine, messages, channels, now=now, max_attempts=max_attempts, lease=lease, wait=wait)
     for row in rows:
-        if row["id"] in expired or row["id"] in broken:
+        if row["id"] in given_up:
             tally = report.tally(row["channel"])
             tally.planned += 1
-            tally.failed["expired" if row["id"] in expired else "permanent"] += 1
+            tally.failed[given_up[row["id"]]] += 1
     if rows:
         log.info("finished %d messages earlier runs left unfinished (%d expired)", len(rows), len(expired))
     return report
@@ -351,14 +357,20 @@ def _wait_for_other_runs(
         held = still
 
 
-def _leftovers_query(channels: list[str], stale_before: datetime, max_attempts: int) -> Any:
+def _leftover(stale_before: datetime, max_attempts: int) -> Any:
+    """Rows an earlier run left: claimed or handed over and untouched since ``stale_before``, or a retryable failure
+    with attempts left."""
     abandoned = and_(MESSAGES.c.state.in_(["pending", "sending"]), MESSAGES.c.updated_at < stale_before)
     retryable = and_(
         MESSAGES.c.state == "failed", MESSAGES.c.reason == "retryable", MESSAGES.c.attempts < max_attempts
     )
+    return or_(abandoned, retryable)
+
+
+def _leftovers_query(channels: list[str], stale_before: datetime, max_attempts: int) -> Any:
     return (
         select(MESSAGES)
-        .where(MESSAGES.c.channel.in_(channels), or_(abandoned, retryable))
+        .where(MESSAGES.c.channel.in_(channels), _leftover(stale_before, max_attempts))
         .order_by(MESSAGES.c.channel, MESSAGES.c.id)
     )
 
@@ -385,12 +397,15 @@ def _rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Any]) -> OutboundM
     )
 
 
-def _close(conn: Connection, ids: Sequence[int], reason: str, error: str, now: datetime) -> None:
-    """Give up on unfinished rows that were never handed over: ``failed`` with ``reason``, payload dropped."""
+def _close(
+    conn: Connection, ids: Sequence[int], reason: str, error: str, now: datetime, stale_before: datetime,
+    max_attempts: int,
+) -> None:  # fmt: skip
+    """Give up on leftovers: ``failed`` with ``reason``, payload dropped; only rows no live run holds meanwhile."""
     if ids:
         conn.execute(
             update(MESSAGES)
-            .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state.in_(["pending", "failed"]))
+            .where(MESSAGES.c.id.in_(list(ids)), _leftover(stale_before, max_attempts))
             .values(state="failed", reason=reason, error=error, payload=None, updated_at=now)
         )
 

@@ -273,3 +273,19 @@ def test_any_sequence_of_crashes_then_one_clean_run_delivers_each_message_at_mos
     in_doubt = sum(1 for state, reason in final.values() if reason == "in_doubt")
     assert in_doubt == 0 if knows else in_doubt <= sum(1 for c in crashes if c is not None)
     engine.dispose()
+
+
+def test_a_leftover_that_cannot_be_rebuilt_is_given_up_never_guessed(engine: Engine) -> None:
+    add_customers(engine, [1, 2])
+    with pytest.raises(KeyboardInterrupt):  # 1 is handed over, 2 only claimed, when the run dies
+        dispatch(engine, [message(1), message(2)], {"email": DiesAfter(InMemoryChannel("email"), after=0,
+                                                                       knows=False)}, now=T0)  # fmt: skip
+    assert states(engine) == {1: ("sending", None), 2: ("pending", None)}
+    with engine.begin() as conn:  # e.g. rows planned before payloads were kept
+        conn.execute(update(MESSAGES).values(payload=None))
+
+    channel = InMemoryChannel("email")
+    report = finish_unfinished(engine, {"email": channel}, now=LATER)
+
+    assert channel.delivered == [] and report.balanced
+    assert states(engine) == {1: ("failed", "in_doubt"), 2: ("failed", "permanent")}
