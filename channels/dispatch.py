@@ -24,37 +24,21 @@ out at most once, across retries, reruns, crashes and parallel workers. A messag
 * **leftovers** — :func:`finish_unfinished` finishes what earlier runs left (``pending``/``sending`` past the lease,
   retryable failures with attempts left) from the payload in the row, whether or not anyone plans it again.
 
-Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done + unfinished.
+Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done + unfinished
+(``channels/report.py``). Every statement on the ledger is in ``channels/ledger.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import (
-    Boolean,
-    Integer,
-    String,
-    Text,
-    and_,
-    bindparam,
-    case,
-    null,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import Connection, Engine, Result
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.engine import Connection, Engine
 
+from channels import ledger
 from channels.base import (
     Channel,
     ChannelConfigError,
@@ -65,145 +49,20 @@ from channels.base import (
     RetryableChannelError,
 )
 from channels.consent import MARKETING, consent_states, suppression_reason
+from channels.ledger import FINAL_STATES, IN_DOUBT, MESSAGES, payload_of
 from channels.recipients import load_recipients
-from models.db import dialect_insert
-from models.schema import Message
+from channels.report import ChannelTally, DispatchReport
+
+__all__ = [
+    "DEFAULT_LEASE", "MESSAGES", "ChannelTally", "DispatchReport", "dispatch", "finish_unfinished", "payload_of",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-MESSAGES = Message.__table__  # type: ignore[attr-defined]
 DEFAULT_LEASE = timedelta(minutes=15)
 DEFAULT_EXPIRY = timedelta(days=7)
 HOLDOUT = "holdout"
-FINAL_STATES = ("sent", "suppressed", "failed")
-IN_DOUBT = "in_doubt"
 POLL_SECONDS = 0.5
-
-_KEY_COLUMNS = (MESSAGES.c.occurrence_key, MESSAGES.c.customer_id, MESSAGES.c.channel)
-
-
-@dataclass
-class ChannelTally:
-    """What happened to one channel's messages in one run.
-
-    ``already_done``: finished before this run (``recovered`` of them delivered by a run that died before recording
-    it, found at the sink now); ``unfinished``: still held by another run, or by a crashed one whose lease has not
-    passed, when this run ended.
-    """
-
-    planned: int = 0
-    sent: int = 0
-    suppressed: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    already_done: int = 0
-    unfinished: int = 0
-    recovered: int = 0
-
-    @property
-    def accounted(self) -> int:
-        """Messages that reached a bucket; equals ``planned`` when the books balance."""
-        return self.sent + self.suppressed.total() + self.failed.total() + self.already_done + self.unfinished
-
-    @property
-    def retryable(self) -> int:
-        """Failures a later run takes again."""
-        return self.failed["retryable"]
-
-    @property
-    def given_up(self) -> int:
-        """Failures no run will retry: permanent, in doubt, expired."""
-        return self.failed.total() - self.failed["retryable"]
-
-
-@dataclass
-class DispatchReport:
-    """Per-channel outcomes of a dispatch run; ``rows()`` feeds a summary table (CLI, Prefect artifact)."""
-
-    channels: dict[str, ChannelTally] = field(default_factory=dict)
-
-    def tally(self, channel: str) -> ChannelTally:
-        """The tally for ``channel``, created empty on first use."""
-        return self.channels.setdefault(channel, ChannelTally())
-
-    @property
-    def total_sent(self) -> int:
-        return sum(t.sent for t in self.channels.values())
-
-    @property
-    def total_planned(self) -> int:
-        return sum(t.planned for t in self.channels.values())
-
-    @property
-    def total_failed(self) -> int:
-        return sum(t.failed.total() for t in self.channels.values())
-
-    @property
-    def total_retryable(self) -> int:
-        return sum(t.retryable for t in self.channels.values())
-
-    @property
-    def total_given_up(self) -> int:
-        return sum(t.given_up for t in self.channels.values())
-
-    @property
-    def total_unfinished(self) -> int:
-        return sum(t.unfinished for t in self.channels.values())
-
-    @property
-    def total_recovered(self) -> int:
-        return sum(t.recovered for t in self.channels.values())
-
-    @property
-    def complete(self) -> bool:
-        """Every planned message reached an outcome and none failed."""
-        return self.total_failed == 0 and self.total_unfinished == 0
-
-    @property
-    def balanced(self) -> bool:
-        """planned = sent + suppressed + failed + already_done + unfinished on every channel."""
-        return all(t.planned == t.accounted for t in self.channels.values())
-
-    def merge(self, other: DispatchReport) -> DispatchReport:
-        """A new report adding ``other``'s counts to this one's."""
-        merged = DispatchReport()
-        for report in (self, other):
-            for name, t in report.channels.items():
-                m = merged.tally(name)
-                m.planned += t.planned
-                m.sent += t.sent
-                m.suppressed.update(t.suppressed)
-                m.failed.update(t.failed)
-                m.already_done += t.already_done
-                m.unfinished += t.unfinished
-                m.recovered += t.recovered
-        return merged
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per channel (sorted by name), reasons spelled out as ``reason=n, …``."""
-        return [
-            {
-                "channel": name,
-                "planned": t.planned,
-                "sent": t.sent,
-                "suppressed": t.suppressed.total(),
-                "suppressed_by": _reasons(t.suppressed),
-                "failed": t.failed.total(),
-                "failed_by": _reasons(t.failed),
-                "already_done": t.already_done,
-                "unfinished": t.unfinished,
-            }
-            for name, t in sorted(self.channels.items())
-        ]
-
-    def to_markdown(self) -> str:
-        """The rows as a Markdown table."""
-        rows = self.rows()
-        if not rows:
-            return "_nothing to dispatch_"
-        header = list(rows[0])
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(row[column]) for column in header) + " |" for row in rows]
-        return "\n".join(lines)
 
 
 def dispatch(
@@ -264,31 +123,22 @@ def finish_unfinished(
     email a month late is worse than none. ``campaigns`` limits the search to those campaigns' messages.
     """
     current = now or datetime.now(UTC)
+    stale_before = current - lease
     with engine.begin() as conn:
-        query = _leftovers_query(list(channels), current - lease, max_attempts)
-        if campaigns is not None:
-            query = query.where(MESSAGES.c.campaign.in_(list(campaigns)))
-        rows = conn.execute(query).mappings().all()
-        expired = [r["id"] for r in rows if r["state"] != "sending" and r["created_at"] < current - expire_after]
+        rows = ledger.leftovers(conn, list(channels), stale_before, max_attempts, campaigns)
+        too_old = current - expire_after  # only rows never handed over expire: a handed-over one is settled first
+        given_up = {r["id"]: "expired" for r in rows if r["state"] != "sending" and r["created_at"] < too_old}
         recipients = load_recipients(conn, {r["customer_id"] for r in rows})
         messages: list[OutboundMessage] = []
-        given_up: dict[int, str] = {row_id: "expired" for row_id in expired}
         for row in rows:
             if row["id"] in given_up:
                 continue
-            rebuilt = _rebuild(row, recipients)
+            rebuilt = ledger.rebuild(row, recipients)
             if rebuilt is not None:
                 messages.append(rebuilt)
             else:  # a handed-over one may have gone out: in doubt, never resent
                 given_up[row["id"]] = IN_DOUBT if row["state"] == "sending" else "permanent"
-        reasons = {
-            "expired": f"planned more than {expire_after} ago and never delivered",
-            "permanent": "cannot rebuild: the customer or the planned content is gone",
-            IN_DOUBT: "cannot rebuild: the customer or the planned content is gone, and it was being handed over",
-        }
-        for reason, error in reasons.items():
-            ids = [row_id for row_id, why in given_up.items() if why == reason]
-            _close(conn, ids, reason, error, current, current - lease, max_attempts)
+        _give_up_leftovers(conn, given_up, expire_after, current, stale_before, max_attempts)
     report = dispatch(engine, messages, channels, now=now, max_attempts=max_attempts, lease=lease, wait=wait)
     for row in rows:
         if row["id"] in given_up:
@@ -296,15 +146,26 @@ def finish_unfinished(
             tally.planned += 1
             tally.failed[given_up[row["id"]]] += 1
     if rows:
-        log.info("finished %d messages earlier runs left unfinished (%d expired)", len(rows), len(expired))
+        log.info("finished %d messages earlier runs left unfinished (%d given up)", len(rows), len(given_up))
     return report
 
 
-def payload_of(message: OutboundMessage) -> dict[str, Any]:
-    """What the ledger keeps to rebuild ``message`` later: its audience and template context, without the
-    customer (rebuilt from the profile at that time, so no stale personal data is kept here)."""
-    context = {key: value for key, value in message.context.items() if key != "customer"}
-    return {"audience": message.audience, "marketing": message.marketing, "context": context}
+def _give_up_leftovers(
+    conn: Connection, given_up: Mapping[int, str], expire_after: timedelta, now: datetime, stale_before: datetime,
+    max_attempts: int,
+) -> None:  # fmt: skip
+    """Close leftovers that will not be sent, each only while no live run has taken it meanwhile."""
+    errors = {
+        "expired": (ledger.takeable(stale_before, max_attempts),
+                    f"planned more than {expire_after} ago and never delivered"),
+        "permanent": (ledger.takeable(stale_before, max_attempts),
+                      "cannot rebuild: the customer or the planned content is gone"),
+        IN_DOUBT: (ledger.handed_over_before(stale_before),
+                   "cannot rebuild: the customer or the planned content is gone, and it was being handed over"),
+    }  # fmt: skip
+    for reason, (condition, error) in errors.items():
+        ids = [row_id for row_id, why in given_up.items() if why == reason]
+        ledger.give_up(conn, ids, condition, reason, error, now)
 
 
 # --- batches ------------------------------------------------------------------------------------------------
@@ -357,59 +218,6 @@ def _wait_for_other_runs(
         held = still
 
 
-def _leftover(stale_before: datetime, max_attempts: int) -> Any:
-    """Rows an earlier run left: claimed or handed over and untouched since ``stale_before``, or a retryable failure
-    with attempts left."""
-    abandoned = and_(MESSAGES.c.state.in_(["pending", "sending"]), MESSAGES.c.updated_at < stale_before)
-    retryable = and_(
-        MESSAGES.c.state == "failed", MESSAGES.c.reason == "retryable", MESSAGES.c.attempts < max_attempts
-    )
-    return or_(abandoned, retryable)
-
-
-def _leftovers_query(channels: list[str], stale_before: datetime, max_attempts: int) -> Any:
-    return (
-        select(MESSAGES)
-        .where(MESSAGES.c.channel.in_(channels), _leftover(stale_before, max_attempts))
-        .order_by(MESSAGES.c.channel, MESSAGES.c.id)
-    )
-
-
-def _rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Any]) -> OutboundMessage | None:
-    """The message a ledger row stands for, or ``None`` when its customer or its planned content is gone."""
-    recipient = recipients.get(row["customer_id"])
-    payload = row["payload"]
-    if recipient is None or (payload is None and row["template"]):
-        return None
-    payload = payload or {}
-    context = dict(payload.get("context") or {})
-    context["customer"] = {"first_name": recipient.first_name}
-    return OutboundMessage(
-        occurrence_key=row["occurrence_key"],
-        channel=row["channel"],
-        recipient=recipient,
-        campaign=row["campaign"] or "",
-        template=row["template"],
-        variant=row["variant"],
-        audience=payload.get("audience"),
-        context=context,
-        marketing=bool(payload.get("marketing", True)),
-    )
-
-
-def _close(
-    conn: Connection, ids: Sequence[int], reason: str, error: str, now: datetime, stale_before: datetime,
-    max_attempts: int,
-) -> None:  # fmt: skip
-    """Give up on leftovers: ``failed`` with ``reason``, payload dropped; only rows no live run holds meanwhile."""
-    if ids:
-        conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_(list(ids)), _leftover(stale_before, max_attempts))
-            .values(state="failed", reason=reason, error=error, payload=None, updated_at=now)
-        )
-
-
 class _BatchRun:
     """One batch of one channel through claim → gate → hand-over → outcome."""
 
@@ -454,37 +262,15 @@ class _BatchRun:
         if not messages:
             return {}, {}
         now = self.clock()
-        claimed = {(r.occurrence_key, r.customer_id, r.channel): r.id for r in _insert_claims(conn, messages, now)}
+        claimed = ledger.insert_claims(conn, messages, now)
         taken = [message.ledger_key for message in messages if message.ledger_key not in claimed]
         if not taken:
             return claimed, {}
-        rows = _existing_rows(conn, taken)
-        reclaimed = self._reclaim(conn, [row for row in rows.values() if self._may_take(row, now)], now)
+        rows = ledger.existing_rows(conn, taken)
+        candidates = [row.id for row in rows.values() if row.state in ("pending", "failed")]  # the SQL decides
+        reclaimed = ledger.take(conn, candidates, ledger.takeable(now - self.lease, self.max_attempts), now)
         claimed.update(reclaimed)
         return claimed, {key: row for key, row in rows.items() if key not in reclaimed}
-
-    def _may_take(self, row: Any, now: datetime) -> bool:
-        """A retryable failure with attempts left, or a claim whose run died before handing it over."""
-        retryable = row.state == "failed" and row.reason == "retryable" and row.attempts < self.max_attempts
-        return retryable or (row.state == "pending" and row.updated_at < now - self.lease)
-
-    def _reclaim(self, conn: Connection, rows: Sequence[Any], now: datetime) -> dict[LedgerKey, int]:
-        """Take ``rows`` back, each only if it is still takeable (another run may have taken it meanwhile)."""
-        if not rows:
-            return {}
-        retryable = and_(
-            MESSAGES.c.state == "failed",
-            MESSAGES.c.reason == "retryable",
-            MESSAGES.c.attempts < self.max_attempts,
-        )
-        abandoned = and_(MESSAGES.c.state == "pending", MESSAGES.c.updated_at < now - self.lease)
-        statement = (
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_([row.id for row in rows]), or_(retryable, abandoned))
-            .values(state="pending", updated_at=now)
-            .returning(MESSAGES.c.id, *_KEY_COLUMNS)
-        )
-        return {(r.occurrence_key, r.customer_id, r.channel): r.id for r in conn.execute(statement)}
 
     def _sort_out(
         self, messages: Sequence[OutboundMessage], found: Mapping[LedgerKey, Any]
@@ -508,37 +294,18 @@ class _BatchRun:
         messages = [message for message, _ in rows]
         ids = {message.ledger_key: row_id for message, row_id in rows}
         now = self.clock()
-        stale = and_(MESSAGES.c.state == "sending", MESSAGES.c.updated_at < now - self.lease)
+        handed_over = ledger.handed_over_before(now - self.lease)
         held = _ask_channel(self.channel, messages)
         if held is None:
             self.tally.failed[IN_DOUBT] += len(rows)
             error = f"handed to {self.channel.name} by a run that stopped before it knew the outcome"
-            conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.id.in_(list(ids.values())), stale)
-                .values(state="failed", reason=IN_DOUBT, error=error, payload=None, updated_at=now)
-            )
+            ledger.give_up(conn, list(ids.values()), handed_over, IN_DOUBT, error, now)
             return {}
-        if held:
-            self.tally.already_done += len(held)
-            self.tally.recovered += len(held)
-            conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.id == bindparam("row_id"), stale)
-                .values(state="sent", reason=None, error=None, provider_id=bindparam("pid"), sent_at=now,
-                        payload=None, attempts=MESSAGES.c.attempts + 1, updated_at=now),
-                [{"row_id": ids[key], "pid": provider_id} for key, provider_id in held.items()],
-            )  # fmt: skip
+        self.tally.already_done += len(held)
+        self.tally.recovered += len(held)
+        ledger.record_found_sent(conn, {ids[key]: pid for key, pid in held.items()}, now - self.lease, now)
         missing = [ids[m.ledger_key] for m in messages if m.ledger_key not in held]
-        if not missing:
-            return {}
-        taken = conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_(missing), stale)
-            .values(state="pending", updated_at=now)
-            .returning(MESSAGES.c.id, *_KEY_COLUMNS)
-        )
-        return {(r.occurrence_key, r.customer_id, r.channel): r.id for r in taken}
+        return ledger.take(conn, missing, handed_over, now)
 
     # gate --------------------------------------------------------------------------------------------------
 
@@ -546,11 +313,10 @@ class _BatchRun:
         self, conn: Connection, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]
     ) -> list[OutboundMessage]:
         """Record a suppression for every message that must not go; return the ones that may."""
-        ids = [m.customer_id for m in messages]
-        states = consent_states(conn, ids, self.channel.consent_channel)
+        states = consent_states(conn, [m.customer_id for m in messages], self.channel.consent_channel)
         marketing = consent_states(conn, [m.customer_id for m in messages if m.marketing], MARKETING)
         deliverable: list[OutboundMessage] = []
-        suppressed: list[dict[str, Any]] = []
+        suppressed: dict[int, str] = {}
         for message in messages:
             reason = (
                 suppression_reason(
@@ -563,17 +329,8 @@ class _BatchRun:
                 deliverable.append(message)
             else:
                 self.tally.suppressed[reason] += 1
-                suppressed.append({"row_id": claimed[message.ledger_key], "new_reason": reason})
-        if suppressed:
-            statement = (
-                update(MESSAGES)
-                .where(MESSAGES.c.id == bindparam("row_id"))
-                .values(
-                    state="suppressed", reason=bindparam("new_reason"), error=None, payload=None,
-                    updated_at=self.clock(),
-                )
-            )  # fmt: skip
-            conn.execute(statement, suppressed)
+                suppressed[claimed[message.ledger_key]] = reason
+        ledger.record_suppressed(conn, suppressed, self.clock())
         return deliverable
 
     # hand-over + outcome -----------------------------------------------------------------------------------
@@ -590,20 +347,15 @@ class _BatchRun:
                 self._hand_over(mine, [claimed[m.ledger_key] for m in mine])
 
     def _mark_sending(self, ids: Sequence[int]) -> set[int]:
-        statement = (
-            update(MESSAGES)
-            .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == "pending")
-            .values(state="sending", updated_at=self.clock())
-            .returning(MESSAGES.c.id)
-        )
         with self.engine.begin() as conn:
-            return set(conn.execute(statement).scalars())
+            return ledger.mark_sending(conn, ids, self.clock())
 
     def _hand_over(self, messages: Sequence[OutboundMessage], ids: Sequence[int]) -> None:
         try:
             results = self.channel.send_batch(messages)
         except ChannelConfigError as exc:  # by contract nothing of *this* call was delivered by a plain channel
-            self._settle(messages, ids, f"ChannelConfigError: {exc}", retryable=True, count_attempt=False)
+            self._settle(messages, ids, f"ChannelConfigError: {exc}", retryable=True, count_attempt=False,
+                         nothing_sent=True)  # fmt: skip
             raise
         except ChannelError as exc:  # the adapter failed the whole call
             self._settle(messages, ids, f"{type(exc).__name__}: {exc}",
@@ -623,13 +375,15 @@ class _BatchRun:
 
     def _settle(
         self, messages: Sequence[OutboundMessage], ids: Sequence[int], error: str, *, retryable: bool,
-        count_attempt: bool,
+        count_attempt: bool, nothing_sent: bool = False,
     ) -> None:  # fmt: skip
-        """A hand-over that raised: what the channel holds is sent, the rest failed (in doubt when it can't tell)."""
+        """A hand-over that raised: what the channel holds is sent, the rest failed (in doubt when it can't tell).
+
+        ``nothing_sent``: the error says so by contract (a configuration error); a channel that cannot tell what it
+        delivered is then believed, since it was handed one message."""
+        held: dict[LedgerKey, str] | None = {} if nothing_sent else None
         if self.channel.knows_deliveries:
             held = _ask_channel(self.channel, messages)
-        else:  # one message per call: a config error means it was not sent, anything else leaves it in doubt
-            held = {} if error.startswith("ChannelConfigError") else None
         results = []
         for message in messages:
             if held is None:
@@ -649,19 +403,13 @@ class _BatchRun:
         for row_id, result in zip(ids, results, strict=True):
             if result.status == "sent":
                 self.tally.sent += 1
-                outcomes.append(_outcome(row_id, "sent", None, result.provider_id, None, now, keep_payload=False))
+                outcomes.append(ledger.outcome(row_id, "sent", None, result.provider_id, None, now))
             else:
                 reason = IN_DOUBT if in_doubt else ("retryable" if result.retryable else "permanent")
                 self.tally.failed[reason] += 1
-                outcomes.append(
-                    _outcome(row_id, "failed", reason, result.provider_id, result.error, None,
-                             keep_payload=reason == "retryable")
-                )  # fmt: skip
-        statement = _OUTCOME_UPDATE.values(
-            updated_at=now, attempts=MESSAGES.c.attempts + 1 if count_attempt else MESSAGES.c.attempts
-        )
+                outcomes.append(ledger.outcome(row_id, "failed", reason, result.provider_id, result.error, None))
         with self.engine.begin() as conn:
-            conn.execute(statement, outcomes)
+            ledger.record_outcomes(conn, outcomes, now, count_attempt=count_attempt)
 
 
 def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
@@ -673,146 +421,6 @@ def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[
         return None
 
 
-_OUTCOME_UPDATE = (
-    update(MESSAGES)
-    .where(MESSAGES.c.id == bindparam("row_id"), MESSAGES.c.state == "sending")
-    .values(
-        state=bindparam("new_state"),
-        reason=bindparam("new_reason"),
-        provider_id=bindparam("new_provider_id"),
-        error=bindparam("new_error"),
-        sent_at=bindparam("new_sent_at"),
-        payload=case((bindparam("new_keep", type_=Boolean), MESSAGES.c.payload), else_=null()),
-    )
-)
-
-
-def _outcome(
-    row_id: int,
-    state: str,
-    reason: str | None,
-    provider_id: str | None,
-    error: str | None,
-    sent_at: datetime | None,
-    *,
-    keep_payload: bool,
-) -> dict[str, Any]:
-    return {
-        "row_id": row_id,
-        "new_state": state,
-        "new_reason": reason,
-        "new_provider_id": provider_id,
-        "new_error": error,
-        "new_sent_at": sent_at,
-        "new_keep": keep_payload,
-    }
-
-
-_CLAIM_COLUMNS: dict[str, type[TypeEngine[Any]]] = {
-    "occurrence_key": String,
-    "customer_id": Integer,
-    "channel": String,
-    "campaign": String,
-    "variant": String,
-    "template": String,
-}
-
-
-_PG_CLAIMS = text(
-    """
-    INSERT INTO messages (occurrence_key, customer_id, channel, campaign, variant, template, payload,
-                          state, attempts, created_at, updated_at)
-    SELECT u.occurrence_key, u.customer_id, u.channel, u.campaign, u.variant, u.template, p.value,
-           'pending', 0, :now, :now
-    FROM unnest(CAST(:occurrence_keys AS text[]), CAST(:customer_ids AS integer[]), CAST(:channels AS text[]),
-                CAST(:campaigns AS text[]), CAST(:variants AS text[]), CAST(:templates AS text[]))
-         WITH ORDINALITY AS u(occurrence_key, customer_id, channel, campaign, variant, template, position)
-    JOIN json_array_elements(CAST(:payloads AS json)) WITH ORDINALITY AS p(value, position) USING (position)
-    ON CONFLICT (occurrence_key, customer_id, channel) DO NOTHING
-    RETURNING id, occurrence_key, customer_id, channel
-    """
-).bindparams(bindparam("now", type_=MESSAGES.c.created_at.type))
-
-
-def _insert_claims(conn: Connection, messages: Sequence[OutboundMessage], now: datetime) -> Result[Any]:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the batch's ledger rows; only rows we inserted come back.
-
-    PostgreSQL gets one short statement over arrays (``INSERT … SELECT FROM unnest(…)``): a 500-row VALUES list
-    has 5,000 parameters and psycopg re-parses its 160 KB text on every batch, which alone capped claims at
-    ~6,000 rows/s. The payloads travel as one JSON array, not a text array: psycopg escapes every quote of every
-    element of a text array with a regex (measured: 60% of a claim's time). SQLite takes the batch as an
-    executemany.
-    """
-    if conn.dialect.name == "postgresql":
-        payloads = b"[" + b",".join(orjson.dumps(payload_of(m), default=str) for m in messages) + b"]"
-        return conn.execute(
-            _PG_CLAIMS,
-            {
-                "occurrence_keys": [m.occurrence_key for m in messages],
-                "customer_ids": [m.customer_id for m in messages],
-                "channels": [m.channel for m in messages],
-                "campaigns": [m.campaign for m in messages],
-                "variants": [m.variant for m in messages],
-                "templates": [m.template for m in messages],
-                "payloads": payloads.decode(),
-                "now": now,
-            },
-        )
-    pending = {"state": "pending", "attempts": 0, "created_at": now, "updated_at": now}
-    # The payload goes in as the JSON text orjson made: the JSON column type would serialize it again, slowly.
-    statement = dialect_insert(conn)(MESSAGES).values(payload=bindparam("payload_text", type_=Text))
-    values = [
-        {**{name: getattr(m, name) for name in _CLAIM_COLUMNS}, **pending, "payload_text": orjson.dumps(
-            payload_of(m), default=str).decode()}
-        for m in messages
-    ]
-    return conn.execute(_on_conflict_return_ids(statement), values)
-
-
-_EXISTING_COLUMNS = (
-    MESSAGES.c.id, MESSAGES.c.state, MESSAGES.c.reason, MESSAGES.c.attempts, MESSAGES.c.updated_at, *_KEY_COLUMNS
-)
-_PG_EXISTING = text(
-    """
-    SELECT m.id, m.state, m.reason, m.attempts, m.updated_at, m.occurrence_key, m.customer_id, m.channel
-    FROM unnest(CAST(:customer_ids AS integer[])) AS k(customer_id)
-    CROSS JOIN LATERAL (
-        SELECT * FROM messages
-        WHERE occurrence_key = :occurrence_key AND channel = :channel AND customer_id = k.customer_id LIMIT 1
-    ) AS m
-    """
-).columns(*_EXISTING_COLUMNS)
-
-
-def _existing_rows(conn: Connection, keys: Sequence[LedgerKey]) -> dict[LedgerKey, Any]:
-    """The ledger rows of ``keys``. A batch's keys share one occurrence and channel (or a few), so each such pair is
-    one query. PostgreSQL looks each key up on its own (``LATERAL … LIMIT 1``): right after a big run its planner
-    statistics still say the occurrence has a handful of rows, and a plain ``customer_id IN (…)`` then scans the
-    whole occurrence for every batch (bench/bench_dispatch.py: a rerun of 20,000 messages 11.7 s → 1.0 s)."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for occurrence_key, customer_id, channel in keys:
-        groups.setdefault((occurrence_key, channel), []).append(customer_id)
-    found: dict[LedgerKey, Any] = {}
-    for (occurrence, channel), ids in groups.items():
-        if conn.dialect.name == "postgresql":
-            params = {"customer_ids": ids, "occurrence_key": occurrence, "channel": channel}
-            rows = conn.execute(_PG_EXISTING, params)
-        else:
-            rows = conn.execute(
-                select(*_EXISTING_COLUMNS).where(
-                    MESSAGES.c.occurrence_key == occurrence, MESSAGES.c.channel == channel,
-                    MESSAGES.c.customer_id.in_(ids),
-                )  # fmt: skip
-            )
-        for row in rows:
-            found[(row.occurrence_key, row.customer_id, row.channel)] = row
-    return found
-
-
-def _on_conflict_return_ids(statement: Any) -> Any:
-    return statement.on_conflict_do_nothing(index_elements=list(_KEY_COLUMNS)).returning(MESSAGES.c.id, *_KEY_COLUMNS)
-
-
 def _first_of_each_key(batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
     """The batch without repeated ledger keys (a repeat is the same message planned twice)."""
     seen: set[LedgerKey] = set()
@@ -822,9 +430,3 @@ def _first_of_each_key(batch: Sequence[OutboundMessage]) -> list[OutboundMessage
             seen.add(message.ledger_key)
             unique.append(message)
     return unique
-
-
-def _reasons(counts: Counter[str]) -> str:
-    return ", ".join(f"{reason}={n}" for reason, n in sorted(counts.items()))
-
-
