@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_mock_engine, text
-from sqlalchemy.engine import make_url
 
 from models.db import DatabaseError, dialect_insert, make_engine, prepare, redact_url
 from models.schema import Message
-from tests.conftest import POSTGRES_URL
+from tests.conftest import empty_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,18 +107,6 @@ def _fresh_database(dialect: str, tmp_path: Path) -> Iterator[str]:
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"omnicast_fresh_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except DatabaseError as exc:  # pragma: no cover - no server here
-        pytest.skip(str(exc))
-    except Exception as exc:  # pragma: no cover - no server here
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_postgres_database("omnicast_fresh") as url:
+        yield url
+
