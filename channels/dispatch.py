@@ -88,12 +88,15 @@ def dispatch(
     report = DispatchReport()
     held: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
     for channel, batch in _batches(messages, channels):
+        report.tally(channel.name).planned += len(batch)
         run = _BatchRun(engine, channel, report.tally(channel.name), clock, max_attempts, lease)
         elsewhere = run.dispatch(batch)
         if elsewhere:
             held.setdefault(channel.name, (channel, []))[1].extend(elsewhere)
     if held:
-        _wait_for_other_runs(engine, held, report, clock, max_attempts, lease, patience)
+        held = _wait_for_other_runs(engine, held, report, clock, max_attempts, lease, patience)
+    for name, (_, still) in held.items():
+        report.tally(name).unfinished += len(still)
     for name, tally in sorted(report.channels.items()):
         log.info(
             "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d unfinished=%d",
@@ -198,8 +201,9 @@ def _wait_for_other_runs(
     max_attempts: int,
     lease: timedelta,
     patience: timedelta,
-) -> None:
-    """Give messages other runs hold the time to finish (or their lease to pass), then settle them again."""
+) -> dict[str, tuple[Channel, list[OutboundMessage]]]:
+    """Give messages other runs hold the time to finish (or their lease to pass), then settle them again; the ones
+    still held at the end."""
     deadline = time.monotonic() + patience.total_seconds()
     count = sum(len(messages) for _, messages in held.values())
     if patience > timedelta(0):
@@ -208,14 +212,11 @@ def _wait_for_other_runs(
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         still: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
         for name, (channel, messages) in held.items():
-            tally = report.tally(name)
-            tally.planned -= len(messages)  # counted again by the retry below
-            tally.unfinished -= len(messages)
-            run = _BatchRun(engine, channel, tally, clock, max_attempts, lease)
-            elsewhere = run.dispatch(messages)
+            elsewhere = _BatchRun(engine, channel, report.tally(name), clock, max_attempts, lease).dispatch(messages)
             if elsewhere:
                 still[name] = (channel, elsewhere)
         held = still
+    return held
 
 
 class _BatchRun:
@@ -238,8 +239,8 @@ class _BatchRun:
         self.lease = lease
 
     def dispatch(self, batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
-        """Claim, gate and deliver ``batch``; return the messages another run holds (counted ``unfinished``)."""
-        self.tally.planned += len(batch)
+        """Claim, gate and deliver ``batch`` (counted as planned by the caller); return the messages another run
+        holds, which are in no bucket yet: the caller waits for them or counts them ``unfinished``."""
         unique = _first_of_each_key(batch)
         self.tally.already_done += len(batch) - len(unique)
         with self.engine.begin() as conn:
@@ -250,7 +251,6 @@ class _BatchRun:
             deliverable = self._gate(conn, [m for m in unique if m.ledger_key in claimed], claimed)
         if deliverable:
             self._deliver(deliverable, claimed)
-        self.tally.unfinished += len(elsewhere)
         return elsewhere
 
     # claim -------------------------------------------------------------------------------------------------
