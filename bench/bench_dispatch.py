@@ -24,9 +24,10 @@ from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from channels.base import InMemoryChannel, OutboundMessage, Recipient  # noqa: E402
+from channels.base import InMemoryChannel, Recipient  # noqa: E402
 from channels.dispatch import MESSAGES, dispatch  # noqa: E402
 from models.db import make_engine, upgrade  # noqa: E402
+from models.message import OutboundMessage
 from models.schema import Consent, Customer  # noqa: E402
 
 BATCH = 500

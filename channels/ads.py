@@ -25,15 +25,9 @@ from typing import Literal
 
 import phonenumbers
 
-from channels.base import (
-    Channel,
-    DeliveryResult,
-    LedgerKey,
-    OutboundMessage,
-    PermanentChannelError,
-    RetryableChannelError,
-)
+from channels.base import Channel, DeliveryResult, PermanentChannelError, RetryableChannelError
 from channels.outbox import ensure_writable_dir, ledger_hash, remove_stale_temp_files, write_new_file
+from models.message import LedgerKey, OutboundMessage
 
 Platform = Literal["meta", "google"]
 

@@ -44,14 +44,13 @@ from channels.base import (
     ChannelConfigError,
     ChannelError,
     DeliveryResult,
-    LedgerKey,
-    OutboundMessage,
     RetryableChannelError,
 )
 from channels.consent import MARKETING, consent_states, suppression_reason
 from channels.ledger import FINAL_STATES, IN_DOUBT, MESSAGES, payload_of
 from channels.recipients import load_recipients
 from channels.report import ChannelTally, DispatchReport
+from models.message import LedgerKey, OutboundMessage
 
 __all__ = [
     "DEFAULT_LEASE", "MESSAGES", "ChannelTally", "DispatchReport", "dispatch", "finish_unfinished", "payload_of",

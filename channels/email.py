@@ -36,14 +36,13 @@ from channels.base import (
     ChannelConfigError,
     ChannelError,
     DeliveryResult,
-    LedgerKey,
-    OutboundMessage,
     PermanentChannelError,
 )
 from channels.headers import AddressError, Mailbox, address_header, mailbox, safe_url, unstructured_header
 from channels.outbox import ledger_hash
 from channels.render import EmailRenderer, RenderedEmail, TemplateError, TemplateRenderError
 from channels.tokens import UnsubscribeSigner
+from models.message import LedgerKey, OutboundMessage
 
 DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe", b"list-unsubscribe-post",

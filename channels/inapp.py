@@ -26,13 +26,12 @@ from channels.base import (
     ChannelConfigError,
     ChannelError,
     DeliveryResult,
-    LedgerKey,
-    OutboundMessage,
     PermanentChannelError,
     RetryableChannelError,
 )
 from channels.outbox import ensure_writable_dir, ledger_hash
 from channels.render import TEMPLATES_DIR, CardRenderer, TemplateError, TemplateRenderError
+from models.message import LedgerKey, OutboundMessage
 
 MAX_TTL = timedelta(days=30)
 DEFAULT_TTL = timedelta(days=14)

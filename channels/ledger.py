@@ -21,8 +21,8 @@ import orjson
 from sqlalchemy import Boolean, Text, and_, bindparam, case, null, or_, select, text, update
 from sqlalchemy.engine import Connection
 
-from channels.base import LedgerKey, OutboundMessage, Recipient
 from models.db import dialect_insert
+from models.message import LedgerKey, OutboundMessage, Recipient
 from models.schema import Message
 
 MESSAGES = Message.__table__  # type: ignore[attr-defined]

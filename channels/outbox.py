@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from channels.base import ChannelError, LedgerKey, OutboundMessage, RetryableChannelError
+from channels.base import ChannelError, RetryableChannelError
+from models.message import LedgerKey, OutboundMessage
 
 
 def ledger_hash(key: tuple[str, int, str]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from channels.base import Recipient
+from models.message import Recipient
 from models.schema import Customer
 
 CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]

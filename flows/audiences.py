@@ -8,11 +8,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from channels.base import OutboundMessage
 from flows.deliver import Planned, deliver
 from flows.planning import DEFAULT_AUDIENCES, plan_audience
 from flows.runtime import check_platform, load_settings, locked, open_database, run_date
 from flows.settings import Settings
+from models.message import OutboundMessage
 
 
 @task(name="plan-audiences", cache_policy=NO_CACHE)

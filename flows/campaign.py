@@ -8,11 +8,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from channels.base import OutboundMessage
 from flows.deliver import Planned, deliver
 from flows.planning import DEFAULT_CAMPAIGNS, StoreInfo, campaign_by_name, plan_campaign
 from flows.runtime import load_settings, locked, open_database, run_date
 from flows.settings import Settings
+from models.message import OutboundMessage
 
 
 def store_info(settings: Settings) -> StoreInfo:

@@ -14,10 +14,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from channels.base import OutboundMessage
 from channels.dispatch import DispatchReport, dispatch, finish_unfinished
 from flows.runtime import open_channels
 from flows.settings import Settings
+from models.message import OutboundMessage
 
 
 @dataclass

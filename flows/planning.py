@@ -18,10 +18,10 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from channels.base import OutboundMessage, Recipient
 from channels.recipients import load_recipients
 from models.db import session_scope
 from models.errors import InputError
+from models.message import OutboundMessage, Recipient
 from models.schema import (
     Assignment,
     Campaign,

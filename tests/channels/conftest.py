@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from channels.base import OutboundMessage, Recipient
+from models.message import OutboundMessage, Recipient
 from models.schema import Consent, Customer
 
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)

@@ -30,8 +30,8 @@ from channels.ads import (
     normalize_zip,
     sha256_hex,
 )
-from channels.base import OutboundMessage, Recipient
 from channels.dispatch import dispatch
+from models.message import OutboundMessage, Recipient
 from tests.channels.conftest import add_customers
 
 TODAY = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)

@@ -15,12 +15,12 @@ from channels.base import (
     ChannelConfigError,
     DeliveryResult,
     InMemoryChannel,
-    OutboundMessage,
     PermanentChannelError,
     RetryableChannelError,
 )
 from channels.consent import record_unsubscribe
 from channels.dispatch import MESSAGES, DispatchReport, dispatch
+from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, grant, message
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

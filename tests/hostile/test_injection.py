@@ -36,12 +36,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels.ads import GOOGLE_COLUMNS, META_COLUMNS, AudienceFileChannel, google_row, meta_row
-from channels.base import Channel, OutboundMessage, Recipient
+from channels.base import Channel
 from channels.email import HEADERS, EmailChannel
 from channels.inapp import InAppFeedChannel, card_errors
 from channels.outbox import EmlOutboxTransport
 from channels.render import CardRenderer, EmailRenderer
 from channels.tokens import UnsubscribeSigner
+from models.message import OutboundMessage, Recipient
 
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 TEMPLATES = ["weekly_picks", "birthday", "replenishment", "winback", "abandoned_cart"]
