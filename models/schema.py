@@ -38,6 +38,9 @@ class Customer(SQLModel, table=True):
     timezone: str | None = Field(default=None, description="IANA name; store default when empty")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    erased_at: datetime | None = Field(
+        default=None, description="set by `omnicast forget`: every PII column is blank from then on"
+    )
 
 
 class Identity(SQLModel, table=True):
@@ -216,6 +219,10 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    not_before: datetime | None = Field(
+        default=None,
+        description="a message deferred by quiet hours (or a frequency cap window) is not handed over before this",
+    )
     payload: dict[str, Any] | None = Field(
         default=None,
         sa_column=Column(JSON, nullable=True),
@@ -262,3 +269,45 @@ class SourceLoad(SQLModel, table=True):
         description="cells set aside in rows that were still loaded (a bad birthday in a contact's row, ...)",
     )
     loaded_at: datetime = Field(default_factory=utcnow)
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses never to be mailed again, whoever imports them: hard bounces, spam complaints, SMTP permanent
+    failures, erasures. Keyed by a salted hash of the normalized address (``models.suppression.address_hash``), so
+    an erased person's address is not kept in clear, yet a later import of it is still recognised."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("channel", "address_hash", name="uq_suppression_address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(description="email | sms | ...")
+    address_hash: str = Field(index=True, description="HMAC-SHA256 of the normalized address (hex)")
+    customer_id: int | None = Field(default=None, index=True, description="no foreign key: kept after erasure")
+    reason: str = Field(description="hard_bounce | spam_complaint | smtp_permanent | erased | manual")
+    source: str = Field(description="postmark | smtp | forget | ...")
+    detail: str | None = Field(default=None, description="provider's bounce type or SMTP code; never PII")
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class Click(SQLModel, table=True):
+    """One click on a tracked link (``/c/TOKEN``) in a message."""
+
+    __tablename__ = "clicks"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int | None = Field(default=None, index=True, description="the ledger row (messages.id)")
+    customer_id: int | None = Field(default=None, index=True)
+    campaign: str | None = Field(default=None, index=True)
+    variant: str | None = None
+    url: str = Field(description="the target, without our UTM parameters")
+    clicked_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Provider events already handled (bounce, complaint): a retried webhook changes nothing the second time."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_webhook_event"),)
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    event_id: str
+    kind: str = Field(description="HardBounce | SpamComplaint | ...")
+    received_at: datetime = Field(default_factory=utcnow)
