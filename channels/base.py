@@ -5,7 +5,8 @@
     ChannelError (models.errors.DeliveryError → OmnicastError)
      ├── ChannelConfigError      a setting is wrong; nothing was sent (stop the run); also a ConfigurationError
      ├── RetryableChannelError   try again later (timeouts, 429, 4xx SMTP replies, full disk)
-     └── PermanentChannelError   this message will never go (bad address, 5xx SMTP reply, schema rejected)
+     ├── PermanentChannelError   this message will never go (bad address, 5xx SMTP reply, schema rejected)
+     └── InDoubtChannelError     handed over, answer lost (connection dropped after DATA): never resent
 
 Adapters map their vendor's errors onto this tree at the boundary (``raise ... from exc``); dispatch records
 the reason per recipient and never lets one recipient's failure stop the others.
@@ -27,9 +28,10 @@ from models.errors import ConfigurationError, DeliveryError
 from models.message import LedgerKey, OutboundMessage, Recipient
 
 __all__ = [
-    "Channel", "ChannelConfigError", "ChannelError", "DeliveryResult", "InMemoryChannel", "LedgerKey",
-    "OutboundMessage", "PermanentChannelError", "Recipient", "RetryableChannelError",
+    "Channel", "ChannelConfigError", "ChannelError", "DeliveryResult", "InDoubtChannelError", "InMemoryChannel",
+    "LedgerKey", "OutboundMessage", "PermanentChannelError", "Recipient", "RetryableChannelError",
 ]  # fmt: skip
+
 
 class ChannelError(DeliveryError):
     """Base of every channel failure."""
@@ -44,7 +46,21 @@ class RetryableChannelError(ChannelError):
 
 
 class PermanentChannelError(ChannelError):
-    """The message will never go through as it is."""
+    """The message will never go through as it is.
+
+    ``suppress`` names a suppression-list reason (``smtp_permanent``, ``hard_bounce``) when the failure says the
+    *address* is dead (SMTP 550/551/553 to RCPT TO, a provider's inactive recipient): dispatch then puts the address
+    on the suppression list, so it is never tried again.
+    """
+
+    def __init__(self, message: str, *, suppress: str | None = None) -> None:
+        super().__init__(message)
+        self.suppress = suppress
+
+
+class InDoubtChannelError(ChannelError):
+    """The message may or may not have been accepted (the connection dropped after the message was handed over and
+    before the answer came). Dispatch records it ``failed``/``in_doubt`` and never sends it again."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,9 @@ class DeliveryResult:
     provider_id: str | None = None
     error: str | None = None
     retryable: bool = False
+    in_doubt: bool = False
+    suppress: str | None = None
+    """A suppression-list reason when the failure says the address is dead (see ``PermanentChannelError``)."""
 
     @classmethod
     def sent(cls, provider_id: str | None = None) -> DeliveryResult:
@@ -67,6 +86,8 @@ class DeliveryResult:
             "failed",
             error=f"{type(error).__name__}: {error}",
             retryable=isinstance(error, RetryableChannelError),
+            in_doubt=isinstance(error, InDoubtChannelError),
+            suppress=error.suppress if isinstance(error, PermanentChannelError) else None,
         )
 
 

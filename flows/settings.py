@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from channels.spec import BY_NAME, CHANNELS, OFF, adapter_settings
 from models.db import redact_url
 from models.errors import ConfigurationError
 
 PREFIX = "OMNICAST_"
-SECRET_FIELDS = frozenset({"secret_key"})
+SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+_QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 _SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}))*$")
 
 
@@ -32,8 +34,9 @@ class SettingError(ConfigurationError):
     """A setting is missing or wrong; the message names the environment variable and how to fix it."""
 
 
-class Settings(BaseSettings):
-    """What an operator can set; defaults are the embedded demo set-up."""
+class BaseOmnicastSettings(BaseSettings):
+    """What an operator can set; defaults are the embedded demo set-up. The channel URLs and the adapters' own
+    settings are added from ``channels.spec.CHANNELS`` (see ``Settings`` below)."""
 
     model_config = SettingsConfigDict(env_prefix="OMNICAST_", env_file=".env", extra="ignore")
 
@@ -64,12 +67,35 @@ class Settings(BaseSettings):
         "https://beanandleaf.example", description="Base URL of the store; unsubscribe links live under it."
     )
     unsubscribe_mailto: str = Field("unsubscribe@beanandleaf.example", description="mailto: for List-Unsubscribe.")
-    email_url: str | None = Field(None, description="Email channel: file://DIR (default: OUTBOX/email).")
-    meta_audience_url: str | None = Field(None, description="Meta audiences: file://DIR (default: OUTBOX/audiences).")
-    google_audience_url: str | None = Field(
-        None, description="Google Customer Match: file://DIR (default: OUTBOX/audiences)."
+    serve_url: str | None = Field(
+        None,
+        description="Public base URL of `omnicast serve` (https in production): every unsubscribe and tracked link "
+        "starts with it. Default: OMNICAST_PUBLIC_URL.",
     )
-    inapp_url: str | None = Field(None, description="In-app feed: file://DIR (default: OUTBOX/inapp).")
+    postmark_webhook_token: SecretStr | None = Field(
+        None,
+        description="Secret Postmark's bounce and spam-complaint webhooks must present (HTTP basic auth password, "
+        "user 'postmark'); the webhooks are refused while it is unset.",
+    )
+    email_daily_cap: int = Field(
+        1, ge=0, le=100, description="Marketing emails a customer may get per day (0 = no cap); higher priority wins."
+    )
+    email_weekly_cap: int = Field(
+        3, ge=0, le=500, description="Marketing emails a customer may get in any 7 days (0 = no cap)."
+    )
+    quiet_hours: str | None = Field(
+        None,
+        description="HH:MM-HH:MM in the customer's time zone (e.g. 21:00-08:00): marketing email due then is deferred "
+        "to the end of the quiet hours, never dropped. Unset = send at any hour.",
+    )
+    campaign_error_threshold: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="A campaign whose failed share of hand-overs passes this (after 20 hand-overs) stops; its run ends "
+        "Failed naming who got it and who did not.",
+    )
     dkim_key_file: Path | None = Field(
         None, description="PEM private key; when set, every email is DKIM-signed (rsa-sha256, relaxed/relaxed)."
     )
@@ -221,18 +247,69 @@ class Settings(BaseSettings):
             )
         return value
 
-    def channel_url(self, channel: str) -> str:
-        """The sink URL for a channel, falling back to a folder under the outbox."""
-        explicit = {
-            "email": self.email_url,
-            "meta": self.meta_audience_url,
-            "google": self.google_audience_url,
-            "inapp": self.inapp_url,
-        }[channel]
+    @field_validator("serve_url")
+    @classmethod
+    def _serve_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value) if not _CONTROL.search(value) and " " not in value else None
+        usable = parts is not None and parts.scheme in ("http", "https") and parts.hostname
+        if not usable or parts is None or parts.query or parts.fragment:
+            raise ValueError(
+                f"OMNICAST_SERVE_URL={value!r} is not an http(s) URL without query; use the public address where "
+                "`omnicast serve` answers, such as https://mail.shop.example.com"
+            )
+        return value.rstrip("/")
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not _QUIET_HOURS.match(value.strip()):
+            raise ValueError(
+                f"OMNICAST_QUIET_HOURS={value!r} is not HH:MM-HH:MM; use the hours no marketing email may arrive, in "
+                "the customer's time zone, e.g. 21:00-08:00"
+            )
+        return value.strip()
+
+    @property
+    def links_url(self) -> str:
+        """Where unsubscribe and tracked links point: ``OMNICAST_SERVE_URL``, else ``OMNICAST_PUBLIC_URL``."""
+        return (self.serve_url or self.public_url).rstrip("/")
+
+    def channel_url(self, channel: str) -> str | None:
+        """The channel's URL: its setting, else a folder under the outbox; ``None`` when it is left unconfigured
+        (set to ``off``, or unset without a default folder)."""
+        spec = BY_NAME[channel]
+        explicit = (getattr(self, spec.field, None) or "").strip()
+        if explicit.lower() == OFF:
+            return None
         if explicit:
             return explicit
-        folder = {"email": "email", "meta": "audiences", "google": "audiences", "inapp": "inapp"}[channel]
-        return f"file://{(self.outbox_dir / folder).resolve()}"
+        if spec.default_folder is None:
+            return None
+        return f"file://{(self.outbox_dir / spec.default_folder).resolve()}"
+
+
+def _channel_fields() -> dict[str, Any]:
+    """One field per channel URL and per adapter setting, from the channel table."""
+    fields: dict[str, Any] = {}
+    for spec in CHANNELS:
+        schemes = ", ".join(f"{scheme}://" for scheme in spec.schemes)
+        default = f" (default: OUTBOX/{spec.default_folder})" if spec.default_folder else " (default: off)"
+        fields[spec.field] = (str | None, Field(None, description=f"{spec.label}: {schemes} or off{default}."))
+    for setting in adapter_settings():
+        fields[setting.field] = (str | None if setting.default is None else str,
+                                 Field(setting.default, description=setting.description))  # fmt: skip
+    return fields
+
+
+if TYPE_CHECKING:
+    Settings = BaseOmnicastSettings
+else:
+    Settings = create_model("Settings", __base__=BaseOmnicastSettings, **_channel_fields())
+    Settings.__doc__ = BaseOmnicastSettings.__doc__
 
 
 def load_settings() -> Settings:

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 
@@ -219,6 +220,11 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    marketing: bool = Field(
+        default=True,
+        sa_column_kwargs={"server_default": sa_true()},
+        description="counts against the marketing frequency cap (transactional messages do not)",
+    )
     not_before: datetime | None = Field(
         default=None,
         description="a message deferred by quiet hours (or a frequency cap window) is not handed over before this",
@@ -311,3 +317,13 @@ class WebhookEvent(SQLModel, table=True):
     event_id: str
     kind: str = Field(description="HardBounce | SpamComplaint | ...")
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class InstallSecret(SQLModel, table=True):
+    """Per-database random values made once (the suppression list's hash salt): kept apart from settings so a rotated
+    ``OMNICAST_SECRET_KEY`` does not forget who must never be mailed."""
+
+    __tablename__ = "install_secrets"
+    name: str = Field(primary_key=True)
+    value: str
+    created_at: datetime = Field(default_factory=utcnow)

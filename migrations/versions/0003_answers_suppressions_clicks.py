@@ -7,7 +7,9 @@ Create Date: 2026-12-03 14:30:00
 * ``suppressions``: addresses never mailed again (hard bounce, complaint, SMTP 5xx, erasure), by salted hash.
 * ``clicks``: tracked-link clicks per ledger row.
 * ``webhook_events``: provider events already handled, so a retried webhook is harmless.
-* ``messages.not_before``: quiet hours defer a message instead of dropping it.
+* ``messages.not_before``: quiet hours defer a message instead of dropping it; ``messages.marketing``: counts
+  against the frequency cap.
+* ``install_secrets``: the suppression list's hash salt, made once per database.
 * ``customers.erased_at``: `omnicast forget` blanks the profile and dates it.
 """
 from __future__ import annotations
@@ -64,8 +66,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('provider', 'event_id', name='uq_webhook_event'),
     )
+    op.create_table(
+        'install_secrets',
+        sa.Column('name', _STR(), nullable=False),
+        sa.Column('value', _STR(), nullable=False),
+        sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint('name'),
+    )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('not_before', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('marketing', sa.Boolean(), server_default=sa.true(), nullable=False))
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('erased_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
 
@@ -74,7 +84,9 @@ def downgrade() -> None:
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_column('erased_at')
     with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_column('marketing')
         batch_op.drop_column('not_before')
+    op.drop_table('install_secrets')
     op.drop_table('webhook_events')
     op.drop_index('ix_clicks_campaign', table_name='clicks')
     op.drop_index('ix_clicks_customer_id', table_name='clicks')
