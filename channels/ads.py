@@ -21,12 +21,13 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import phonenumbers
 
 from channels.base import Channel, DeliveryResult, PermanentChannelError, RetryableChannelError
-from channels.outbox import ensure_writable_dir, ledger_hash, remove_stale_temp_files, write_new_file
+from channels.outbox import ensure_writable_dir, file_folder, ledger_hash, remove_stale_temp_files, write_new_file
+from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import LedgerKey, OutboundMessage
 
 Platform = Literal["meta", "google"]
@@ -302,3 +303,29 @@ def _csv(rows: Sequence[Sequence[str]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue().encode("utf-8")
+
+
+class _AudienceFiles:
+    """The adapter half of an audience file sink: ``file:///folder`` with no options."""
+
+    platform: ClassVar[Platform]
+    schemes: ClassVar[tuple[str, ...]] = ("file",)
+
+    class Options(AdapterOptions):
+        """No options."""
+
+    @classmethod
+    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
+        return AudienceFileChannel(cls.platform, file_folder(target))
+
+
+class MetaAudienceFiles(_AudienceFiles):
+    """``OMNICAST_META_AUDIENCE_URL=file:///folder``: Meta customer-list files."""
+
+    platform = "meta"
+
+
+class GoogleAudienceFiles(_AudienceFiles):
+    """``OMNICAST_GOOGLE_AUDIENCE_URL=file:///folder``: Google Customer Match files."""
+
+    platform = "google"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.policy import default as default_policy
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -41,6 +41,7 @@ from channels.base import (
 from channels.headers import AddressError, Mailbox, address_header, mailbox, safe_url, unstructured_header
 from channels.outbox import ledger_hash
 from channels.render import EmailRenderer, RenderedEmail, TemplateError, TemplateRenderError
+from channels.spec import ChannelResources
 from channels.tokens import UnsubscribeSigner
 from models.message import LedgerKey, OutboundMessage
 
@@ -113,17 +114,6 @@ class DkimKey:
         except dkim.DKIMException as exc:  # a bad key fails every message the same way
             raise ChannelConfigError(f"DKIM key {self.selector}._domainkey.{self.domain} is unusable: {exc}") from exc
         return bytes(signature) + msg_bytes
-
-
-@dataclass(frozen=True)
-class EmailOptions:
-    """What the email channel needs besides a transport: who sends, where unsubscribes go, how to sign."""
-
-    sender: str
-    public_url: str
-    unsubscribe_mailto: str
-    secret_key: str
-    dkim: DkimKey | None = None
 
 
 class EmailChannel(Channel):
@@ -300,8 +290,9 @@ def _public_url(public_url: str) -> str:
     url = public_url.rstrip("/")
     if safe_url(url) != url or len(url) > _MAX_PUBLIC_URL or "?" in url or "#" in url:
         raise ChannelConfigError(
-            f"OMNICAST_PUBLIC_URL={public_url!r} must be an absolute http(s):// URL without query or fragment, "
-            f"at most {_MAX_PUBLIC_URL} characters: unsubscribe links live under it"
+            f"OMNICAST_SERVE_URL (OMNICAST_PUBLIC_URL when unset)={public_url!r} must be an absolute http(s):// "
+            "URL without query or fragment, "
+            f"at most {_MAX_PUBLIC_URL} characters: unsubscribe and tracked links live under it"
         )
     return url
 
@@ -323,3 +314,56 @@ def _as_result(outcome: str | ChannelError) -> DeliveryResult:
     if isinstance(outcome, ChannelError):
         return DeliveryResult.failed(outcome)
     return DeliveryResult.sent(outcome)
+
+
+def email_channel(transport: EmailTransport, resources: ChannelResources) -> EmailChannel:
+    """The email channel around ``transport``, configured from the run's settings: sender, links under
+    ``OMNICAST_SERVE_URL``, unsubscribe tokens signed with ``OMNICAST_SECRET_KEY``, DKIM when a key is set.
+
+    Every email transport's ``open_channel`` ends here, so rendering, headers and signing are the same whatever
+    carries the bytes. The transport is closed if the settings are unusable."""
+    settings = resources.settings
+    try:
+        return EmailChannel(
+            transport,
+            EmailRenderer(resources.templates_dir),
+            sender=settings.sender_address,
+            public_url=settings.links_url,
+            unsubscribe_mailto=settings.unsubscribe_mailto,
+            signer=UnsubscribeSigner(signing_key(settings)),
+            dkim=dkim_key(settings),
+        )
+    except BaseException:
+        transport.close()
+        raise
+
+
+def signing_key(settings: Any) -> str:
+    """``OMNICAST_SECRET_KEY``; ``ChannelConfigError`` saying how to make one when it is missing."""
+    secret = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
+    if not secret:
+        raise ChannelConfigError(
+            "OMNICAST_SECRET_KEY is not set: it signs unsubscribe links. Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and export it "
+            "(or store it in a Prefect Secret block and export it in the worker's environment)."
+        )
+    return str(secret)
+
+
+def dkim_key(settings: Any) -> DkimKey | None:
+    """The DKIM key ``OMNICAST_DKIM_KEY_FILE`` names, or ``None`` when signing is off."""
+    if settings.dkim_key_file is None:
+        return None
+    try:
+        pem = settings.dkim_key_file.read_bytes()
+    except OSError as exc:
+        raise ChannelConfigError(
+            f"OMNICAST_DKIM_KEY_FILE={str(settings.dkim_key_file)!r} cannot be read ({exc.strerror}); "
+            "point it at the PEM private key whose public half is in DNS"
+        ) from exc
+    domain = settings.dkim_domain or parseaddr(settings.sender_address)[1].rpartition("@")[2]
+    if not domain:
+        raise ChannelConfigError(
+            "OMNICAST_DKIM_DOMAIN is not set and OMNICAST_SENDER_ADDRESS has no domain to sign for"
+        )
+    return DkimKey(selector=settings.dkim_selector, domain=domain, private_key=pem)

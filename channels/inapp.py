@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
+from pydantic import Field
 
 from channels.base import (
     Channel,
@@ -29,8 +30,9 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.outbox import ensure_writable_dir, ledger_hash
+from channels.outbox import ensure_writable_dir, file_folder, ledger_hash
 from channels.render import TEMPLATES_DIR, CardRenderer, TemplateError, TemplateRenderError
+from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import LedgerKey, OutboundMessage
 
 MAX_TTL = timedelta(days=30)
@@ -85,6 +87,17 @@ class InAppFeedChannel(Channel):
     consent_channel = "inapp"
     batch_size = 500
     knows_deliveries = True
+    schemes: ClassVar[tuple[str, ...]] = ("file",)
+
+    class Options(AdapterOptions):
+        """``file:///folder?ttl_days=14``: how long a card stays in the app."""
+
+        ttl_days: float = Field(DEFAULT_TTL.total_seconds() / 86400, gt=0, le=MAX_TTL.days)
+
+    @classmethod
+    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
+        ttl = timedelta(days=target.options.ttl_days)
+        return cls(file_folder(target), CardRenderer(resources.templates_dir), ttl=ttl)
 
     def __init__(
         self,

@@ -1,49 +1,47 @@
-"""Settings → channels: pick each channel's adapter once, from its URL scheme, and register it by name.
+"""Settings → open channels: each channel's URL picks its adapter by scheme from the table in ``channels/spec.py``.
 
-Today every channel has one scheme, ``file:///absolute/dir`` (the embedded file sinks). SMTP, ESP and ad-platform
-API adapters add a row to ``ADAPTERS``; nothing else changes. Registration is explicit and a second channel under
-the same name is refused, so a typo can't silently replace a sink.
+``open_channels`` opens one channel per row of the table, once per run; a channel whose URL is ``off`` (or unset
+without a default folder) is an :class:`UnconfiguredChannel`, whose messages are recorded as suppressed
+``no_channel`` instead of crashing the run. A URL's query parameters are the adapter's options, validated by its
+pydantic ``Options`` model: an unknown or bad option is a ``ChannelConfigError`` naming the setting and the choices.
+``channels_markdown`` writes the README's channel table from the same rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from channels.ads import AudienceFileChannel
-from channels.base import Channel, ChannelConfigError
-from channels.email import EmailChannel, EmailOptions
-from channels.inapp import InAppFeedChannel
-from channels.outbox import EmlOutboxTransport, ensure_writable_dir
-from channels.render import CardRenderer, EmailRenderer
-from channels.tokens import UnsubscribeSigner
+from pydantic import ValidationError
 
-__all__ = ["ADAPTERS", "SETTINGS", "ChannelRegistry", "EmailOptions", "build_channels"]
+from channels.base import Channel, ChannelConfigError, DeliveryResult
+from channels.spec import CHANNELS, OFF, AdapterSpec, ChannelResources, ChannelSpec, ChannelTarget, adapter_settings
+from models.message import LedgerKey, OutboundMessage
 
-SETTINGS: dict[str, str] = {
-    "email": "OMNICAST_EMAIL_URL",
-    "meta": "OMNICAST_META_AUDIENCE_URL",
-    "google": "OMNICAST_GOOGLE_AUDIENCE_URL",
-    "inapp": "OMNICAST_INAPP_URL",
-}
-"""The setting that configures each channel, named in every configuration error."""
+__all__ = ["ChannelRegistry", "UnconfiguredChannel", "channels_markdown", "open_channel", "open_channels"]
+
+NO_CHANNEL = "no_channel"
 
 
-@dataclass(frozen=True)
-class ChannelTarget:
-    """What an adapter factory gets: the parsed URL plus the options shared by all channels."""
+class UnconfiguredChannel(Channel):
+    """Stands in for a channel left ``off``: every message is gated out as ``no_channel`` and nothing is sent."""
 
-    channel: str
-    setting: str
-    url: str
-    folder: Path | None
-    email_options: EmailOptions
-    templates_dir: Path | None
+    knows_deliveries = True
 
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self.consent_channel = name  # type: ignore[misc]
 
-AdapterFactory = Callable[[ChannelTarget], Channel]
+    def can_reach(self, message: OutboundMessage) -> str | None:
+        return NO_CHANNEL
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:  # the gate never lets a message through
+        raise ChannelConfigError(f"the {self.name} channel is not configured")
+
+    def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str]:
+        return {}
 
 
 class ChannelRegistry:
@@ -68,96 +66,105 @@ class ChannelRegistry:
             channel.close()
 
 
-def _email_outbox(target: ChannelTarget) -> Channel:
-    options = target.email_options
-    if not options.secret_key:
-        raise ChannelConfigError("OMNICAST_SECRET_KEY is not set; unsubscribe links must be signed with it")
-    return EmailChannel(
-        EmlOutboxTransport(_folder(target)),
-        EmailRenderer(target.templates_dir),
-        sender=options.sender,
-        public_url=options.public_url,
-        unsubscribe_mailto=options.unsubscribe_mailto,
-        signer=UnsubscribeSigner(options.secret_key),
-        dkim=options.dkim,
-    )
-
-
-def _meta_files(target: ChannelTarget) -> Channel:
-    return AudienceFileChannel("meta", _folder(target))
-
-
-def _google_files(target: ChannelTarget) -> Channel:
-    return AudienceFileChannel("google", _folder(target))
-
-
-def _inapp_feed(target: ChannelTarget) -> Channel:
-    return InAppFeedChannel(_folder(target), CardRenderer(target.templates_dir))
-
-
-ADAPTERS: dict[str, dict[str, AdapterFactory]] = {
-    "email": {"file": _email_outbox},
-    "meta": {"file": _meta_files},
-    "google": {"file": _google_files},
-    "inapp": {"file": _inapp_feed},
-}
-"""channel → URL scheme → factory. Add a scheme here to add an adapter."""
-
-
-def build_channels(
-    urls: Mapping[str, str],
-    *,
-    email_options: EmailOptions,
-    templates_dir: Path | str | None = None,
+def open_channels(
+    settings: Any, *, templates_dir: Path | str | None = None, only: Sequence[str] | None = None
 ) -> dict[str, Channel]:
-    """One channel per entry of ``SETTINGS`` (``email``, ``meta``, ``google``, ``inapp``), from its URL.
+    """One open channel per row of the channel table (or of ``only``), from ``settings.channel_url``.
 
-    ``urls`` maps channel name → URL (``Settings.channel_url`` gives them). Raises ``ChannelConfigError`` naming the
-    setting for a missing URL, an unknown scheme or a folder we can't write to.
+    Raises ``ChannelConfigError`` naming the setting for an unknown scheme, a bad option or an unusable target; the
+    channels opened so far are closed first.
     """
+    resources = ChannelResources(settings, Path(templates_dir) if templates_dir else None)
     registry = ChannelRegistry()
     try:
-        for channel, setting in SETTINGS.items():
-            url = urls.get(channel)
-            if not url:
-                raise ChannelConfigError(f"{setting} is not set; use file:///absolute/folder")
-            registry.register(_build(channel, setting, url, email_options, templates_dir))
+        for spec in CHANNELS:
+            if only is not None and spec.name not in only:
+                continue
+            url = settings.channel_url(spec.name)
+            registry.register(open_channel(spec, url, resources) if url else UnconfiguredChannel(spec.name))
     except BaseException:
         registry.close()
         raise
     return registry.as_dict()
 
 
-def _build(
-    channel: str, setting: str, url: str, email_options: EmailOptions, templates_dir: Path | str | None
-) -> Channel:
-    parts = urlsplit(url)
-    factories = ADAPTERS[channel]
-    factory = factories.get(parts.scheme)
-    if factory is None:
-        supported = ", ".join(f"{scheme}://" for scheme in sorted(factories))
-        raise ChannelConfigError(f"{setting}={url!r} has an unsupported scheme; supported: {supported}")
-    folder = _file_path(setting, url) if parts.scheme == "file" else None
-    target = ChannelTarget(channel, setting, url, folder, email_options, Path(templates_dir) if templates_dir else None)
-    return factory(target)
+def open_channel(spec: ChannelSpec, url: str, resources: ChannelResources) -> Channel:
+    """Open ``spec``'s channel on ``url`` through the adapter its scheme names."""
+    target = parse_target(spec, url)
+    adapter = spec.adapter_for(target.parts.scheme)
+    assert adapter is not None  # parse_target checked the scheme
+    channel = adapter.load().open_channel(target, resources)
+    if channel.name != spec.name:
+        channel.close()
+        raise ChannelConfigError(f"{spec.setting}: the {adapter.target} adapter opened a {channel.name!r} channel")
+    return channel
 
 
-def _file_path(setting: str, url: str) -> Path:
-    """The folder of a ``file:///absolute/dir`` URL."""
-    parts = urlsplit(url)
-    path = Path(unquote(parts.path))
-    if parts.netloc not in ("", "localhost") or not path.is_absolute():
-        raise ChannelConfigError(f"{setting}={url!r} must name an absolute folder: file:///absolute/folder")
-    return path
-
-
-def _folder(target: ChannelTarget) -> Path:
-    """The target's folder, created if needed; ``ChannelConfigError`` naming the setting when it's unusable."""
-    if target.folder is None:
-        raise ChannelConfigError(f"{target.setting}={target.url!r} does not name a folder")
+def parse_target(spec: ChannelSpec, url: str) -> ChannelTarget:
+    """The URL split and its options validated; ``ChannelConfigError`` naming the setting otherwise."""
     try:
-        return ensure_writable_dir(target.folder)
-    except OSError as exc:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ChannelConfigError(f"{spec.setting} is not a URL ({exc}); e.g. {spec.adapters[0].example}") from exc
+    adapter = spec.adapter_for(parts.scheme.lower())
+    if adapter is None:
+        supported = ", ".join(f"{scheme}://" for scheme in spec.schemes)
+        shown = f"{parts.scheme}://…" if parts.scheme else repr(url[:40])
         raise ChannelConfigError(
-            f"{target.setting}={target.url!r}: can't use {target.folder} as an outbox folder ({exc})"
-        ) from exc
+            f"{spec.setting}={shown} has an unsupported scheme; supported: {supported} (or {OFF} to leave "
+            f"the {spec.name} channel unconfigured)"
+        )
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ChannelConfigError(f"{spec.setting}: option {repeated[0]!r} is given twice; give each option once")
+    options_model = adapter.load().Options
+    try:
+        options = options_model.model_validate(dict(pairs))
+    except ValidationError as exc:
+        raise ChannelConfigError(f"{spec.setting}: {_options_problem(exc, options_model)}") from None
+    return ChannelTarget(spec=spec, url=url.strip(), parts=parts._replace(scheme=parts.scheme.lower()), options=options)
+
+
+def _options_problem(exc: ValidationError, model: Any) -> str:
+    allowed = ", ".join(model.model_fields) or "none"
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"]) or "?"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown option {name!r} (options: {allowed})")
+        else:
+            problems.append(f"option {name!r}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def channels_markdown() -> str:
+    """The README's channel table, from the channel table and each adapter's options."""
+    lines = ["| Channel | Setting | URL | Options | What it does |", "|---|---|---|---|---|"]
+    for spec in CHANNELS:
+        default = f"unset: `OUTBOX/{spec.default_folder}`" if spec.default_folder else "unset: off"
+        for adapter in spec.adapters:
+            lines.append(
+                f"| {spec.label} (`{spec.name}`) | `{spec.setting}` | `{adapter.example}` | {_options_cell(adapter)} "
+                f"| {adapter.description}; {default}; `off` leaves it unconfigured |"
+            )
+    settings = adapter_settings()
+    if settings:
+        lines.append("")
+        lines.append("Adapter settings: " + "; ".join(
+            f"`{setting.env}` (default `{setting.default}`): {setting.description}" for setting in settings
+        ))  # fmt: skip
+    return "\n".join(lines)
+
+
+def _options_cell(adapter: AdapterSpec) -> str:
+    fields = adapter.load().Options.model_fields
+    if not fields:
+        return "none"
+    return ", ".join(f"`{name}`={_default(info.default)}" for name, info in fields.items())
+
+
+def _default(value: Any) -> str:
+    return "none" if value is None else str(value)

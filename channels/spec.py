@@ -65,6 +65,8 @@ class AdapterSpec:
     example: str
     description: str
     settings: tuple[SettingSpec, ...] = ()
+    files: str | None = None
+    """For a file adapter, the pattern of the files it writes (the summary counts them)."""
 
     def load(self) -> type[ChannelAdapter]:
         """Import the adapter class (only when a run opens it)."""
@@ -98,7 +100,7 @@ class ChannelSpec:
 
 _EMAIL_FILES = AdapterSpec(
     ("file",), "channels.outbox:EmlOutboxTransport", "file:///var/lib/omnicast/outbox/email",
-    "one RFC 5322 .eml file per message (the embedded default)",
+    "one RFC 5322 .eml file per message (the embedded default)", files="*.eml",
 )  # fmt: skip
 _SMTP = AdapterSpec(
     ("smtp", "smtps"), "channels.smtp:SmtpTransport", "smtp://user:password@mail.example.com:587",
@@ -119,13 +121,14 @@ CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("email", "email_url", "Email", "email", (_EMAIL_FILES, _SMTP, _POSTMARK)),
     ChannelSpec("meta", "meta_audience_url", "Meta custom audiences", "audiences", (AdapterSpec(
         ("file",), "channels.ads:MetaAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
-        "Meta customer-list CSV files, SHA-256 hashed identifiers only"),)),  # fmt: skip
+        "Meta customer-list CSV files, SHA-256 hashed identifiers only", files="meta-*.csv"),)),  # fmt: skip
     ChannelSpec("google", "google_audience_url", "Google Customer Match", "audiences", (AdapterSpec(
         ("file",), "channels.ads:GoogleAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
-        "Google Customer Match CSV files, SHA-256 hashed identifiers only"),)),  # fmt: skip
+        "Google Customer Match CSV files, SHA-256 hashed identifiers only", files="google-*.csv"),)),  # fmt: skip
     ChannelSpec("inapp", "inapp_url", "In-app cards", "inapp", (AdapterSpec(
         ("file",), "channels.inapp:InAppFeedChannel", "file:///var/lib/omnicast/outbox/inapp",
-        "content cards appended to a JSONL feed per day, checked against the card JSON Schema"),)),  # fmt: skip
+        "content cards appended to a JSONL feed per day, checked against the card JSON Schema",
+        files="*.jsonl"),)),  # fmt: skip
 )
 """Every channel omnicast knows, in the order summaries list them."""
 

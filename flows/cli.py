@@ -108,8 +108,12 @@ def _usage_error(exc: typer.TyperException) -> None:
     print_error(exc.format_message())
 
 
-app = typer.Typer(help="omnicast: profiles, recommendations, triggers and consent-gated sends for your store.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, cls=OmnicastGroup)
+app = typer.Typer(
+    help="omnicast: profiles, recommendations, triggers and consent-gated sends for your store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    cls=OmnicastGroup,
+)
 triggers_app = typer.Typer(help="Trigger detection.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Campaigns.", no_args_is_help=True)
 audiences_app = typer.Typer(help="Ad-platform audiences.", no_args_is_help=True)
@@ -146,12 +150,14 @@ def writable_folder(path: Path, option: str) -> Path:
     return path
 
 
-def preflight(*, channels: bool = False, store: bool = False) -> Any:
-    """Settings, database URL and (optionally) sources and channels, checked before Prefect starts: one line each."""
+def preflight(*, channels: bool = False, store: bool = False, overrides: dict[str, Any] | None = None) -> Any:
+    """Settings, database URL and (optionally) sources and channels, checked before Prefect starts: one line each.
+
+    ``overrides`` are the command's options that stand in for settings (the flow gets them as parameters)."""
     from flows.runtime import check_channels, load_settings, store_files
     from models.db import check_connection, make_engine
 
-    settings = load_settings()
+    settings = load_settings(**(overrides or {}))
     if store:
         store_files(settings)
     engine = make_engine(settings.database_url)
@@ -196,14 +202,14 @@ def check_prefect_api() -> None:
         ) from exc
 
 
-def finish_day(state: Any, outbox: Path) -> None:
+def finish_day(state: Any, settings: Any) -> None:
     """Print the day's summary; exit 1 when the day could not deliver everything (the reason is printed)."""
     from flows.summary import print_day_summary
 
     report = state.result(raise_on_failure=False)
     if isinstance(report, BaseException):
         raise report
-    print_day_summary(console, report, outbox=outbox)
+    print_day_summary(console, report, settings)
     if state.is_failed():
         err.print(Text("incomplete:", style="bold red") + Text(f" {state.message}"), soft_wrap=True)
         raise typer.Exit(1)
@@ -244,20 +250,19 @@ def demo(
 ) -> None:
     """Generate sample data (once) and run the whole day on embedded defaults; prints a summary."""
     writable_folder(workdir, "--workdir")
-    from flows.demo import prefect_environment, prepare_demo
+    from flows.demo import demo_settings, prefect_environment, prepare_demo
 
     os.environ.update(prefect_environment(workdir, os.environ))  # before Prefect is imported: its home is read once
     try:
         with console.status("preparing sample data…") as status:
-            manifest, environment = prepare_demo(workdir, customers, _progress(status))
+            manifest, _ = prepare_demo(workdir, customers, _progress(status))
     except OSError as exc:
         raise InputError(f"--workdir {str(workdir)!r}: cannot write the demo's files ({exc.strerror or exc})") from exc
-    os.environ.update(environment)
-    preflight(channels=True, store=True)
+    settings = preflight(channels=True, store=True, overrides=demo_settings(workdir))
     from flows.daily import daily_flow
 
-    state = daily_flow(as_of=manifest["as_of"], return_state=True)
-    finish_day(state, workdir / "outbox")
+    state = daily_flow(as_of=manifest["as_of"], demo_workdir=str(workdir.resolve()), return_state=True)
+    finish_day(state, settings)
 
 
 @app.command()
@@ -268,7 +273,7 @@ def daily(as_of: AsOf = None) -> None:
     from flows.daily import daily_flow
 
     state = daily_flow(as_of=day, return_state=True)
-    finish_day(state, settings.outbox_dir)
+    finish_day(state, settings)
 
 
 @app.command()
@@ -279,13 +284,15 @@ def sync(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load and unify the sources; prints rows read / loaded / quarantined per source."""
-    for name, value in (("STORE_PATH", store), ("CRM_PATH", crm), ("ANALYTICS_PATH", analytics)):
-        if value is not None:
-            os.environ[f"OMNICAST_{name}"] = str(value)
-    preflight(store=True)
+    overrides = {"store_path": store, "crm_path": crm, "analytics_path": analytics}
+    preflight(store=True, overrides={key: value for key, value in overrides.items() if value is not None})
     from flows.sync import sync_flow
 
-    report = sync_flow()
+    report = sync_flow(
+        store=str(store) if store else None,
+        crm=str(crm) if crm else None,
+        analytics=str(analytics) if analytics else None,
+    )
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(), default=str) + "\n")
         return
@@ -352,6 +359,32 @@ def audiences_sync(
     planned = audiences_flow(platform=platform, as_of=day)
     if planned.report is not None:
         console.print(messages_table(planned.report))
+
+
+@app.command("channels")
+def channels_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """The channels omnicast can deliver to, the setting of each, and what it is set to here (secrets masked)."""
+    from channels.registry import parse_target
+    from channels.spec import CHANNELS
+    from flows.runtime import load_settings
+
+    settings = load_settings()
+    rows: list[dict[str, Any]] = []
+    for spec in CHANNELS:
+        url = settings.channel_url(spec.name)
+        rows.append({
+            "channel": spec.name, "setting": spec.setting, "schemes": list(spec.schemes),
+            "configured": parse_target(spec, url).shown if url else "off (messages suppressed: no_channel)",
+        })  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table("channel", "setting", "schemes", "configured")
+    for row in rows:
+        table.add_row(row["channel"], row["setting"], ", ".join(row["schemes"]), row["configured"])
+    console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from channels.dispatch import DispatchReport
-from flows.audiences import audiences_flow
-from flows.campaign import campaign_flow
+from flows.audiences import plan_audiences
+from flows.campaign import plan_campaigns
 from flows.deliver import Delivery, deliver
-from flows.runtime import check_channels, load_settings, open_database, run_date, store_files
+from flows.runtime import load_settings, run_date, run_resources, store_files
 from flows.summary import day_summary_markdown
-from flows.sync import sync_flow
-from flows.train import train_flow
-from flows.triggers import triggers_flow
+from flows.sync import run_sync
+from flows.train import run_train
+from flows.triggers import run_triggers
 from models.recommender import TrainReport
 from sources.load import SyncReport
 
@@ -37,24 +38,29 @@ class DayReport:
 
 
 @flow(name="daily")
-def daily_flow(as_of: str | None = None) -> State:
+def daily_flow(as_of: str | None = None, demo_workdir: str | None = None) -> State:
     """The whole day for the store. Safe to rerun: the ledger makes a second run send nothing new.
 
+    The run's resources (settings, one migrated engine, the open channels) are built once and handed to every stage.
     Ends Failed (with the day's report as its data) when any message could not be delivered or was left
     unfinished, so the Prefect UI shows an incomplete day; the message says which the next run retries. Call with
     ``return_state=True`` and read ``state.result(raise_on_failure=False)`` to get the report either way.
+    ``demo_workdir`` runs on the demo's sample store and outbox in that folder (`omnicast demo`).
     """
-    settings = load_settings()
+    if demo_workdir:
+        from flows.demo import demo_settings  # the sample generator loads only for the demo
+
+        settings = load_settings(**demo_settings(Path(demo_workdir)))
+    else:
+        settings = load_settings()
     store_files(settings)
-    check_channels(settings)  # a wrong channel URL or missing secret stops the day here
-    day = run_date(settings, as_of)
-    synced = sync_flow()
-    trained = train_flow()
-    found = triggers_flow(as_of=day.isoformat())
-    campaigns = campaign_flow(as_of=day.isoformat(), deliver_now=False)
-    audiences = audiences_flow(as_of=day.isoformat(), deliver_now=False)
-    engine = open_database(settings)
-    delivery: Delivery = deliver(engine, settings, campaigns.messages + audiences.messages)
+    with run_resources(settings, channels=True) as resources:  # a wrong channel URL or secret stops the day here
+        day = run_date(settings, as_of)
+        synced = run_sync(resources)
+        trained = run_train(resources)
+        found = run_triggers(resources, day)
+        messages = plan_campaigns(resources, day, None) + plan_audiences(resources, day, None)
+        delivery: Delivery = deliver(resources, messages)
     day_report = DayReport(
         day=day, sync=synced, train=trained, triggers=found, dispatch=delivery.planned, leftovers=delivery.leftovers
     )

@@ -1,7 +1,8 @@
 """Delivery: every planned message goes through ``channels.dispatch`` and nothing else.
 
-One delivery first finishes what earlier runs left unfinished (a crash, a retryable failure), then delivers what
-was planned now, through the same open channels; both are reported, so a run that leaves work undone says so.
+One delivery first finishes what earlier runs left unfinished (a crash, a retryable failure, a message deferred by
+quiet hours whose time has come), then delivers what was planned now, through the run's open channels; both are
+reported, so a run that leaves work undone says so.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from datetime import timedelta
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.engine import Engine
 
 from channels.dispatch import DispatchReport, dispatch, finish_unfinished
-from flows.runtime import open_channels
-from flows.settings import Settings
+from flows.runtime import Resources
 from models.message import OutboundMessage
 
 
@@ -50,28 +49,24 @@ class Planned:
 
 @task(name="dispatch", cache_policy=NO_CACHE)
 def deliver(
-    engine: Engine,
-    settings: Settings,
+    resources: Resources,
     messages: Sequence[OutboundMessage],
     *,
     campaigns: Collection[str] | None = None,
 ) -> Delivery:
-    """Finish earlier runs' unfinished messages (of ``campaigns``, or all), then consent gate → ledger → adapter for
-    each planned message; the reports reconcile per channel."""
+    """Finish earlier runs' unfinished messages (of ``campaigns``, or all), then ledger → gate → adapter for each
+    planned message through the run's channels; the reports reconcile per channel."""
     logger = get_run_logger()
+    settings = resources.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
-    channels = open_channels(settings)
-    try:
-        leftovers = finish_unfinished(engine, channels, lease=lease, campaigns=campaigns)
-        if leftovers.total_planned:
-            logger.info(
-                "finished %d messages earlier runs left unfinished: %d sent, %d failed, %d still held elsewhere",
-                leftovers.total_planned, leftovers.total_sent, leftovers.total_failed, leftovers.total_unfinished,
-            )  # fmt: skip
-        planned = dispatch(engine, messages, channels, lease=lease)
-    finally:
-        for channel in channels.values():
-            channel.close()
+    channels = resources.open_channels()
+    leftovers = finish_unfinished(resources.engine, channels, lease=lease, campaigns=campaigns)
+    if leftovers.total_planned:
+        logger.info(
+            "finished %d messages earlier runs left unfinished: %d sent, %d failed, %d still held elsewhere",
+            leftovers.total_planned, leftovers.total_sent, leftovers.total_failed, leftovers.total_unfinished,
+        )  # fmt: skip
+    planned = dispatch(resources.engine, messages, channels, lease=lease)
     for row in planned.rows():
         logger.info(
             "%s: planned %d, sent %d, suppressed %d (%s), failed %d (%s), already in ledger %d, unfinished %d",

@@ -8,7 +8,9 @@ import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from channels.spec import CHANNELS
 from models.errors import InputError
 from sources.sample import write_sample
 
@@ -76,21 +78,28 @@ def demo_secret(workdir: Path) -> str:
     return path.read_text().strip()
 
 
-def demo_environment(workdir: Path) -> dict[str, str]:
-    """Settings that keep every demo artefact inside ``workdir`` (a real database URL set elsewhere is never used)."""
+def demo_settings(workdir: Path) -> dict[str, Any]:
+    """The settings that keep every demo artefact inside ``workdir``, as ``Settings`` field values. They are given to
+    the settings directly (the daily flow's ``demo_workdir`` parameter), so a real database URL or channel set in
+    the environment is never used by the demo."""
     workdir = workdir.resolve()
     data = workdir / "data"
     return {
-        "OMNICAST_DATABASE_URL": f"sqlite:///{workdir / 'omnicast.db'}",
-        "OMNICAST_OUTBOX_DIR": str(workdir / "outbox"),
-        "OMNICAST_STORE_PATH": str(data / "shopify"),
-        "OMNICAST_CRM_PATH": str(data / "hubspot_contacts.csv"),
-        "OMNICAST_ANALYTICS_PATH": str(data / "ga4_events.jsonl"),
-        "OMNICAST_SECRET_KEY": demo_secret(workdir),
-        "OMNICAST_EMAIL_URL": "",
-        "OMNICAST_META_AUDIENCE_URL": "",
-        "OMNICAST_GOOGLE_AUDIENCE_URL": "",
-        "OMNICAST_INAPP_URL": "",
+        "database_url": f"sqlite:///{workdir / 'omnicast.db'}",
+        "outbox_dir": workdir / "outbox",
+        "store_path": data / "shopify",
+        "crm_path": data / "hubspot_contacts.csv",
+        "analytics_path": data / "ga4_events.jsonl",
+        "secret_key": demo_secret(workdir),
+        **{spec.field: None for spec in CHANNELS},  # every channel in its folder under the demo's outbox
+    }
+
+
+def demo_environment(workdir: Path) -> dict[str, str]:
+    """The same settings as environment variables (for a process that runs the demo's day on its own)."""
+    return {
+        f"OMNICAST_{name.upper()}": "" if value is None else str(value)
+        for name, value in demo_settings(workdir).items()
     }
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
-from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -21,20 +21,19 @@ from models.locks import stage_lock
 
 if TYPE_CHECKING:  # the channels load when a run opens them, so a wrong setting is reported without that cost
     from channels.base import Channel
-    from channels.email import DkimKey
 
 __all__ = [
     "AD_PLATFORMS",
     "check_channels",
     "check_platform",
-    "dkim_key",
     "load_settings",
     "locked",
     "open_channels",
     "open_database",
     "parse_day",
+    "Resources",
     "run_date",
-    "secret_key",
+    "run_resources",
     "SettingError",
     "Settings",
     "store_files",
@@ -124,30 +123,11 @@ def run_date(settings: Settings, as_of: str | None = None) -> date:
     return datetime.now(ZoneInfo(settings.timezone)).date()
 
 
-def secret_key(settings: Settings) -> str:
-    if settings.secret_key is None or not settings.secret_key.get_secret_value():
-        raise SettingError(
-            "OMNICAST_SECRET_KEY is not set: it signs unsubscribe links. Generate one with "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and export it "
-            "(or store it in a Prefect Secret block and export it in the worker's environment)."
-        )
-    return settings.secret_key.get_secret_value()
+def open_channels(settings: Settings, *, only: Sequence[str] | None = None) -> dict[str, Channel]:
+    """The channel adapters the settings ask for (file outboxes by default; ``off`` ones unconfigured)."""
+    from channels.registry import open_channels as open_from_table
 
-
-def open_channels(settings: Settings) -> dict[str, Channel]:
-    """The channel adapters the settings ask for (file outboxes by default)."""
-    from channels.email import EmailOptions
-    from channels.registry import build_channels
-
-    options = EmailOptions(
-        sender=settings.sender_address,
-        public_url=settings.public_url,
-        unsubscribe_mailto=settings.unsubscribe_mailto,
-        secret_key=secret_key(settings),
-        dkim=dkim_key(settings),
-    )
-    urls = {name: settings.channel_url(name) for name in ("email", "meta", "google", "inapp")}
-    return build_channels(urls, email_options=options)
+    return open_from_table(settings, only=only)
 
 
 def check_channels(settings: Settings) -> None:
@@ -156,20 +136,41 @@ def check_channels(settings: Settings) -> None:
         channel.close()
 
 
-def dkim_key(settings: Settings) -> DkimKey | None:
-    """The DKIM key the settings name, or ``None`` when signing is off."""
-    if settings.dkim_key_file is None:
-        return None
-    try:
-        pem = settings.dkim_key_file.read_bytes()
-    except OSError as exc:
-        raise SettingError(
-            f"OMNICAST_DKIM_KEY_FILE={str(settings.dkim_key_file)!r} cannot be read ({exc.strerror}); "
-            "point it at the PEM private key whose public half is in DNS"
-        ) from exc
-    from channels.email import DkimKey
+@dataclass
+class Resources:
+    """What one run works with, built once and handed to every stage (as Dagster hands resources to its ops): the
+    settings, one engine on the migrated database and the open channels (``None`` until a stage needs them)."""
 
-    domain = settings.dkim_domain or parseaddr(settings.sender_address)[1].rpartition("@")[2]
-    if not domain:
-        raise SettingError("OMNICAST_DKIM_DOMAIN is not set and OMNICAST_SENDER_ADDRESS has no domain to sign for")
-    return DkimKey(selector=settings.dkim_selector, domain=domain, private_key=pem)
+    settings: Settings
+    engine: Engine
+    channels: dict[str, Channel] | None = None
+
+    def open_channels(self) -> dict[str, Channel]:
+        """The run's channels, opened on first use and kept open (one SMTP pool, one HTTP client per run)."""
+        if self.channels is None:
+            self.channels = open_channels(self.settings)
+        return self.channels
+
+    def close(self) -> None:
+        """Close the channels and release the engine's connections."""
+        channels, self.channels = self.channels, None
+        try:
+            for channel in (channels or {}).values():
+                channel.close()
+        finally:
+            self.engine.dispose()
+
+
+@contextmanager
+def run_resources(settings: Settings | None = None, *, channels: bool = False) -> Iterator[Resources]:
+    """Settings (loaded unless given), the migrated database and, with ``channels``, the open channels for one run;
+    everything is closed when the run ends."""
+    settings = settings or load_settings()
+    engine = open_database(settings)
+    resources = Resources(settings, engine)
+    try:
+        if channels:
+            resources.open_channels()
+        yield resources
+    finally:
+        resources.close()

@@ -312,10 +312,11 @@ else:
     Settings.__doc__ = BaseOmnicastSettings.__doc__
 
 
-def load_settings() -> Settings:
-    """The settings from the environment and ``.env``; a wrong value is a one-line :class:`SettingError`."""
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment and ``.env`` (``overrides``, field → value, win over both); a wrong value is
+    a one-line :class:`SettingError`."""
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValidationError as exc:
         raise SettingError(settings_problem(exc)) from None
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from rich.console import Console
 from rich.table import Table
 
 from channels.dispatch import DispatchReport
+from channels.spec import CHANNELS
 from sources.load import SyncReport
 
 if TYPE_CHECKING:
     from flows.daily import DayReport
 
-OUTBOX_FOLDERS = (("email", "*.eml"), ("audiences", "*.csv"), ("inapp", "*.jsonl"))
 
 
 def source_rows(report: SyncReport) -> list[list[str]]:
@@ -95,14 +96,29 @@ def leftovers_sentence(report: DispatchReport) -> str | None:
     return f"Finished from earlier runs: {report.total_planned:,} messages ({', '.join(parts)})."
 
 
-def outbox_rows(outbox: Path) -> list[list[str]]:
-    return [
-        [str(outbox / folder), f"{len(list((outbox / folder).glob(pattern))):,} {pattern.removeprefix('*.')} files"]
-        for folder, pattern in OUTBOX_FOLDERS
-    ]
+def destination_rows(settings: Any) -> list[list[str]]:
+    """Where each channel delivers (from the channel table): a server or API (secrets masked), a folder with the
+    number of files in it, or ``off``."""
+    from channels.registry import parse_target
+
+    rows = []
+    for spec in CHANNELS:
+        url = settings.channel_url(spec.name)
+        if not url:
+            rows.append([spec.name, "off: messages recorded as suppressed (no_channel)", ""])
+            continue
+        target = parse_target(spec, url)
+        adapter = spec.adapter_for(target.parts.scheme)
+        if adapter is not None and adapter.files and target.parts.scheme == "file":
+            folder = Path(unquote(target.parts.path))
+            count = len(list(folder.glob(adapter.files))) if folder.is_dir() else 0
+            rows.append([spec.name, str(folder), f"{count:,} {adapter.files} files"])
+        else:
+            rows.append([spec.name, target.shown, ""])
+    return rows
 
 
-def print_day_summary(console: Console, day: DayReport, outbox: Path) -> None:
+def print_day_summary(console: Console, day: DayReport, settings: Any) -> None:
     """What the day did, as the demo prints it."""
     console.print()
     console.print(f"[bold]omnicast day {day.day.isoformat()}[/]")
@@ -125,7 +141,7 @@ def print_day_summary(console: Console, day: DayReport, outbox: Path) -> None:
     if leftovers:
         console.print(leftovers)
     console.print(f"[bold]{sent_sentence(day.dispatch)}[/]")
-    console.print(_table("Outbox", ["folder", "files"], outbox_rows(outbox)))
+    console.print(_table("Delivered to", ["channel", "where", "files"], destination_rows(settings)))
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:

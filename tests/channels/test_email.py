@@ -418,10 +418,10 @@ def test_sender_is_written_from_its_parts(outbox: Path, sender: str, from_line: 
 @pytest.mark.parametrize(
     ("option", "value", "setting"),
     [
-        ("public_url", "javascript:alert(1)", "OMNICAST_PUBLIC_URL"),
-        ("public_url", "https://shop.example/\r\nBcc: x@y.example", "OMNICAST_PUBLIC_URL"),
-        ("public_url", "https://shop.example/?a=1", "OMNICAST_PUBLIC_URL"),
-        ("public_url", "https://shop.example/" + "x" * 600, "OMNICAST_PUBLIC_URL"),
+        ("public_url", "javascript:alert(1)", "OMNICAST_SERVE_URL"),
+        ("public_url", "https://shop.example/\r\nBcc: x@y.example", "OMNICAST_SERVE_URL"),
+        ("public_url", "https://shop.example/?a=1", "OMNICAST_SERVE_URL"),
+        ("public_url", "https://shop.example/" + "x" * 600, "OMNICAST_SERVE_URL"),
         ("unsubscribe_mailto", "mailto:u@x.example\r\nBcc: x@y.example", "OMNICAST_UNSUBSCRIBE_MAILTO"),
         ("unsubscribe_mailto", "not an address", "OMNICAST_UNSUBSCRIBE_MAILTO"),
     ],

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from channels.base import InMemoryChannel, RetryableChannelError
 from channels.dispatch import MESSAGES, dispatch
 from flows.deliver import deliver
+from flows.runtime import Resources
 from flows.settings import Settings
 from tests.channels.conftest import add_customers, message
 
@@ -32,7 +33,7 @@ def test_delivery_finishes_this_campaigns_leftovers_then_sends_what_was_planned(
     dispatch(sqlite_engine, [message(1), birthday], {"email": flaky})  # two retryable failures are left
 
     with disable_run_logger():
-        delivery = deliver.fn(sqlite_engine, settings, [message(3)], campaigns=["weekly-picks"])
+        delivery = deliver.fn(Resources(settings, sqlite_engine), [message(3)], campaigns=["weekly-picks"])
 
     assert delivery.leftovers.total_sent == 1 and delivery.planned.total_sent == 1
     assert len(list((settings.outbox_dir / "email").glob("*.eml"))) == 2
@@ -50,8 +51,8 @@ def test_delivery_takes_over_a_crashed_runs_claims_only_after_the_settings_lease
         conn.execute(update(MESSAGES).values(state="pending"))
 
     with disable_run_logger():
-        soon = deliver.fn(sqlite_engine, settings.model_copy(update={"claim_lease_seconds": 3600}), [])
-        later = deliver.fn(sqlite_engine, settings.model_copy(update={"claim_lease_seconds": 0.001}), [])
+        soon = deliver.fn(Resources(settings.model_copy(update={"claim_lease_seconds": 3600}), sqlite_engine), [])
+        later = deliver.fn(Resources(settings.model_copy(update={"claim_lease_seconds": 0.001}), sqlite_engine), [])
 
     assert soon.leftovers.total_planned == 0
     assert later.leftovers.total_sent == 1

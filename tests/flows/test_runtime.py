@@ -9,22 +9,21 @@ import pytest
 from pydantic import ValidationError
 
 from channels.base import ChannelConfigError
+from channels.email import dkim_key, signing_key
 from flows.runtime import (
     SettingError,
-    dkim_key,
     load_settings,
     open_channels,
     quiet_user_error_tracebacks,
     run_date,
-    secret_key,
 )
 from flows.settings import Settings
 from models.errors import InputError
 
 
 def test_missing_secret_key_says_how_to_make_one() -> None:
-    with pytest.raises(SettingError, match="OMNICAST_SECRET_KEY.*secrets.token_urlsafe"):
-        secret_key(Settings(secret_key=None))
+    with pytest.raises(ChannelConfigError, match="OMNICAST_SECRET_KEY.*secrets.token_urlsafe"):
+        signing_key(Settings(secret_key=None))
 
 
 def test_unknown_timezone_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,7 +34,7 @@ def test_unknown_timezone_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_unreadable_dkim_key_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
-    with pytest.raises(SettingError, match="OMNICAST_DKIM_KEY_FILE"):
+    with pytest.raises(ChannelConfigError, match="OMNICAST_DKIM_KEY_FILE"):
         dkim_key(Settings(dkim_key_file=missing))
 
 
