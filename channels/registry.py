@@ -142,20 +142,18 @@ def _options_problem(exc: ValidationError, model: Any) -> str:
 
 def channels_markdown() -> str:
     """The README's channel table, from the channel table and each adapter's options."""
-    lines = ["| Channel | Setting | URL | Options | What it does |", "|---|---|---|---|---|"]
+    lines = ["| Channel (setting) | URL | Options (default) | What it does |", "|---|---|---|---|"]
     for spec in CHANNELS:
-        default = f"unset: `OUTBOX/{spec.default_folder}`" if spec.default_folder else "unset: off"
-        for adapter in spec.adapters:
-            lines.append(
-                f"| {spec.label} (`{spec.name}`) | `{spec.setting}` | `{adapter.example}` | {_options_cell(adapter)} "
-                f"| {adapter.description}; {default}; `off` leaves it unconfigured |"
-            )
-    settings = adapter_settings()
-    if settings:
-        lines.append("")
-        lines.append("Adapter settings: " + "; ".join(
-            f"`{setting.env}` (default `{setting.default}`): {setting.description}" for setting in settings
-        ))  # fmt: skip
+        default = f"`file://OUTBOX/{spec.default_folder}`" if spec.default_folder else "off"
+        for n, adapter in enumerate(spec.adapters):
+            first = f"{spec.label}: `{spec.setting}` (unset: {default})" if n == 0 else ""
+            lines.append(f"| {first} | `{adapter.example}` | {_options_cell(adapter)} | {adapter.description} |")
+    lines.append("")
+    lines.append(
+        f"`{OFF}` leaves a channel unconfigured: its messages are recorded as suppressed (`no_channel`), nothing fails."
+    )
+    for setting in adapter_settings():
+        lines.append(f"`{setting.env}` (default `{setting.default}`): {setting.description}")
     return "\n".join(lines)
 
 

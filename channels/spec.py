@@ -105,11 +105,12 @@ _EMAIL_FILES = AdapterSpec(
 _SMTP = AdapterSpec(
     ("smtp", "smtps"), "channels.smtp:SmtpTransport", "smtp://user:password@mail.example.com:587",
     "any SMTP server: STARTTLS when offered (?starttls=require to insist), smtps:// for implicit TLS, AUTH from "
-    "the URL's user and password; options: pool, timeout, starttls",
+    "the URL's user and password; one connection reused for many messages, a small pool",
 )  # fmt: skip
 _POSTMARK = AdapterSpec(
     ("postmark",), "channels.postmark:PostmarkTransport", "postmark://SERVER_TOKEN?message_stream=broadcast",
-    "Postmark's batch API (≤ 500 messages a call); options: message_stream, timeout",
+    "Postmark's batch API (≤ 500 messages a call); ?message_stream=broadcast for marketing mail; Postmark signs "
+    "DKIM itself",
     settings=(
         SettingSpec("postmark_api_url", "https://api.postmarkapp.com",
                     "Postmark API base URL (a local stand-in in tests)."),
