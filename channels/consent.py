@@ -8,6 +8,10 @@ any earlier grant, including one a daily CRM re-export keeps repeating (its ``re
 Marketing eligibility is a separate fact: the CRM says whether someone is a marketing contact (HubSpot's
 "Marketing contact status"), kept as statements on the pseudo-channel ``marketing``. A customer whose latest
 ``marketing`` statement is a denial gets no marketing message on any channel, whatever any channel's consent says.
+
+Topics: an opt-out of one campaign is a statement on ``f"{channel}:{campaign}"`` (``email:weekly-picks``), made by the
+preference centre; a newer ``granted`` statement there re-subscribes. A topic denial stops that campaign only; a
+denial on the channel itself (unsubscribe from all) still stops everything, whatever the topics say.
 """
 
 from __future__ import annotations
@@ -60,12 +64,38 @@ def consent_states(conn: Connection, customer_ids: Collection[int], channel: str
     return {customer_id: state for customer_id, state in states.items() if state is not None}
 
 
-def suppression_reason(state: ConsentState | None, marketing: ConsentState | None = None) -> str | None:
-    """``None`` when a send is allowed; else ``opted_out`` (said no), ``non_marketing`` (the CRM marks them a
-    non-marketing contact) or ``no_consent`` (never asked). ``marketing`` is the customer's ``marketing`` state
-    (pass ``None`` for a transactional message)."""
+def topic_channel(channel: str, campaign: str) -> str:
+    """The consent channel of ``campaign``'s topic on ``channel`` (``email:weekly-picks``)."""
+    return f"{channel}:{campaign}"
+
+
+def consent_states_on(
+    conn: Connection, customer_ids: Collection[int], channels: Collection[str]
+) -> dict[tuple[int, str], ConsentState]:
+    """The state that counts for each (customer, channel) of ``channels``, in one query; pairs with none are absent."""
+    if not customer_ids or not channels:
+        return {}
+    query = select(CONSENTS.c.customer_id, CONSENTS.c.channel, CONSENTS.c.state, CONSENTS.c.recorded_at).where(
+        CONSENTS.c.channel.in_(sorted(set(channels))), CONSENTS.c.customer_id.in_(sorted(set(customer_ids)))
+    )
+    statements: dict[tuple[int, str], list[tuple[str, datetime]]] = {}
+    for customer_id, channel, state, recorded_at in conn.execute(query):
+        statements.setdefault((customer_id, channel), []).append((state, recorded_at))
+    states = {key: latest_state(rows) for key, rows in statements.items()}
+    return {key: state for key, state in states.items() if state is not None}
+
+
+def suppression_reason(
+    state: ConsentState | None, marketing: ConsentState | None = None, topic: ConsentState | None = None
+) -> str | None:
+    """``None`` when a send is allowed; else ``opted_out`` (said no), ``opted_out_topic`` (said no to this
+    campaign's topic), ``non_marketing`` (the CRM marks them a non-marketing contact) or ``no_consent`` (never
+    asked). ``marketing`` is the customer's ``marketing`` state (pass ``None`` for a transactional message),
+    ``topic`` their state on the campaign's topic (``None``: no statement, which does not stop anything)."""
     if state == DENIED:
         return "opted_out"
+    if topic == DENIED:
+        return "opted_out_topic"
     if marketing == DENIED:
         return "non_marketing"
     return None if state == GRANTED else "no_consent"

@@ -1,38 +1,69 @@
-"""Dispatch: the only path a message takes. Per channel, in batches: ledger claim → gate → hand-over → outcome.
+"""Dispatch: the only path a message takes. Per channel, in batches:
+ledger claim → consent (and topic opt-outs) → suppression list → frequency cap by priority → quiet hours → adapter
+→ outcome.
 
 The ``messages`` ledger's unique key ``(occurrence_key, customer_id, channel)`` is the guarantee that a message goes
 out at most once, across retries, reruns, crashes and parallel workers. A message moves through these states::
 
     pending ──► sending ──► sent
-       │           └──────► failed   retryable (a later run takes it again) | permanent | in_doubt
-       └──► suppressed                consent, non-marketing contact, no address, holdout
+       │  ▲        └──────► failed   retryable (a later run takes it again) | permanent | in_doubt
+       │  └ deferred: pending with not_before (quiet hours); the first run after not_before takes it
+       ├──► failed                    campaign_stopped (error-rate stop; a later run takes it again)
+       └──► suppressed                consent, topic opt-out, suppression list, frequency cap, no address, holdout
 
 * **claim** — one ``INSERT … ON CONFLICT DO NOTHING … RETURNING`` per batch: the rows it returns are ours; each
-  keeps the planner's payload so a later run can finish it. A key that exists is ours only if a conditional
-  ``UPDATE … RETURNING`` takes it: a retryable failure with attempts left, or a ``pending`` row untouched for longer
-  than ``lease`` (its run died before handing it over: nothing was sent). The database serializes both
-  statements, so two workers never hold the same key.
-* **gate** — consent and marketing status (one query per batch), ``Channel.can_reach``, the experiment holdout;
-  each suppression is recorded with its reason and never reaches the adapter.
+  keeps the planner's payload (and ``marketing``) so a later run can finish it. A key that exists is ours only if a
+  conditional ``UPDATE … RETURNING`` takes it: a retryable failure with attempts left, a deferred row whose
+  ``not_before`` has come, or a ``pending`` row untouched for longer than ``lease`` (its run died before handing it
+  over: nothing was sent). The database serializes both statements, so two workers never hold the same key.
+* **gate** — in one consent query per batch: the channel's consent, the campaign's topic
+  (``email:weekly-picks``; a topic denial is ``opted_out_topic``, an opt-out of all still wins) and the CRM's
+  marketing status; then the suppression list (one query per batch: hard bounces, complaints, SMTP refusals,
+  erasures), ``Channel.can_reach`` and the experiment holdout. Each suppression is recorded with its reason and never
+  reaches the adapter. These always apply.
+* **rules** (``rules=DispatchRules(...)``, see ``channels/rules.py``; ``None`` = none of this) — for marketing messages
+  on the capped channels: the **frequency cap**, counted per customer over marketing rows ``sent``/``sending`` in
+  the customer's local calendar day and the 7 local days ending on the hand-over day, plus what this batch already let
+  through (earlier batches are in the ledger by then). The input is materialized and stably sorted by campaign
+  priority before batching, so when two messages compete for one slot the higher-priority campaign always takes it;
+  the other is ``suppressed``/``frequency_cap``. Then **quiet hours**: a message whose hand-over would fall inside
+  them stays ``pending`` with ``not_before`` = the end of the quiet hours in the customer's zone (reported
+  ``deferred``) and is released; the cap is judged on the day it will be handed over, and judged again then (a
+  deferred message takes no slot until it goes). Two workers delivering *different* messages to one customer at the
+  same moment can both pass the cap: it is exact per run, not across concurrent runs.
 * **hand-over** — the rows become ``sending`` and that is committed *before* the adapter gets them; each result
-  then becomes ``sent`` or ``failed``. A ``sending`` row older than ``lease`` belongs to a run that died in
-  between: the channel is asked what it already holds (``Channel.already_delivered``; a file sink sees its files),
-  held messages are recorded as sent, the others are delivered again. A channel that cannot tell gets one message
-  at a time, so at most one message per worker can be in doubt; it ends ``failed``/``in_doubt``, never resent.
+  then becomes ``sent`` or ``failed`` (``retryable``, ``permanent``, ``in_doubt`` when the adapter says the message
+  may have been accepted: never resent). A result naming a suppression reason puts the address on the suppression
+  list in the same transaction as the outcome. With rules, a retryable failure is committed as such and tried again
+  within the run after an exponential backoff with full jitter (``in_run_retries``, attempts counted as always),
+  then left to a later run. A ``sending`` row older than ``lease`` belongs to a run that died in between: the
+  channel is asked what it already holds (``Channel.already_delivered``; a file sink sees its files), held messages
+  are recorded as sent, the others are delivered again. A channel that cannot tell gets one message at a time, so at
+  most one message per worker can be in doubt; it ends ``failed``/``in_doubt``, never resent. **SMTP** has no
+  idempotency key: for it (``knows_deliveries`` false) the window between "the server accepted" and "the ledger says
+  sent" is one message.
+* **error-rate stop** (with rules) — per campaign, once it has ``error_min_handovers`` hand-overs in this run and more
+  than ``error_threshold`` of them failed (after in-run retries), its remaining messages in this run are not handed
+  over: ``failed``/``campaign_stopped`` (a later run takes them again once the problem is fixed), and
+  ``DispatchReport.stopped`` says which campaign stopped and why, so the caller can end the run Failed.
 * **held elsewhere** — a key another live run is working on is waited for (up to ``wait``), then counted done,
   or taken over once that run's lease has passed; what is still held at the end is reported as ``unfinished``.
+  A key deferred (by any run) and not yet due is reported ``deferred``, never ``unfinished``.
 * **leftovers** — :func:`finish_unfinished` finishes what earlier runs left (``pending``/``sending`` past the lease,
-  retryable failures with attempts left) from the payload in the row, whether or not anyone plans it again.
+  retryable failures with attempts left, deferred messages now due) from the payload in the row, whether or not
+  anyone plans it again.
 
 Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done + unfinished
-(``channels/report.py``). Every statement on the ledger is in ``channels/ledger.py``.
++ deferred (``channels/report.py``). Every statement on the ledger is in ``channels/ledger.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,22 +77,29 @@ from channels.base import (
     DeliveryResult,
     RetryableChannelError,
 )
-from channels.consent import MARKETING, consent_states, suppression_reason
+from channels.consent import MARKETING, consent_states_on, suppression_reason, topic_channel
 from channels.ledger import FINAL_STATES, IN_DOUBT, MESSAGES, payload_of
 from channels.recipients import load_recipients
 from channels.report import ChannelTally, DispatchReport
+from channels.rules import DispatchRules, in_quiet_hours, local_date, next_allowed, priority_rank
+from models import suppression
 from models.message import LedgerKey, OutboundMessage
 
 __all__ = [
-    "DEFAULT_LEASE", "MESSAGES", "ChannelTally", "DispatchReport", "dispatch", "finish_unfinished", "payload_of",
+    "DEFAULT_LEASE", "DEFAULT_MAX_ATTEMPTS", "MESSAGES", "ChannelTally", "DispatchReport", "DispatchRules",
+    "dispatch", "finish_unfinished", "payload_of",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=15)
 DEFAULT_EXPIRY = timedelta(days=7)
+DEFAULT_MAX_ATTEMPTS = 3
 HOLDOUT = "holdout"
 POLL_SECONDS = 0.5
+CAMPAIGN_STOPPED = "campaign_stopped"
+FREQUENCY_CAP = "frequency_cap"
+_CAP_LOOKBACK = timedelta(days=9)  # covers 7 local days ending on a hand-over deferred up to a day, in any zone
 
 
 def dispatch(
@@ -70,38 +108,45 @@ def dispatch(
     channels: Mapping[str, Channel],
     *,
     now: datetime | None = None,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     lease: timedelta = DEFAULT_LEASE,
     wait: timedelta | None = None,
+    rules: DispatchRules | None = None,
 ) -> DispatchReport:
     """Deliver ``messages`` through ``channels`` (keyed by ``OutboundMessage.channel``) at most once each.
 
-    ``now`` fixes the clock (tests, replays); ``max_attempts`` bounds retries of retryable failures; ``lease`` is
-    how long a claimed or handed-over message is left to the run holding it before another run takes it over;
-    ``wait`` is how long to wait at the end for messages another run holds (default: ``lease`` on the real clock,
-    none with a fixed ``now``). Raises ``ChannelConfigError`` for an unknown channel or when an adapter reports
-    one (what was handed over is settled first).
+    ``now`` fixes the clock (tests, replays); ``max_attempts`` bounds the hand-overs of a retryable message over all
+    runs (default ``rules.max_attempts``, or 3 without rules); ``lease`` is how long a claimed or handed-over message
+    is left to the run holding it before another run takes it over; ``wait`` is how long to wait at the end for
+    messages another run holds (default: ``lease`` on the real clock, none with a fixed ``now``); ``rules`` adds the
+    frequency cap by priority, quiet hours, in-run retries and the error-rate stop (``None``: none of them). Raises
+    ``ChannelConfigError`` for an unknown channel or when an adapter reports one (what was handed over is settled
+    first).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     patience = wait if wait is not None else (timedelta(0) if now is not None else lease)
-    report = DispatchReport()
+    run = _Run(engine, clock, _max_attempts(max_attempts, rules), lease, rules)
+    report = run.report
+    if rules is not None:  # higher priority decided first, whatever the input order (sorted() is stable)
+        messages = sorted(messages, key=lambda m: priority_rank(m.campaign))
     held: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
     for channel, batch in _batches(messages, channels):
         report.tally(channel.name).planned += len(batch)
-        run = _BatchRun(engine, channel, report.tally(channel.name), clock, max_attempts, lease)
-        elsewhere = run.dispatch(batch)
+        elsewhere = _BatchRun(run, channel).dispatch(batch)
         if elsewhere:
             held.setdefault(channel.name, (channel, []))[1].extend(elsewhere)
     if held:
-        held = _wait_for_other_runs(engine, held, report, clock, max_attempts, lease, patience)
+        held = _wait_for_other_runs(run, held, patience)
     for name, (_, still) in held.items():
         report.tally(name).unfinished += len(still)
     for name, tally in sorted(report.channels.items()):
         log.info(
-            "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d unfinished=%d",
+            "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d unfinished=%d deferred=%d",
             name, tally.planned, tally.sent, tally.suppressed.total(), tally.failed.total(), tally.already_done,
-            tally.unfinished,
+            tally.unfinished, tally.deferred,
         )  # fmt: skip
+    for campaign, why in sorted(report.stopped.items()):
+        log.warning("campaign %s stopped: %s", campaign, why)
     return report
 
 
@@ -110,26 +155,34 @@ def finish_unfinished(
     channels: Mapping[str, Channel],
     *,
     now: datetime | None = None,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     lease: timedelta = DEFAULT_LEASE,
     expire_after: timedelta = DEFAULT_EXPIRY,
     wait: timedelta | None = None,
     campaigns: Collection[str] | None = None,
+    rules: DispatchRules | None = None,
 ) -> DispatchReport:
     """Finish every message earlier runs left unfinished on ``channels``, whether or not anyone plans it again.
 
-    Taken: ``pending``/``sending`` rows untouched for longer than ``lease`` (their run died) and retryable failures
-    with attempts left. Each is rebuilt from the payload kept in its row and the customer's current profile, then
-    goes through :func:`dispatch` (so consent is checked again: an unsubscribe since then wins). A message planned
-    more than ``expire_after`` ago and never handed over is closed as ``failed``/``expired`` instead: a birthday
-    email a month late is worse than none. ``campaigns`` limits the search to those campaigns' messages.
+    Taken: ``pending``/``sending`` rows untouched for longer than ``lease`` (their run died), deferred rows whose
+    ``not_before`` has passed (a deferred row not yet due is left alone) and retryable failures (also
+    ``campaign_stopped``) with attempts left. Each is rebuilt from the payload kept in its row and the customer's
+    current profile, then goes through :func:`dispatch` with ``rules`` (so consent, the suppression list and the cap
+    are checked again: an unsubscribe since then wins). A message planned more than ``expire_after`` ago (deferred:
+    due more than that ago) and never handed over is closed as ``failed``/``expired`` instead: a birthday email a
+    month late is worse than none. ``campaigns`` limits the search to those campaigns' messages.
     """
     current = now or datetime.now(UTC)
     stale_before = current - lease
+    attempts = _max_attempts(max_attempts, rules)
     with engine.begin() as conn:
-        rows = ledger.leftovers(conn, list(channels), stale_before, max_attempts, campaigns)
+        rows = ledger.leftovers(conn, list(channels), stale_before, attempts, current, campaigns)
         too_old = current - expire_after  # only rows never handed over expire: a handed-over one is settled first
-        given_up = {r["id"]: "expired" for r in rows if r["state"] != "sending" and r["created_at"] < too_old}
+        given_up = {
+            r["id"]: "expired"
+            for r in rows
+            if r["state"] != "sending" and (r["not_before"] or r["created_at"]) < too_old  # waiting is not lateness
+        }
         recipients = load_recipients(conn, {r["customer_id"] for r in rows})
         messages: list[OutboundMessage] = []
         for row in rows:
@@ -140,8 +193,8 @@ def finish_unfinished(
                 messages.append(rebuilt)
             else:  # a handed-over one may have gone out: in doubt, never resent
                 given_up[row["id"]] = IN_DOUBT if row["state"] == "sending" else "permanent"
-        _give_up_leftovers(conn, given_up, expire_after, current, stale_before, max_attempts)
-    report = dispatch(engine, messages, channels, now=now, max_attempts=max_attempts, lease=lease, wait=wait)
+        _give_up_leftovers(conn, given_up, expire_after, current, stale_before, attempts)
+    report = dispatch(engine, messages, channels, now=now, max_attempts=attempts, lease=lease, wait=wait, rules=rules)
     for row in rows:
         if row["id"] in given_up:
             tally = report.tally(row["channel"])
@@ -152,15 +205,21 @@ def finish_unfinished(
     return report
 
 
+def _max_attempts(max_attempts: int | None, rules: DispatchRules | None) -> int:
+    if max_attempts is not None:
+        return max_attempts
+    return rules.max_attempts if rules is not None else DEFAULT_MAX_ATTEMPTS
+
+
 def _give_up_leftovers(
     conn: Connection, given_up: Mapping[int, str], expire_after: timedelta, now: datetime, stale_before: datetime,
     max_attempts: int,
 ) -> None:  # fmt: skip
     """Close leftovers that will not be sent, each only while no live run has taken it meanwhile."""
     errors = {
-        "expired": (ledger.takeable(stale_before, max_attempts),
+        "expired": (ledger.takeable(stale_before, max_attempts, now),
                     f"planned more than {expire_after} ago and never delivered"),
-        "permanent": (ledger.takeable(stale_before, max_attempts),
+        "permanent": (ledger.takeable(stale_before, max_attempts, now),
                       "cannot rebuild: the customer or the planned content is gone"),
         IN_DOUBT: (ledger.handed_over_before(stale_before),
                    "cannot rebuild: the customer or the planned content is gone, and it was being handed over"),
@@ -193,13 +252,7 @@ def _batches(
 
 
 def _wait_for_other_runs(
-    engine: Engine,
-    held: dict[str, tuple[Channel, list[OutboundMessage]]],
-    report: DispatchReport,
-    clock: Callable[[], datetime],
-    max_attempts: int,
-    lease: timedelta,
-    patience: timedelta,
+    run: _Run, held: dict[str, tuple[Channel, list[OutboundMessage]]], patience: timedelta
 ) -> dict[str, tuple[Channel, list[OutboundMessage]]]:
     """Give messages other runs hold the time to finish (or their lease to pass), then settle them again; the ones
     still held at the end."""
@@ -211,31 +264,59 @@ def _wait_for_other_runs(
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         still: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
         for name, (channel, messages) in held.items():
-            elsewhere = _BatchRun(engine, channel, report.tally(name), clock, max_attempts, lease).dispatch(messages)
+            elsewhere = _BatchRun(run, channel).dispatch(messages)
             if elsewhere:
                 still[name] = (channel, elsewhere)
         held = still
     return held
 
 
+@dataclass
+class _Run:
+    """What the batches of one dispatch call share: the clock, the limits, the report and each campaign's record
+    of hand-overs for the error-rate stop."""
+
+    engine: Engine
+    clock: Callable[[], datetime]
+    max_attempts: int
+    lease: timedelta
+    rules: DispatchRules | None
+    report: DispatchReport = field(default_factory=DispatchReport)
+    handed_over: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def count_hand_over(self, campaign: str, failure: str | None) -> None:
+        """One message of ``campaign`` handed over (its last try in this run) and how it failed, if it did; stops
+        the campaign when its failed share passes the threshold."""
+        self.handed_over[campaign] += 1
+        failed = self.failures.setdefault(campaign, Counter())
+        if failure is not None:
+            failed[failure] += 1
+        rules = self.rules
+        if rules is None or campaign in self.report.stopped:
+            return
+        handed, total = self.handed_over[campaign], failed.total()
+        if handed >= rules.error_min_handovers and total / handed > rules.error_threshold:
+            reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(failed.items()))
+            self.report.stopped[campaign] = (
+                f"{total} of {handed} hand-overs failed ({total / handed:.0%} > {rules.error_threshold:.0%}: "
+                f"{reasons}); its remaining messages were not handed over"
+            )
+            log.warning("campaign %s stops: %s", campaign, self.report.stopped[campaign])
+
+
 class _BatchRun:
     """One batch of one channel through claim → gate → hand-over → outcome."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        channel: Channel,
-        tally: ChannelTally,
-        clock: Callable[[], datetime],
-        max_attempts: int,
-        lease: timedelta,
-    ) -> None:
-        self.engine = engine
+    def __init__(self, run: _Run, channel: Channel) -> None:
+        self.run = run
+        self.engine = run.engine
         self.channel = channel
-        self.tally = tally
-        self.clock = clock
-        self.max_attempts = max_attempts
-        self.lease = lease
+        self.tally = run.report.tally(channel.name)
+        self.clock = run.clock
+        self.max_attempts = run.max_attempts
+        self.lease = run.lease
+        self.rules = run.rules
 
     def dispatch(self, batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
         """Claim, gate and deliver ``batch`` (counted as planned by the caller); return the messages another run
@@ -267,21 +348,25 @@ class _BatchRun:
             return claimed, {}
         rows = ledger.existing_rows(conn, taken)
         candidates = [row.id for row in rows.values() if row.state in ("pending", "failed")]  # the SQL decides
-        reclaimed = ledger.take(conn, candidates, ledger.takeable(now - self.lease, self.max_attempts), now)
+        reclaimed = ledger.take(conn, candidates, ledger.takeable(now - self.lease, self.max_attempts, now), now)
         claimed.update(reclaimed)
         return claimed, {key: row for key, row in rows.items() if key not in reclaimed}
 
     def _sort_out(
         self, messages: Sequence[OutboundMessage], found: Mapping[LedgerKey, Any]
     ) -> tuple[list[tuple[OutboundMessage, int]], list[OutboundMessage]]:
-        """Keys we could not claim: done (counted), handed over by a dead run (in doubt), or held by another run."""
-        stale = self.clock() - self.lease
+        """Keys we could not claim: done (counted), deferred and not yet due (counted), handed over by a dead run
+        (in doubt), or held by another run."""
+        now = self.clock()
+        stale = now - self.lease
         in_doubt: list[tuple[OutboundMessage, int]] = []
         elsewhere: list[OutboundMessage] = []
         for message in messages:
             row = found.get(message.ledger_key)
             if row is None or row.state in FINAL_STATES:
                 self.tally.already_done += 1  # gone means a concurrent erasure; final means done
+            elif row.state == "pending" and row.not_before is not None and row.not_before > now:
+                self.tally.deferred += 1  # waits for the customer's quiet hours to end; nobody holds it
             elif row.state == "sending" and row.updated_at < stale:
                 in_doubt.append((message, row.id))
             else:
@@ -311,71 +396,183 @@ class _BatchRun:
     def _gate(
         self, conn: Connection, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]
     ) -> list[OutboundMessage]:
-        """Record a suppression for every message that must not go; return the ones that may."""
-        states = consent_states(conn, [m.customer_id for m in messages], self.channel.consent_channel)
-        marketing = consent_states(conn, [m.customer_id for m in messages if m.marketing], MARKETING)
-        deliverable: list[OutboundMessage] = []
+        """Record a suppression (or a deferral) for every message that must not go now; return the ones that may."""
+        if not messages:
+            return []
+        channel = self.channel.consent_channel
+        topics = {m.campaign: topic_channel(channel, m.campaign) for m in messages if m.campaign}
+        states = consent_states_on(conn, {m.customer_id for m in messages}, {channel, MARKETING, *topics.values()})
+        listed = suppression.suppressed(conn, channel, _addresses(messages, channel))
+        passed: list[OutboundMessage] = []
         suppressed: dict[int, str] = {}
         for message in messages:
+            customer = message.customer_id
             reason = (
                 suppression_reason(
-                    states.get(message.customer_id), marketing.get(message.customer_id) if message.marketing else None
+                    states.get((customer, channel)),
+                    states.get((customer, MARKETING)) if message.marketing else None,
+                    states.get((customer, topics[message.campaign])) if message.campaign else None,
                 )
+                or listed.get(customer)
                 or self.channel.can_reach(message)
                 or (HOLDOUT if message.variant == HOLDOUT else None)
             )
             if reason is None:
-                deliverable.append(message)
+                passed.append(message)
             else:
                 self.tally.suppressed[reason] += 1
                 suppressed[claimed[message.ledger_key]] = reason
-        ledger.record_suppressed(conn, suppressed, self.clock())
+        deliverable, deferred = passed, dict[int, datetime]()
+        if self.rules is not None:
+            deliverable, deferred = self._cap_and_quiet_hours(conn, passed, claimed, suppressed)
+        now = self.clock()
+        ledger.record_suppressed(conn, suppressed, now)
+        ledger.defer(conn, deferred, now)
         return deliverable
+
+    def _cap_and_quiet_hours(
+        self,
+        conn: Connection,
+        messages: Sequence[OutboundMessage],
+        claimed: Mapping[LedgerKey, int],
+        suppressed: dict[int, str],
+    ) -> tuple[list[OutboundMessage], dict[int, datetime]]:
+        """Frequency cap (in priority order: ``messages`` come sorted) judged on the local day of the hand-over, then
+        quiet hours; adds to ``suppressed``, returns the deliverable messages and the deferred rows (id → not_before).
+        """
+        rules = self.rules
+        assert rules is not None
+        now = self.clock()
+        capped = [m for m in messages if rules.caps(m.marketing, self.channel.name)]
+        if not capped:
+            return list(messages), {}
+        sends: dict[int, list[datetime]] = {}
+        if rules.email_daily_cap or rules.email_weekly_cap:
+            sends = ledger.recent_marketing_sends(
+                conn, {m.customer_id for m in capped}, rules.capped_channels, now - _CAP_LOOKBACK
+            )
+        deliverable: list[OutboundMessage] = []
+        deferred: dict[int, datetime] = {}
+        for message in messages:
+            if not rules.caps(message.marketing, self.channel.name):
+                deliverable.append(message)
+                continue
+            zone = rules.zone(message.recipient.timezone)
+            at = next_allowed(now, zone, rules.quiet_hours)
+            day = local_date(at, zone)
+            days = [local_date(sent, zone) for sent in sends.get(message.customer_id, ())]
+            today = sum(1 for d in days if d == day)
+            week = sum(1 for d in days if timedelta(0) <= day - d < timedelta(days=7))
+            if (rules.email_daily_cap and today >= rules.email_daily_cap) or (
+                rules.email_weekly_cap and week >= rules.email_weekly_cap
+            ):
+                self.tally.suppressed[FREQUENCY_CAP] += 1
+                suppressed[claimed[message.ledger_key]] = FREQUENCY_CAP
+            elif at > now:
+                assert not in_quiet_hours(at, zone, rules.quiet_hours)
+                self.tally.deferred += 1
+                deferred[claimed[message.ledger_key]] = at
+            else:
+                sends.setdefault(message.customer_id, []).append(now)  # the slot is this message's
+                deliverable.append(message)
+        return deliverable, deferred
 
     # hand-over + outcome -----------------------------------------------------------------------------------
 
     def _deliver(self, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]) -> None:
         """Mark ``sending`` (committed), hand over, record outcomes; one message at a time when the channel cannot
-        tell afterwards what it delivered."""
+        tell afterwards what it delivered. Messages of a campaign stopped meanwhile are not handed over."""
         groups = [list(messages)] if self.channel.knows_deliveries else [[m] for m in messages]
         for group in groups:
+            group = self._leave_stopped_campaigns(group, claimed)
+            if not group:
+                continue
             ours = self._mark_sending([claimed[m.ledger_key] for m in group])
             mine = [m for m in group if claimed[m.ledger_key] in ours]
             self.tally.unfinished += len(group) - len(mine)  # our lease ran out and another run took them
             if mine:
-                self._hand_over(mine, [claimed[m.ledger_key] for m in mine])
+                self._hand_over_and_retry(mine, [claimed[m.ledger_key] for m in mine])
+
+    def _leave_stopped_campaigns(
+        self, group: list[OutboundMessage], claimed: Mapping[LedgerKey, int]
+    ) -> list[OutboundMessage]:
+        """Record the messages of stopped campaigns ``failed``/``campaign_stopped``; the others."""
+        stopped = self.run.report.stopped
+        if not stopped:
+            return group
+        left = [m for m in group if m.campaign in stopped]
+        if not left:
+            return group
+        ids = [claimed[m.ledger_key] for m in left]
+        with self.engine.begin() as conn:
+            recorded = ledger.record_stopped(conn, ids, "campaign stopped: too many of its hand-overs failed in this "
+                                             "run; a later run takes it again", self.clock())  # fmt: skip
+        self.tally.failed[CAMPAIGN_STOPPED] += len(recorded)
+        self.tally.unfinished += len(ids) - len(recorded)  # our lease ran out and another run took them
+        return [m for m in group if m.campaign not in stopped]
 
     def _mark_sending(self, ids: Sequence[int]) -> set[int]:
         with self.engine.begin() as conn:
             return ledger.mark_sending(conn, ids, self.clock())
 
-    def _hand_over(self, messages: Sequence[OutboundMessage], ids: Sequence[int]) -> None:
+    def _hand_over_and_retry(self, messages: Sequence[OutboundMessage], ids: Sequence[int]) -> None:
+        """Hand over; with rules, try retryable failures again after a backoff, each failure committed first (a
+        crash while waiting leaves them retryable for a later run, never ``sending``)."""
+        rules = self.rules
+        retry = 0
+        while True:
+            results = self._hand_over(messages, ids)
+            again = {
+                i for i, r in enumerate(results)
+                if r.status == "failed" and r.retryable and not r.in_doubt and messages[i].campaign not in
+                self.run.report.stopped
+            }  # fmt: skip
+            if rules is None or retry >= rules.in_run_retries or not again:
+                self._record(messages, ids, results)
+                return
+            self._record(messages, ids, results, final=[i not in again for i in range(len(results))])
+            rules.sleep(rules.backoff(retry))
+            retry += 1
+            retry_ids = [ids[i] for i in sorted(again)]
+            with self.engine.begin() as conn:
+                retaken = ledger.retake_for_sending(conn, retry_ids, self.max_attempts, self.clock())
+            for i in sorted(again):  # out of attempts, or another run took it meanwhile: failed, retryable
+                if ids[i] not in retaken:
+                    self.tally.failed["retryable"] += 1
+                    self.run.count_hand_over(messages[i].campaign, "retryable")
+            keep = [i for i in sorted(again) if ids[i] in retaken]
+            if not keep:
+                return
+            messages, ids = [messages[i] for i in keep], [ids[i] for i in keep]
+
+    def _hand_over(self, messages: Sequence[OutboundMessage], ids: Sequence[int]) -> list[DeliveryResult]:
+        """The adapter's results; a call that failed as a whole becomes one result per message. Configuration
+        errors and adapter bugs are recorded, then raised."""
         try:
             results = self.channel.send_batch(messages)
         except ChannelConfigError as exc:  # by contract nothing of *this* call was delivered by a plain channel
-            self._settle(messages, ids, f"ChannelConfigError: {exc}", retryable=True, count_attempt=False,
-                         nothing_sent=True)  # fmt: skip
+            self._record(messages, ids, self._settle(messages, f"ChannelConfigError: {exc}", retryable=True,
+                                                     nothing_sent=True), count_attempt=False)  # fmt: skip
             raise
         except ChannelError as exc:  # the adapter failed the whole call
-            self._settle(messages, ids, f"{type(exc).__name__}: {exc}",
-                         retryable=isinstance(exc, RetryableChannelError), count_attempt=True)  # fmt: skip
-            return
+            return self._settle(
+                messages, f"{type(exc).__name__}: {exc}", retryable=isinstance(exc, RetryableChannelError)
+            )
         except Exception as exc:  # a bug in the adapter: settle what we can, then let it show
-            self._settle(messages, ids, f"{type(exc).__name__} in {self.channel.name} adapter", retryable=True,
-                         count_attempt=True)  # fmt: skip
+            self._record(messages, ids, self._settle(messages, f"{type(exc).__name__} in {self.channel.name} adapter",
+                                                     retryable=True))  # fmt: skip
             raise
         if len(results) != len(messages):
-            self._settle(messages, ids, "adapter returned a wrong number of results", retryable=True,
-                         count_attempt=True)  # fmt: skip
+            self._record(messages, ids, self._settle(messages, "adapter returned a wrong number of results",
+                                                     retryable=True))  # fmt: skip
             raise RuntimeError(
                 f"channel {self.channel.name!r} returned {len(results)} results for {len(messages)} messages"
             )
-        self._record(ids, results)
+        return list(results)
 
     def _settle(
-        self, messages: Sequence[OutboundMessage], ids: Sequence[int], error: str, *, retryable: bool,
-        count_attempt: bool, nothing_sent: bool = False,
-    ) -> None:  # fmt: skip
+        self, messages: Sequence[OutboundMessage], error: str, *, retryable: bool, nothing_sent: bool = False
+    ) -> list[DeliveryResult]:
         """A hand-over that raised: what the channel holds is sent, the rest failed (in doubt when it can't tell).
 
         ``nothing_sent``: the error says so by contract (a configuration error); a channel that cannot tell what it
@@ -386,29 +583,63 @@ class _BatchRun:
         results = []
         for message in messages:
             if held is None:
-                results.append(DeliveryResult("failed", error=error, retryable=False))
+                results.append(DeliveryResult("failed", error=error, in_doubt=True))
             elif message.ledger_key in held:
                 results.append(DeliveryResult.sent(held[message.ledger_key]))
             else:
                 results.append(DeliveryResult("failed", error=error, retryable=retryable))
-        self._record(ids, results, in_doubt=held is None, count_attempt=count_attempt)
+        return results
 
     def _record(
-        self, ids: Sequence[int], results: Sequence[DeliveryResult], *, in_doubt: bool = False,
-        count_attempt: bool = True,
+        self, messages: Sequence[OutboundMessage], ids: Sequence[int], results: Sequence[DeliveryResult], *,
+        count_attempt: bool = True, final: Sequence[bool] | None = None,
     ) -> None:  # fmt: skip
+        """Record the outcomes, and the addresses a result says are dead on the suppression list, in one
+        transaction; count the ``final`` ones (default all; the others are tried again in this run)."""
         now = self.clock()
         outcomes = []
-        for row_id, result in zip(ids, results, strict=True):
+        dead: list[tuple[OutboundMessage, str]] = []
+        for i, (message, row_id, result) in enumerate(zip(messages, ids, results, strict=True)):
+            counted = final is None or final[i]
+            failure: str | None = None
             if result.status == "sent":
-                self.tally.sent += 1
                 outcomes.append(ledger.outcome(row_id, "sent", None, result.provider_id, None, now))
             else:
-                reason = IN_DOUBT if in_doubt else ("retryable" if result.retryable else "permanent")
-                self.tally.failed[reason] += 1
-                outcomes.append(ledger.outcome(row_id, "failed", reason, result.provider_id, result.error, None))
+                failure = IN_DOUBT if result.in_doubt else ("retryable" if result.retryable else "permanent")
+                outcomes.append(ledger.outcome(row_id, "failed", failure, result.provider_id, result.error, None))
+                if result.suppress:
+                    dead.append((message, result.suppress))
+            if counted:
+                if failure is None:
+                    self.tally.sent += 1
+                else:
+                    self.tally.failed[failure] += 1
+                if count_attempt:
+                    self.run.count_hand_over(message.campaign, failure)
         with self.engine.begin() as conn:
             ledger.record_outcomes(conn, outcomes, now, count_attempt=count_attempt)
+            for message, reason in dead:
+                self._suppress_address(conn, message, reason, now)
+
+    def _suppress_address(self, conn: Connection, message: OutboundMessage, reason: str, now: datetime) -> None:
+        """Put the message's address on the suppression list of the channel's consent channel (email)."""
+        channel = self.channel.consent_channel
+        address = _addresses([message], channel).get(message.customer_id)
+        if address is None:
+            return
+        if reason not in suppression.REASONS:
+            log.warning("channel %s named an unknown suppression reason %r; address not listed", self.channel.name,
+                        reason)  # fmt: skip
+            return
+        suppression.suppress(conn, channel, address, reason, source=self.channel.name,
+                             customer_id=message.customer_id, at=now)  # fmt: skip
+
+
+def _addresses(messages: Iterable[OutboundMessage], consent_channel: str) -> dict[int, str]:
+    """Customer id → the address the suppression list knows for ``consent_channel`` (email only, for now)."""
+    if consent_channel != "email":
+        return {}
+    return {m.customer_id: m.recipient.email for m in messages if m.recipient.email}
 
 
 def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:

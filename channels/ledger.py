@@ -3,12 +3,16 @@
 A message's row moves through these states (``channels/dispatch.py`` says when)::
 
     pending ──► sending ──► sent
-       │           └──────► failed   retryable (a later run takes it again) | permanent | in_doubt | expired
-       └──► suppressed                consent, non-marketing contact, no address, holdout
+       │  ▲        └──────► failed   retryable, campaign_stopped (a later run takes it again)
+       │  └ deferred (pending with not_before: quiet hours)    | permanent | in_doubt | expired
+       ├──► failed                    campaign_stopped (its campaign's error rate stopped it before the hand-over)
+       └──► suppressed                consent, topic opt-out, suppression list, frequency cap, no address, holdout
 
 Every statement that takes a row from another run is conditional (``… WHERE state = … AND updated_at < …``), so
 the database decides, not a value read a moment earlier: two runs never both hold a row. ``payload`` holds what the
-planner decided while a row is unfinished and is dropped at its outcome.
+planner decided while a row is unfinished and is dropped at its outcome. ``marketing`` (set at the claim) says whether
+a row counts toward the frequency cap; ``not_before`` is set only on a ``pending`` row a run deferred and released: no
+run holds it, any run may take it once that instant has passed (and taking it clears it).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Text, and_, bindparam, case, null, or_, select, text, update
+from sqlalchemy import Boolean, Text, and_, bindparam, case, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
+from channels.report import RETRYABLE_REASONS
 from models.db import dialect_insert
 from models.message import LedgerKey, OutboundMessage, Recipient
 from models.schema import Message
@@ -30,7 +35,7 @@ FINAL_STATES = ("sent", "suppressed", "failed")
 IN_DOUBT = "in_doubt"
 
 KEY_COLUMNS = (MESSAGES.c.occurrence_key, MESSAGES.c.customer_id, MESSAGES.c.channel)
-_CLAIM_COLUMNS = ("occurrence_key", "customer_id", "channel", "campaign", "variant", "template")
+_CLAIM_COLUMNS = ("occurrence_key", "customer_id", "channel", "campaign", "variant", "template", "marketing")
 
 
 def payload_of(message: OutboundMessage) -> dict[str, Any]:
@@ -66,13 +71,14 @@ def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> Outb
 
 _PG_CLAIMS = text(
     """
-    INSERT INTO messages (occurrence_key, customer_id, channel, campaign, variant, template, payload,
+    INSERT INTO messages (occurrence_key, customer_id, channel, campaign, variant, template, marketing, payload,
                           state, attempts, created_at, updated_at)
-    SELECT u.occurrence_key, u.customer_id, u.channel, u.campaign, u.variant, u.template, p.value,
+    SELECT u.occurrence_key, u.customer_id, u.channel, u.campaign, u.variant, u.template, u.marketing, p.value,
            'pending', 0, :now, :now
     FROM unnest(CAST(:occurrence_keys AS text[]), CAST(:customer_ids AS integer[]), CAST(:channels AS text[]),
-                CAST(:campaigns AS text[]), CAST(:variants AS text[]), CAST(:templates AS text[]))
-         WITH ORDINALITY AS u(occurrence_key, customer_id, channel, campaign, variant, template, position)
+                CAST(:campaigns AS text[]), CAST(:variants AS text[]), CAST(:templates AS text[]),
+                CAST(:marketings AS boolean[]))
+         WITH ORDINALITY AS u(occurrence_key, customer_id, channel, campaign, variant, template, marketing, position)
     JOIN json_array_elements(CAST(:payloads AS json)) WITH ORDINALITY AS p(value, position) USING (position)
     ON CONFLICT (occurrence_key, customer_id, channel) DO NOTHING
     RETURNING id, occurrence_key, customer_id, channel
@@ -81,7 +87,8 @@ _PG_CLAIMS = text(
 
 
 def insert_claims(conn: Connection, messages: Sequence[OutboundMessage], now: datetime) -> dict[LedgerKey, int]:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the batch as ``pending`` rows; the row id of each key inserted.
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the batch as ``pending`` rows (with ``marketing``, which the
+    frequency cap counts); the row id of each key inserted.
 
     PostgreSQL gets one short statement over arrays (``INSERT … SELECT FROM unnest(…)``): a 500-row VALUES list
     has 5,000 parameters and psycopg re-parses its 160 KB text on every batch, which alone capped claims at
@@ -107,11 +114,13 @@ def insert_claims(conn: Connection, messages: Sequence[OutboundMessage], now: da
 
 
 _EXISTING_COLUMNS = (
-    MESSAGES.c.id, MESSAGES.c.state, MESSAGES.c.reason, MESSAGES.c.attempts, MESSAGES.c.updated_at, *KEY_COLUMNS
-)
+    MESSAGES.c.id, MESSAGES.c.state, MESSAGES.c.reason, MESSAGES.c.attempts, MESSAGES.c.updated_at,
+    MESSAGES.c.not_before, *KEY_COLUMNS,
+)  # fmt: skip
 _PG_EXISTING = text(
     """
-    SELECT m.id, m.state, m.reason, m.attempts, m.updated_at, m.occurrence_key, m.customer_id, m.channel
+    SELECT m.id, m.state, m.reason, m.attempts, m.updated_at, m.not_before, m.occurrence_key, m.customer_id,
+           m.channel
     FROM unnest(CAST(:customer_ids AS integer[])) AS k(customer_id)
     CROSS JOIN LATERAL (
         SELECT * FROM messages
@@ -149,14 +158,18 @@ def existing_rows(conn: Connection, keys: Sequence[LedgerKey]) -> dict[LedgerKey
 # --- taking rows over -----------------------------------------------------------------------------------------
 
 
-def takeable(stale_before: datetime, max_attempts: int) -> Any:
+def takeable(stale_before: datetime, max_attempts: int, now: datetime) -> Any:
     """Rows a run may take without asking the channel: a claim untouched since ``stale_before`` (its run died
-    before the hand-over: nothing was sent), or a retryable failure with attempts left."""
-    abandoned = and_(MESSAGES.c.state == "pending", MESSAGES.c.updated_at < stale_before)
-    retryable = and_(
-        MESSAGES.c.state == "failed", MESSAGES.c.reason == "retryable", MESSAGES.c.attempts < max_attempts
+    before the hand-over: nothing was sent), a deferred message whose ``not_before`` has come (no run holds it, so
+    no lease applies), or a retryable failure (also ``campaign_stopped``) with attempts left."""
+    abandoned = and_(
+        MESSAGES.c.state == "pending", MESSAGES.c.not_before.is_(None), MESSAGES.c.updated_at < stale_before
     )
-    return or_(abandoned, retryable)
+    due = and_(MESSAGES.c.state == "pending", MESSAGES.c.not_before.is_not(None), MESSAGES.c.not_before <= now)
+    retryable = and_(
+        MESSAGES.c.state == "failed", MESSAGES.c.reason.in_(RETRYABLE_REASONS), MESSAGES.c.attempts < max_attempts
+    )
+    return or_(abandoned, due, retryable)
 
 
 def handed_over_before(stale_before: datetime) -> Any:
@@ -165,13 +178,14 @@ def handed_over_before(stale_before: datetime) -> Any:
 
 
 def take(conn: Connection, ids: Sequence[int], condition: Any, now: datetime) -> dict[LedgerKey, int]:
-    """Make the rows of ``ids`` that still meet ``condition`` ours again (``pending``); the ones we got."""
+    """Make the rows of ``ids`` that still meet ``condition`` ours again (``pending``, no longer deferred); the ones
+    we got."""
     if not ids:
         return {}
     statement = (
         update(MESSAGES)
         .where(MESSAGES.c.id.in_(list(ids)), condition)
-        .values(state="pending", updated_at=now)
+        .values(state="pending", not_before=None, updated_at=now)
         .returning(MESSAGES.c.id, *KEY_COLUMNS)
     )
     return _ids_by_key(conn.execute(statement))
@@ -204,11 +218,12 @@ def leftovers(
     channels: Collection[str],
     stale_before: datetime,
     max_attempts: int,
+    now: datetime,
     campaigns: Collection[str] | None = None,
 ) -> Sequence[Any]:
-    """Every row earlier runs left unfinished on ``channels`` (of ``campaigns``, or all): takeable ones, and ones
-    handed over and never recorded."""
-    unfinished = or_(takeable(stale_before, max_attempts), handed_over_before(stale_before))
+    """Every row earlier runs left unfinished on ``channels`` (of ``campaigns``, or all): takeable ones (deferred
+    ones only once due), and ones handed over and never recorded."""
+    unfinished = or_(takeable(stale_before, max_attempts, now), handed_over_before(stale_before))
     query = select(MESSAGES).where(MESSAGES.c.channel.in_(list(channels)), unfinished)
     if campaigns is not None:
         query = query.where(MESSAGES.c.campaign.in_(list(campaigns)))
@@ -227,6 +242,94 @@ def record_suppressed(conn: Connection, reasons: Mapping[int, str], now: datetim
             .values(state="suppressed", reason=bindparam("new_reason"), error=None, payload=None, updated_at=now),
             [{"row_id": row_id, "new_reason": reason} for row_id, reason in reasons.items()],
         )
+
+
+def defer(conn: Connection, not_before: Mapping[int, datetime], now: datetime) -> None:
+    """Our ``pending`` rows (id → instant) wait for the customer's quiet hours to end: still ``pending``, released
+    (no run holds them), taken by the first run after ``not_before``."""
+    if not_before:
+        conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id == bindparam("row_id"), MESSAGES.c.state == "pending")
+            .values(not_before=bindparam("new_not_before"), updated_at=now),
+            [{"row_id": row_id, "new_not_before": at} for row_id, at in not_before.items()],
+        )
+
+
+def record_stopped(conn: Connection, ids: Sequence[int], error: str, now: datetime) -> set[int]:
+    """Our ``pending`` rows of a campaign the error-rate rule stopped: ``failed``/``campaign_stopped``, never handed
+    over, payload kept for a later run; the ids we still held."""
+    if not ids:
+        return set()
+    statement = (
+        update(MESSAGES)
+        .where(MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == "pending")
+        .values(state="failed", reason="campaign_stopped", error=error, updated_at=now)
+        .returning(MESSAGES.c.id)
+    )
+    return set(conn.execute(statement).scalars())
+
+
+_PG_RECENT_SENDS = text(
+    """
+    SELECT m.customer_id, m.sent_at, m.updated_at
+    FROM unnest(CAST(:customer_ids AS integer[])) AS k(customer_id)
+    CROSS JOIN LATERAL (
+        SELECT customer_id, sent_at, updated_at FROM messages
+        WHERE customer_id = k.customer_id AND channel = ANY(CAST(:channels AS text[])) AND marketing
+          AND ((state = 'sent' AND sent_at >= :since) OR (state = 'sending' AND updated_at >= :since))
+    ) AS m
+    """
+).columns(MESSAGES.c.customer_id, MESSAGES.c.sent_at, MESSAGES.c.updated_at).bindparams(
+    bindparam("since", type_=MESSAGES.c.sent_at.type)
+)
+
+
+def recent_marketing_sends(
+    conn: Connection, customer_ids: Collection[int], channels: Collection[str], since: datetime
+) -> dict[int, list[datetime]]:
+    """When each customer's marketing messages on ``channels`` since ``since`` were sent (or handed over, for rows
+    still ``sending``), in one query: what the frequency cap counts. PostgreSQL looks each customer up on its own
+    (``LATERAL``), for the reason :func:`existing_rows` gives: right after a big run, stale planner statistics
+    otherwise scan every row sent so far for every batch (20,000 capped messages: 7.9 s → 4.2 s)."""
+    if not customer_ids or not channels:
+        return {}
+    ids, names = sorted(set(customer_ids)), sorted(set(channels))
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_PG_RECENT_SENDS, {"customer_ids": ids, "channels": names, "since": since})
+    else:
+        rows = conn.execute(
+            select(MESSAGES.c.customer_id, MESSAGES.c.sent_at, MESSAGES.c.updated_at).where(
+                MESSAGES.c.customer_id.in_(ids),
+                MESSAGES.c.channel.in_(names),
+                MESSAGES.c.marketing == true(),
+                or_(
+                    and_(MESSAGES.c.state == "sent", MESSAGES.c.sent_at >= since),
+                    and_(MESSAGES.c.state == "sending", MESSAGES.c.updated_at >= since),
+                ),
+            )
+        )
+    sends: dict[int, list[datetime]] = {}
+    for customer_id, sent_at, updated_at in rows:
+        sends.setdefault(customer_id, []).append(sent_at or updated_at)
+    return sends
+
+
+def retake_for_sending(conn: Connection, ids: Sequence[int], max_attempts: int, now: datetime) -> set[int]:
+    """Our retryable failures with attempts left go straight back to ``sending`` for an in-run retry (one
+    statement: a run that took them meanwhile keeps them); the ids we got."""
+    if not ids:
+        return set()
+    statement = (
+        update(MESSAGES)
+        .where(
+            MESSAGES.c.id.in_(list(ids)), MESSAGES.c.state == "failed", MESSAGES.c.reason == "retryable",
+            MESSAGES.c.attempts < max_attempts,
+        )  # fmt: skip
+        .values(state="sending", reason=None, updated_at=now)
+        .returning(MESSAGES.c.id)
+    )
+    return set(conn.execute(statement).scalars())
 
 
 def mark_sending(conn: Connection, ids: Sequence[int], now: datetime) -> set[int]:
@@ -266,7 +369,7 @@ def outcome(
         "new_provider_id": provider_id,
         "new_error": error,
         "new_sent_at": sent_at,
-        "new_keep": reason == "retryable",
+        "new_keep": reason in RETRYABLE_REASONS,
     }
 
 

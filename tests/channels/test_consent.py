@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from channels.consent import CONSENTS, consent_states, latest_state, record_unsubscribe, suppression_reason
+from channels.consent import (
+    CONSENTS,
+    consent_states,
+    consent_states_on,
+    latest_state,
+    record_unsubscribe,
+    suppression_reason,
+    topic_channel,
+)
 from tests.channels.conftest import add_customers, grant
 
 T = datetime(2026, 6, 1, tzinfo=UTC)
@@ -77,3 +85,25 @@ def test_erasure_is_a_denial_from_its_own_source(engine: Engine) -> None:
         assert consent_states(conn, [1], "ads") == {1: "denied"}
         sources = {row.source for row in conn.execute(select(CONSENTS.c.source))}
     assert sources == {"shopify", "erasure"}
+
+
+def test_topic_statements_live_on_their_own_consent_channel(engine: Engine) -> None:
+    add_customers(engine, [1, 2, 3])
+    with engine.begin() as conn:
+        grant(conn, [1, 2], "denied", topic_channel("email", "weekly-picks"), source="preference_centre")
+        grant(conn, [3], "denied", "marketing", source="crm")
+        states = consent_states_on(conn, [1, 2, 3], ["email", "marketing", "email:weekly-picks"])
+        assert consent_states_on(conn, [], ["email"]) == {} and consent_states_on(conn, [1], []) == {}
+    assert states == {
+        (1, "email"): "granted", (2, "email"): "granted", (3, "email"): "granted",
+        (1, "email:weekly-picks"): "denied", (2, "email:weekly-picks"): "denied", (3, "marketing"): "denied",
+    }  # fmt: skip
+
+
+def test_an_opt_out_of_all_wins_over_the_topic_and_the_topic_over_marketing_status() -> None:
+    assert suppression_reason("granted", None, "denied") == "opted_out_topic"
+    assert suppression_reason("denied", None, "granted") == "opted_out"
+    assert suppression_reason("granted", "denied", "denied") == "opted_out_topic"
+    assert suppression_reason("granted", "granted", "granted") is None
+    assert suppression_reason("granted", None, None) is None  # no topic statement: the channel's consent decides
+    assert suppression_reason(None, None, "granted") == "no_consent"  # a topic grant is no consent to the channel

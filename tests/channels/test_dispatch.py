@@ -309,6 +309,7 @@ def test_report_rows_spell_out_reasons(engine: Engine) -> None:
             "failed_by": "permanent=1",
             "already_done": 0,
             "unfinished": 0,
+            "deferred": 0,
         }
     ]
     assert "| email | 3 | 1 |" in report.to_markdown()
