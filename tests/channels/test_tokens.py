@@ -1,4 +1,4 @@
-"""Unsubscribe tokens: opaque, deterministic, unforgeable, and the links in old emails keep working."""
+"""Link tokens: opaque, deterministic, unforgeable, one purpose each, and the links in old emails keep working."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
-from channels.tokens import DEFAULT_SALT, InvalidTokenError, UnsubscribeClaim, UnsubscribeSigner
+from channels.tokens import (
+    DEFAULT_SALT,
+    MAX_CLICK_URL_CHARS,
+    ClickClaim,
+    InvalidTokenError,
+    UnsubscribeClaim,
+    UnsubscribeSigner,
+)
 
 SECRET = "a-long-random-secret"
 SIGNER = UnsubscribeSigner(SECRET)
@@ -132,3 +139,89 @@ def test_garbage_is_rejected(garbage: str) -> None:
 def test_signer_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="OMNICAST_SECRET_KEY"):
         UnsubscribeSigner("")
+
+
+# --- purposes and click tokens ----------------------------------------------------------------------------------
+
+CLICK = ClickClaim(
+    customer_id=302,
+    occurrence_key="weekly-picks:2026-W48",
+    channel="email",
+    campaign="weekly-picks",
+    variant="B",
+    url="https://beanandleaf.example/products/yirgacheffe-0?utm_source=email&utm_medium=crm#notes",
+)
+
+
+def test_click_token_round_trips_everything_it_holds() -> None:
+    assert SIGNER.verify_click(SIGNER.sign_click(CLICK)) == CLICK
+    no_variant = ClickClaim(7, "birthday:2026:7", "email", "birthday", None, "http://x.example/")
+    assert SIGNER.verify_click(SIGNER.sign_click(no_variant)) == no_variant
+    empty_variant = ClickClaim(7, "birthday:2026:7", "email", "birthday", "", "http://x.example/")
+    assert SIGNER.verify_click(SIGNER.sign_click(empty_variant)) == empty_variant  # "" and None stay apart
+
+
+@given(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(min_size=1, max_size=60),
+    st.text(min_size=1, max_size=10),
+    st.text(max_size=30),
+    st.none() | st.text(max_size=10),
+    st.text(min_size=1, max_size=300),
+)
+def test_any_click_round_trips(
+    customer_id: int, occurrence: str, channel: str, campaign: str, variant: str | None, url: str
+) -> None:
+    claim = ClickClaim(customer_id, occurrence, channel, campaign, variant, url)
+    assert SIGNER.verify_click(SIGNER.sign_click(claim)) == claim
+
+
+def test_click_tokens_are_deterministic_and_opaque() -> None:
+    """A retried message is byte-identical, links included; the token shows neither the URL nor the customer."""
+    token = SIGNER.sign_click(CLICK)
+    assert token == SIGNER.sign_click(CLICK) == UnsubscribeSigner(SECRET).sign_click(CLICK)
+    raw = raw_bytes(token)
+    assert raw[0] == 2
+    for clear in (b"beanandleaf", b"weekly", b"email", b"302"):
+        assert clear not in raw
+    assert "beanandleaf" not in token
+    other = ClickClaim(303, CLICK.occurrence_key, CLICK.channel, CLICK.campaign, CLICK.variant, CLICK.url)
+    assert SIGNER.sign_click(other) != token
+
+
+def test_a_token_only_works_for_its_purpose() -> None:
+    """A click token is no unsubscribe token and the other way round, even with its purpose byte rewritten."""
+    unsubscribe, click = SIGNER.sign(302, "email"), SIGNER.sign_click(CLICK)
+    with pytest.raises(InvalidTokenError):
+        SIGNER.verify(click)
+    with pytest.raises(InvalidTokenError):
+        SIGNER.verify_click(unsubscribe)
+    for token, verify, purpose in ((click, SIGNER.verify, 1), (unsubscribe, SIGNER.verify_click, 2)):
+        relabelled = bytes([purpose]) + raw_bytes(token)[1:]
+        with pytest.raises(InvalidTokenError):
+            verify(base64.urlsafe_b64encode(relabelled).rstrip(b"=").decode())
+
+
+def test_click_token_with_another_key_altered_or_truncated_is_rejected() -> None:
+    token = SIGNER.sign_click(CLICK)
+    with pytest.raises(InvalidTokenError):
+        UnsubscribeSigner("another-secret").verify_click(token)
+    raw = raw_bytes(token)
+    for index in range(0, len(raw), 7):
+        flipped = bytearray(raw)
+        flipped[index] ^= 0x10
+        with pytest.raises(InvalidTokenError):
+            SIGNER.verify_click(base64.urlsafe_b64encode(bytes(flipped)).rstrip(b"=").decode())
+    for forged in (token[:-1], token[:-4], token + "AAAA", "x" * 5000, "", "a.b"):
+        with pytest.raises(InvalidTokenError):
+            SIGNER.verify_click(forged)
+
+
+def test_click_token_limits() -> None:
+    long_url = ClickClaim(1, "o", "email", "c", None, "https://x.example/" + "a" * MAX_CLICK_URL_CHARS)
+    with pytest.raises(ValueError, match="target URL"):
+        SIGNER.sign_click(long_url)
+    longest = ClickClaim(1, "o", "email", "c", None, ("https://x.example/" + "a" * 3000)[:MAX_CLICK_URL_CHARS])
+    assert SIGNER.verify_click(SIGNER.sign_click(longest)) == longest
+    with pytest.raises(ValueError):
+        SIGNER.sign_click(ClickClaim(1, "", "email", "c", None, "https://x.example/"))
