@@ -13,18 +13,22 @@ import csv
 import email
 import email.policy
 from collections import Counter
+from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from channels.email import HEADERS
+from channels.outbox import ledger_hash
 from models.db import make_engine
-from models.schema import Message
+from models.schema import Customer, Message
 from tests.peers.smtp_server import SmtpPeer
 
 CUSTOMERS = 300
@@ -58,6 +62,7 @@ def _dkim_key(folder: Path) -> tuple[Path, bytes]:
 
 @pytest.fixture(scope="module")
 def smtp_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from flows.campaign import campaign_flow
     from flows.daily import daily_flow
     from flows.demo import prepare_demo
 
@@ -76,11 +81,40 @@ def smtp_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         after_first = list(peer.messages)
         second = daily_flow(as_of=manifest["as_of"])
         after_second = list(peer.messages)
+        unsubscribed = _one_click(after_first, environment["OMNICAST_DATABASE_URL"])
+        next_week = (date.fromisoformat(manifest["as_of"]) + timedelta(days=7)).isoformat()
+        later = campaign_flow(name="weekly-picks", as_of=next_week)
     engine = make_engine(environment["OMNICAST_DATABASE_URL"])
     with engine.connect() as conn:
         rows = list(conn.execute(select(Message).where(Message.channel == "email")).all())  # type: ignore[call-overload]
     return {"first": first, "second": second, "received": after_first, "later": after_second, "rows": rows,
-            "record": record}  # fmt: skip
+            "record": record, "unsubscribed": unsubscribed, "next_week": later, "engine": engine}  # fmt: skip
+
+
+def _one_click(received: list[Any], database_url: str) -> dict[str, Any]:
+    """What a mailbox provider does when the recipient of the first weekly-picks email clicks "Unsubscribe": POST
+    ``List-Unsubscribe=One-Click`` to the https URL of its ``List-Unsubscribe`` header, here through the real app
+    (``omnicast serve``'s) on loopback standing in for the public host."""
+    from flows.runtime import load_settings
+    from tests.web.conftest import live_server
+    from web.app import create_app
+
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        weekly = conn.execute(
+            select(Message.occurrence_key, Message.customer_id, Message.channel).where(
+                Message.campaign == "weekly-picks", Message.channel == "email", Message.state == "sent"
+            )
+        ).all()
+    hashes = {ledger_hash(tuple(row)) for row in weekly}  # type: ignore[arg-type]
+    picks = next(m for m in received if str(_parsed(m.data)["Message-ID"])[1:33] in hashes)
+    header = str(_parsed(picks.data)["List-Unsubscribe"])
+    url = header.split("<", 1)[1].split(">", 1)[0]
+    assert url.startswith("https://mail.beanandleaf.example/u/")
+    with live_server(create_app(load_settings(), engine)) as base:
+        answer = httpx.post(base + urlsplit(url).path, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
+    engine.dispose()
+    return {"status": answer.status_code, "location": answer.headers.get("location"), "email": picks.rcpt_tos[0]}
 
 
 def _parsed(raw: bytes) -> EmailMessage:
@@ -131,5 +165,26 @@ def test_hostile_names_arrive_escaped_never_evaluated_and_add_no_header(smtp_day
             seen_template += 1
             assert "<script>" not in html and "&lt;script&gt;" in html
         assert "Hi 49" not in text and "<script>alert" not in html
-        assert "evil.example" not in str(message["To"]) + str(message["Subject"])
+        head = received.data.partition(b"\r\n\r\n")[0].split(b"\r\n")
+        assert not any(line.lower().startswith(b"bcc") for line in head)  # a name stays text, never a header
+        assert "evil.example" not in str(message["To"])
     assert seen_template > 0, "no hostile name reached an email: the test lost its teeth"
+
+
+@pytest.mark.e2e
+def test_a_one_click_unsubscribe_through_the_app_keeps_the_next_campaign_away(smtp_day: Any) -> None:
+    """RFC 8058 end to end: the POST answers 200 without a redirect, and next week's picks skip that person."""
+    clicked = smtp_day["unsubscribed"]
+    assert clicked["status"] == 200 and clicked["location"] is None
+    with smtp_day["engine"].connect() as conn:
+        customer_id = conn.execute(select(Customer.id).where(Customer.email == clicked["email"])).scalar_one()
+        weeks = conn.execute(
+            select(Message.occurrence_key, Message.state, Message.reason)
+            .where(Message.customer_id == customer_id, Message.channel == "email", Message.campaign == "weekly-picks")
+            .order_by(Message.id)
+        ).all()
+    assert len(weeks) == 2, "the unsubscribed customer was not planned next week: the test lost its teeth"
+    assert (weeks[0].state, weeks[1].state, weeks[1].reason) == ("sent", "suppressed", "opted_out")
+    tally = smtp_day["next_week"].report.channels["email"]
+    # Everyone else is planned too; on the same real day, today's email already took each one's daily slot.
+    assert tally.planned == tally.accounted and tally.suppressed["frequency_cap"] > 0
