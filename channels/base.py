@@ -103,6 +103,10 @@ class Channel(ABC):
     batch_size: ClassVar[int] = 100
     knows_deliveries: ClassVar[bool] = False
     """True when ``already_delivered`` can tell what this channel holds (then whole batches are handed over)."""
+    hands_over_batches: ClassVar[bool] = False
+    """True for a channel that cannot tell what it delivered but whose provider takes a batch per call (an ESP's
+    batch API): whole batches are handed over, so a crash leaves at most one call's messages in doubt (never
+    resent), instead of one call per message."""
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> DeliveryResult:

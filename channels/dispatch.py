@@ -41,7 +41,8 @@ out at most once, across retries, reruns, crashes and parallel workers. A messag
   are recorded as sent, the others are delivered again. A channel that cannot tell gets one message at a time, so at
   most one message per worker can be in doubt; it ends ``failed``/``in_doubt``, never resent. **SMTP** has no
   idempotency key: for it (``knows_deliveries`` false) the window between "the server accepted" and "the ledger says
-  sent" is one message.
+  sent" is one message. A batch API without one (Postmark, ``hands_over_batches``) gets whole batches: its window is
+  one call (≤ 500 messages), all of them ``in_doubt`` after a crash, none resent.
 * **error-rate stop** (with rules) — per campaign, once it has ``error_min_handovers`` hand-overs in this run and more
   than ``error_threshold`` of them failed (after in-run retries), its remaining messages in this run are not handed
   over: ``failed``/``campaign_stopped`` (a later run takes them again once the problem is fixed), and
@@ -482,7 +483,8 @@ class _BatchRun:
     def _deliver(self, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]) -> None:
         """Mark ``sending`` (committed), hand over, record outcomes; one message at a time when the channel cannot
         tell afterwards what it delivered. Messages of a campaign stopped meanwhile are not handed over."""
-        groups = [list(messages)] if self.channel.knows_deliveries else [[m] for m in messages]
+        whole = self.channel.knows_deliveries or self.channel.hands_over_batches
+        groups = [list(messages)] if whole else [[m] for m in messages]
         for group in groups:
             group = self._leave_stopped_campaigns(group, claimed)
             if not group:

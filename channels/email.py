@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.policy import default as default_policy
 from email.utils import format_datetime, parseaddr
@@ -39,6 +39,7 @@ from channels.base import (
     PermanentChannelError,
 )
 from channels.headers import AddressError, Mailbox, address_header, mailbox, safe_url, unstructured_header
+from channels.links import click_url, own_links, track_links
 from channels.outbox import ledger_hash
 from channels.render import EmailRenderer, RenderedEmail, TemplateError, TemplateRenderError
 from channels.spec import ChannelResources
@@ -143,9 +144,12 @@ class EmailChannel(Channel):
         self.dkim = dkim
         self.clock = clock or (lambda: datetime.now(UTC))
         self._from, self._domain = _sender(sender)
+        self._own_links = own_links(self.public_url)
         # A transport that can say what it delivered (the outbox sees its files) lets dispatch hand over whole
         # batches and settle a crash exactly; one that cannot (plain SMTP) gets one message at a time.
         self.knows_deliveries = callable(getattr(transport, "already_delivered", None))  # type: ignore[misc]
+        # A batch API (Postmark) takes a batch per call: the in-doubt window after a crash is one call, not one message.
+        self.hands_over_batches = isinstance(transport, BatchEmailTransport)  # type: ignore[misc]
 
     def can_reach(self, message: OutboundMessage) -> str | None:
         """Email needs an address."""
@@ -192,6 +196,11 @@ class EmailChannel(Channel):
             raise PermanentChannelError("an email message needs a template name")
         token = self.signer.sign(message.customer_id, self.consent_channel)
         rendered = self._render(message, f"{self.public_url}/u/{token}")
+        html, text = track_links(
+            rendered.html, rendered.text,
+            lambda url: click_url(self.public_url, self.signer, message, url), skip=self._own_links,
+        )  # fmt: skip
+        rendered = replace(rendered, html=html, text=text)
         try:
             recipient = mailbox(message.recipient.email)
         except AddressError as exc:

@@ -26,6 +26,7 @@ from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
+from flows.cli_answers import register as register_answers  # noqa: E402
 from models.errors import ConfigurationError, InputError, OmnicastError  # noqa: E402
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
@@ -385,6 +386,9 @@ def channels_list(as_json: Annotated[bool, typer.Option("--json", help="Print as
     for row in rows:
         table.add_row(row["channel"], row["setting"], ", ".join(row["schemes"]), row["configured"])
     console.print(table)
+
+
+register_answers(app)  # `omnicast serve` and `omnicast forget` (flows/cli_answers.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
 from channels.dispatch import DispatchReport
+from channels.report import RETRYABLE_REASONS
 from flows.audiences import plan_audiences
 from flows.campaign import plan_campaigns
 from flows.deliver import Delivery, deliver
@@ -81,12 +82,16 @@ def final_state(day: DayReport) -> State:
 
 def undone_sentence(report: DispatchReport) -> str | None:
     """What a run left undone, in one sentence (``None`` when nothing): retried later, given up, still held."""
-    parts = []
+    parts = [
+        f"campaign {campaign} stopped ({why}); what it did not hand over is failed/campaign_stopped and the next run "
+        f"retries it; the ledger (messages, campaign '{campaign}') lists who got it and who did not, with the reason"
+        for campaign, why in sorted(report.stopped.items())
+    ]
     if report.total_retryable:
         parts.append(f"{report.total_retryable:,} failed and the next run retries them")
     given_up = Counter[str]()
     for tally in report.channels.values():
-        given_up.update({reason: n for reason, n in tally.failed.items() if reason != "retryable"})
+        given_up.update({reason: n for reason, n in tally.failed.items() if reason not in RETRYABLE_REASONS})
     if given_up:
         reasons = ", ".join(f"{n:,} {_GIVEN_UP.get(reason, reason)}" for reason, n in sorted(given_up.items()))
         parts.append(f"{given_up.total():,} will not be retried ({reasons}; see the ledger's error column)")

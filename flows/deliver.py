@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from channels.dispatch import DispatchReport, dispatch, finish_unfinished
+from channels.rules import DispatchRules
 from flows.runtime import Resources
 from models.message import OutboundMessage
 
@@ -60,17 +61,21 @@ def deliver(
     settings = resources.settings
     lease = timedelta(seconds=settings.claim_lease_seconds)
     channels = resources.open_channels()
-    leftovers = finish_unfinished(resources.engine, channels, lease=lease, campaigns=campaigns)
+    rules = DispatchRules.from_settings(settings)
+    leftovers = finish_unfinished(resources.engine, channels, lease=lease, campaigns=campaigns, rules=rules)
     if leftovers.total_planned:
         logger.info(
             "finished %d messages earlier runs left unfinished: %d sent, %d failed, %d still held elsewhere",
             leftovers.total_planned, leftovers.total_sent, leftovers.total_failed, leftovers.total_unfinished,
         )  # fmt: skip
-    planned = dispatch(resources.engine, messages, channels, lease=lease)
+    planned = dispatch(resources.engine, messages, channels, lease=lease, rules=rules)
     for row in planned.rows():
         logger.info(
-            "%s: planned %d, sent %d, suppressed %d (%s), failed %d (%s), already in ledger %d, unfinished %d",
+            "%s: planned %d, sent %d, suppressed %d (%s), failed %d (%s), deferred %d, already in ledger %d, "
+            "unfinished %d",
             row["channel"], row["planned"], row["sent"], row["suppressed"], row["suppressed_by"] or "-",
-            row["failed"], row["failed_by"] or "-", row["already_done"], row["unfinished"],
+            row["failed"], row["failed_by"] or "-", row["deferred"], row["already_done"], row["unfinished"],
         )  # fmt: skip
+    for campaign, why in planned.merge(leftovers).stopped.items():
+        logger.error("campaign %s stopped: %s", campaign, why)
     return Delivery(planned=planned, leftovers=leftovers)

@@ -34,6 +34,7 @@ def message_rows(report: DispatchReport) -> list[list[str]]:
             f"{row['sent']:,}",
             f"{row['suppressed']:,}",
             f"{row['failed']:,}",
+            f"{row['deferred']:,}",
             f"{row['already_done']:,}",
             f"{row['unfinished']:,}",
         ]
@@ -51,7 +52,7 @@ def reason_rows(report: DispatchReport) -> list[list[str]]:
 
 
 SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped", "cells set aside"]
-MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "already in ledger", "unfinished"]
+MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "deferred", "already in ledger", "unfinished"]
 REASON_HEADER = ["channel", "outcome", "reason", "messages"]
 
 
