@@ -5,7 +5,8 @@ Before stage locks, one of the two often crashed in sync (``UniqueViolation ix_p
 train, triggers, campaign and audience planning) take turns through advisory locks, and delivery runs in parallel
 behind the ledger. Checked on a fresh database, then again on the warm one a week later: both runs exit 0, the
 ledger holds no duplicate key and nothing ``pending``/``sending``, and what the two runs say they sent adds up to
-what the ledger and the outbox hold.
+what the ledger, the SMTP server (email, over SMTP to a real aiosmtpd on loopback) and the file sinks hold; the
+SMTP server got every message at most once.
 
 The test holds the sync lock itself until both runs wait for it, so they reach sync at the same moment every time
 (left alone, their syncs overlapped in only some pairs on a store this small). Both subprocesses talk to the
@@ -15,12 +16,14 @@ a server start per run.
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,6 +36,7 @@ from sqlalchemy.engine import Engine
 from models.db import make_engine
 from models.locks import stage_lock
 from tests.conftest import empty_postgres_database
+from tests.peers.smtp_server import SmtpPeer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("omnicast")
@@ -69,7 +73,15 @@ def fresh_postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, fresh_postgres_url: str, prefect_api: str) -> dict[str, str]:
+def smtp() -> Iterator[SmtpPeer]:
+    with SmtpPeer() as peer:
+        yield peer
+
+
+@pytest.fixture(scope="module")
+def store(
+    tmp_path_factory: pytest.TempPathFactory, fresh_postgres_url: str, prefect_api: str, smtp: SmtpPeer
+) -> dict[str, str]:
     """A small generated store and the environment both runs share (only the database differs from the demo's)."""
     from flows.demo import prepare_demo
 
@@ -79,6 +91,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, fresh_postgres_url: str, pre
         **{k: v for k, v in os.environ.items() if not k.startswith(("OMNICAST_", "PREFECT_"))},
         **demo_env,
         "OMNICAST_DATABASE_URL": fresh_postgres_url,
+        "OMNICAST_EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}",
+        "OMNICAST_EMAIL_DAILY_CAP": "0",  # the warm pair runs next week's day on today's real clock
+        "OMNICAST_EMAIL_WEEKLY_CAP": "0",
         "OMNICAST_AS_OF": manifest["as_of"],  # read by the test only
         "PREFECT_API_URL": prefect_api,
         "PREFECT_HOME": str(workdir / "prefect-home"),
@@ -134,9 +149,12 @@ def _ledger(engine: Engine) -> dict[str, int]:
     return {**{state: n for state, n in rows}, "duplicate keys": int(duplicates or 0)}
 
 
-def _outbox_messages(outbox: Path) -> int:
-    """Messages the embedded sinks hold: one .eml per email, one JSONL line per card, one CSV row per member."""
-    emails = len(list((outbox / "email").glob("*.eml")))
+def _delivered(outbox: Path, smtp: SmtpPeer) -> int:
+    """Messages the peers hold: one email received over SMTP per email (never one twice), one JSONL line per card,
+    one CSV row per audience member."""
+    ids = Counter(email.message_from_bytes(m.data)["Message-ID"] for m in smtp.messages)
+    assert max(ids.values(), default=1) == 1, "an email arrived twice"
+    emails = len(ids)
     cards = sum(len(p.read_text().splitlines()) for p in (outbox / "inapp").glob("*.jsonl"))
     members = sum(max(0, len(p.read_text().splitlines()) - 1) for p in (outbox / "audiences").glob("*.csv"))
     return emails + cards + members
@@ -144,7 +162,7 @@ def _outbox_messages(outbox: Path) -> int:
 
 @pytest.mark.parametrize("database", ["fresh", "warm"])
 def test_two_daily_runs_at_once_both_finish_and_send_each_message_once(
-    database: str, store: dict[str, str]
+    database: str, store: dict[str, str], smtp: SmtpPeer
 ) -> None:
     engine = make_engine(store["OMNICAST_DATABASE_URL"])
     outbox = Path(store["OMNICAST_OUTBOX_DIR"])
@@ -152,7 +170,7 @@ def test_two_daily_runs_at_once_both_finish_and_send_each_message_once(
     if database == "warm":
         day += timedelta(days=7)  # the next week on the database the fresh pair left: new broadcasts to deliver
     sent_before = _ledger(engine).get("sent", 0) if database == "warm" else 0
-    in_outbox_before = _outbox_messages(outbox) if outbox.exists() else 0
+    in_outbox_before = _delivered(outbox, smtp) if outbox.exists() else 0
 
     runs = _two_at_once(store, day, engine)
 
@@ -167,6 +185,6 @@ def test_two_daily_runs_at_once_both_finish_and_send_each_message_once(
     sent_now = ledger.get("sent", 0) - sent_before
     assert sent_now > 0, ledger  # the pair had real work to share
     assert sum(run.sent for run in runs) == sent_now, ([run.sent for run in runs], ledger)
-    assert _outbox_messages(outbox) - in_outbox_before == sent_now
+    assert _delivered(outbox, smtp) - in_outbox_before == sent_now
     print(f"\n{database} database: two daily runs at once in {runs[0].seconds:.1f}s; sent {[r.sent for r in runs]}; "
           f"waited for {[r.waited_for for r in runs]}; ledger {ledger}")  # fmt: skip
