@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def source_rows(report: SyncReport) -> list[list[str]]:
     return [
         [s.source, f"{s.rows_read:,}", f"{s.rows_loaded:,}", f"{s.rows_quarantined:,}", f"{s.duplicates_skipped:,}",
-         f"{s.fields_quarantined:,}"]
+         f"{s.forgotten_skipped:,}", f"{s.fields_quarantined:,}"]
         for s in report.sources
     ]  # fmt: skip
 
@@ -51,7 +51,7 @@ def reason_rows(report: DispatchReport) -> list[list[str]]:
     return rows
 
 
-SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped", "cells set aside"]
+SOURCE_HEADER = ["source", "rows read", "loaded", "quarantined", "duplicates skipped", "forgotten", "cells set aside"]
 MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "deferred", "already in ledger", "unfinished"]
 REASON_HEADER = ["channel", "outcome", "reason", "messages"]
 

@@ -38,6 +38,7 @@ def run_sync(resources: Resources) -> SyncReport:
                 "loaded": s.rows_loaded,
                 "quarantined": s.rows_quarantined,
                 "duplicates": s.duplicates_skipped,
+                "forgotten": s.forgotten_skipped,
                 "cells set aside": s.fields_quarantined,
             }
             for s in report.sources

@@ -9,8 +9,8 @@ one transaction:
 * the profile's personal columns are blanked (email, phone, names, address, birthday, tier, time zone) and
   ``erased_at`` is set; the row itself stays, so orders, events and the ledger keep pointing at a nobody;
 * their source records (``identities``) are deleted, the email of their orders (and of any order placed with the
-  address) is blanked, their devices' analytics events lose the device id, their trigger occurrences are deleted (a birthday's
-  due date is the birthday), quarantined input rows holding the address or phone are deleted;
+  address) is blanked, their devices' analytics events lose the device id, their trigger occurrences are deleted
+  (a birthday's due date is the birthday), quarantined input rows holding the address or phone are deleted;
 * the ledger keeps its rows (state, reason, ids: what was sent when) but loses every planned payload; messages not
   yet handed over are recorded as ``suppressed: erased`` so no run tries to finish them.
 

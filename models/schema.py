@@ -274,6 +274,11 @@ class SourceLoad(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="cells set aside in rows that were still loaded (a bad birthday in a contact's row, ...)",
     )
+    forgotten_skipped: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="rows of people erased by `omnicast forget`, left out (never loaded, never quarantined)",
+    )
     loaded_at: datetime = Field(default_factory=utcnow)
 
 

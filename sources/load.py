@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from models.identity import (
     stored_identities,
 )
 from models.schema import Consent, Event, Order, OrderLine, Product, QuarantineRow, SourceLoad, utcnow
+from models.suppression import suppressed
 from sources.analytics import HOW_TO_EXPORT as EXPORT_EVENTS
 from sources.analytics import events_per_line, read_events
 from sources.crm import CONSENT_COLUMNS, HUBSPOT, CrmMapping, read_contacts
@@ -231,6 +232,7 @@ def _read_all(
 
 def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: Callable[[str], None]) -> SyncReport:
     product_ids = _upsert_products(conn, read.products)
+    read = _without_forgotten(conn, read)
     stored = stored_identities(conn)
     read = _keep_stored_contacts(read, stored)
     resolution = resolve(_identity_records(read), stored)
@@ -257,6 +259,31 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
         order_lines=len(read.lines),
         events=event_count,
     )
+
+
+def _without_forgotten(conn: Connection, read: _Read) -> _Read:
+    """Leave out everyone `omnicast forget` erased: their customer and contact rows are skipped (counted, never
+    quarantined: that would keep their data), their orders load without the address (anonymous sales)."""
+    frames = [read.customers["email"], read.orders["email"]]
+    if read.contacts is not None:
+        frames.append(read.contacts["email"])
+    addresses = sorted({str(value) for frame in frames for value in frame.dropna().unique()})
+    if not addresses:
+        return read
+    listed = suppressed(conn, "email", dict(enumerate(addresses)))
+    forgotten = {addresses[i] for i, reason in listed.items() if reason == "erased"}
+    if not forgotten:
+        return read
+    customers = read.customers[~read.customers["email"].isin(forgotten)]
+    read.intakes["customers"].forgotten_skipped += len(read.customers) - len(customers)
+    contacts = read.contacts
+    if contacts is not None:
+        contacts = contacts[~contacts["email"].isin(forgotten)]
+        read.intakes["crm"].forgotten_skipped += len(read.contacts) - len(contacts)  # type: ignore[arg-type]
+    orders = read.orders.assign(email=read.orders["email"].where(~read.orders["email"].isin(forgotten), None))
+    log.info("left out %d customer and %d contact rows of people erased earlier", len(read.customers) - len(customers),
+             (len(read.contacts) - len(contacts)) if read.contacts is not None and contacts is not None else 0)
+    return replace(read, customers=customers, orders=orders, contacts=contacts)
 
 
 def _reconcile(read: _Read) -> list[SourceCount]:

@@ -69,9 +69,11 @@ class SourceFileError(InputError):
 
 @dataclass
 class SourceCount:
-    """Reconciliation of one source file in one run: read = loaded + quarantined + duplicates skipped.
+    """Reconciliation of one source file in one run: read = loaded + quarantined + duplicates skipped + forgotten.
 
     ``fields_quarantined`` counts cells set aside in rows that were loaded anyway; it is no part of the equation.
+    ``forgotten_skipped`` counts rows of people erased by `omnicast forget` (their address is on the suppression
+    list): never loaded again, never kept in quarantine.
     """
 
     source: str
@@ -81,11 +83,13 @@ class SourceCount:
     rows_quarantined: int
     duplicates_skipped: int
     fields_quarantined: int = 0
+    forgotten_skipped: int = 0
 
     @property
     def reconciles(self) -> bool:
         """True when every row read is accounted for."""
-        return self.rows_read == self.rows_loaded + self.rows_quarantined + self.duplicates_skipped
+        accounted = self.rows_loaded + self.rows_quarantined + self.duplicates_skipped + self.forgotten_skipped
+        return self.rows_read == accounted
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Intake:
     columns: list[str] = field(default_factory=list)
     rows_read: int = 0
     duplicates_skipped: int = 0
+    forgotten_skipped: int = 0
     rejected: list[pd.DataFrame] = field(default_factory=list)
     set_aside_cells: list[pd.DataFrame] = field(default_factory=list)
     denials: list[pd.DataFrame] = field(default_factory=list)
@@ -203,6 +208,7 @@ class Intake:
             self.rows_quarantined,
             self.duplicates_skipped,
             self.fields_quarantined,
+            self.forgotten_skipped,
         )
         if not result.reconciles:
             raise RuntimeError(

@@ -10,7 +10,8 @@ Create Date: 2026-12-03 14:30:00
 * ``messages.not_before``: quiet hours defer a message instead of dropping it; ``messages.marketing``: counts
   against the frequency cap.
 * ``install_secrets``: the suppression list's hash salt, made once per database.
-* ``customers.erased_at``: `omnicast forget` blanks the profile and dates it.
+* ``customers.erased_at``: `omnicast forget` blanks the profile and dates it; ``source_loads.forgotten_skipped``:
+  rows of erased people a sync left out.
 """
 from __future__ import annotations
 
@@ -78,9 +79,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('marketing', sa.Boolean(), server_default=sa.true(), nullable=False))
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('erased_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+    with op.batch_alter_table('source_loads', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('forgotten_skipped', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('source_loads', schema=None) as batch_op:
+        batch_op.drop_column('forgotten_skipped')
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_column('erased_at')
     with op.batch_alter_table('messages', schema=None) as batch_op:

@@ -447,3 +447,31 @@ def test_generated_opt_outs_with_a_bad_cell_are_in_force(sqlite_engine: Engine, 
     with sqlite_engine.connect() as conn:
         states = consent_states(conn, people, "email")
     assert states == {person: "denied" for person in people}
+
+
+# --- erasure ------------------------------------------------------------------------------------------
+
+
+def test_a_forgotten_person_is_not_brought_back_by_the_next_import(engine: Engine) -> None:
+    """`omnicast forget` keeps a salted hash of the address; the next sync of files that still hold the person
+    skips their rows (counted as forgotten, never quarantined) and loads their orders without the address."""
+    from models.erasure import forget
+    from models.schema import Customer
+
+    sync(engine)
+    forget(engine, "Jane.Doe@example.com", now=T2)
+    report = sync(engine, run_id="run-2", now=T3)
+
+    assert report.reconciles
+    shopify = next(c for c in report.sources if c.source == "customers")
+    lines = (DATA / "store" / "customers_export.csv").read_text().lower().splitlines()
+    assert shopify.forgotten_skipped == sum("jane.doe@example.com" in line for line in lines) >= 1
+    assert shopify.rows_quarantined == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(Customer.email == "jane.doe@example.com")).scalar_one() == 0
+        rows = conn.execute(select(Order.external_id, Order.customer_id, Order.email))
+        orders = {row.external_id: row for row in rows}
+        quarantined = conn.execute(text("SELECT raw FROM quarantine")).scalars().all()
+    for name in ("#1001", "#1004"):  # her orders stay, without her address and without an owner
+        assert orders[name].email is None and orders[name].customer_id is None
+    assert not any("jane.doe" in raw.lower() for raw in quarantined)
