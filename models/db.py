@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,14 +62,25 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def check_connection(engine: Engine) -> None:
-    """Open the database once and read its catalogue, so an unusable URL fails before any work with one line."""
+def check_connection(engine: Engine, busy_seconds: float = 60.0) -> None:
+    """Open the database once and read its catalogue, so an unusable URL fails before any work with one line.
+
+    SQLite answers "database is locked" at once, without waiting, when a new connection switches a fresh file to WAL
+    while another process is migrating it: that is waited out (up to ``busy_seconds``), not reported."""
     probe = "SELECT count(*) FROM sqlite_master" if engine.dialect.name == "sqlite" else "SELECT 1"
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(probe))
-    except DBAPIError as exc:
-        raise DatabaseError(_connection_problem(engine, exc)) from exc
+    deadline = time.monotonic() + busy_seconds
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(probe))
+            return
+        except DBAPIError as exc:
+            busy = engine.dialect.name == "sqlite" and "database is locked" in str(exc.orig)
+            if busy and time.monotonic() < deadline:
+                engine.dispose()
+                time.sleep(0.1)
+                continue
+            raise DatabaseError(_connection_problem(engine, exc)) from exc
 
 
 def _connection_problem(engine: Engine, exc: DBAPIError) -> str:

@@ -7,11 +7,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_mock_engine, text
 
-from models.db import DatabaseError, dialect_insert, make_engine, prepare, redact_url
+from models.db import DatabaseError, check_connection, dialect_insert, make_engine, prepare, redact_url
 from models.schema import Message
 from tests.conftest import empty_postgres_database
 
@@ -110,3 +111,30 @@ def _fresh_database(dialect: str, tmp_path: Path) -> Iterator[str]:
     with empty_postgres_database("omnicast_fresh") as url:
         yield url
 
+
+
+def test_a_sqlite_file_another_process_is_migrating_is_waited_for_not_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switching a fresh file to WAL while another process migrates it can fail at once with "database is locked"
+    (SQLite's busy handler does not run there; seen when two runs start on a fresh file on a loaded machine). The
+    check waits that out instead of calling the database unusable. The race is not reproducible on demand, so the
+    first two connections fail as SQLite failed them."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}")
+    real_connect = engine.connect
+    failures = iter([True, True])
+
+    def connect() -> Any:
+        if next(failures, False):
+            raise OperationalError("PRAGMA journal_mode=WAL", {}, sqlite3.OperationalError("database is locked"))
+        return real_connect()
+
+    monkeypatch.setattr(engine, "connect", connect)
+    check_connection(engine, busy_seconds=20)
+    failures = iter([True] * 1000)
+    with pytest.raises(DatabaseError, match="database is locked"):
+        check_connection(engine, busy_seconds=0.3)
