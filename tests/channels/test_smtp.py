@@ -4,6 +4,7 @@ contract (retry / permanent + suppress / in doubt) and URL parsing."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -233,10 +234,25 @@ def test_starttls_required_but_not_offered_stops_the_run(peer: SmtpPeer) -> None
 
 def test_untrusted_certificate_stops_the_run(certificate: Certificate) -> None:
     with SmtpPeer(tls=certificate, starttls=True) as peer:
-        smtp = transport(peer)  # the system's CAs: a self-signed certificate is not trusted
+        # the system's CAs, as for any relay off this machine: a self-signed certificate is not trusted
+        smtp = transport(peer, ssl_context=ssl.create_default_context())
         with pytest.raises(ChannelConfigError, match="certificate"):
             smtp.deliver(raw(1), message(1))
         assert peer.messages == []
+
+
+def test_a_relay_on_loopback_with_a_self_signed_certificate_is_used_encrypted(certificate: Certificate) -> None:
+    """A local Postfix with its "snakeoil" certificate: the traffic never leaves the host, so it is not verified."""
+    with SmtpPeer(tls=certificate, starttls=True) as peer:
+        smtp = transport(peer)
+        smtp.deliver(raw(1), message(1))
+        smtp.close()
+        assert peer.messages[0].tls is True
+
+
+def test_a_relay_off_this_machine_is_verified_against_the_systems_cas() -> None:
+    context = SmtpTransport("smtp.example.com", 587)._tls()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
 def test_smtps_is_tls_from_the_first_byte(certificate: Certificate) -> None:
