@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py
 	$(BIN)/python bench/bench_recommender.py
 	$(BIN)/python bench/bench_dispatch.py
+	$(BIN)/python bench/bench_smtp.py
 
 clean:
 	rm -rf $(VENV) demo omnicast.db .pytest_cache
