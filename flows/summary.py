@@ -56,10 +56,11 @@ MESSAGE_HEADER = ["channel", "planned", "sent", "suppressed", "failed", "deferre
 REASON_HEADER = ["channel", "outcome", "reason", "messages"]
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def _table(title: str, header: list[str], rows: list[list[str]], *, numbers: bool = True) -> Table:
+    """A table whose first column (all columns unless ``numbers``) is left-aligned and the others right-aligned."""
     table = Table(title=title, title_justify="left", show_lines=False)
     for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
+        table.add_column(column, justify="right" if numbers and i > 0 else "left")
     for row in rows:
         table.add_row(*row)
     return table
@@ -142,7 +143,7 @@ def print_day_summary(console: Console, day: DayReport, settings: Any) -> None:
     if leftovers:
         console.print(leftovers)
     console.print(f"[bold]{sent_sentence(day.dispatch)}[/]")
-    console.print(_table("Delivered to", ["channel", "where", "files"], destination_rows(settings)))
+    console.print(_table("Delivered to", ["channel", "where", "files"], destination_rows(settings), numbers=False))
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
