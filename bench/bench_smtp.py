@@ -31,12 +31,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_dispatch import messages as planned_messages  # noqa: E402  (bench/ is on sys.path: run as a script)
+
 from channels.email import EmailChannel, email_channel  # noqa: E402
 from channels.headers import mailbox  # noqa: E402
 from channels.smtp import SmtpTransport  # noqa: E402
 from channels.spec import ChannelResources  # noqa: E402
 from flows.settings import Settings  # noqa: E402
-from models.message import OutboundMessage, Recipient  # noqa: E402
+from models.message import OutboundMessage  # noqa: E402
 
 TARGET = 0.80
 
@@ -71,32 +73,11 @@ def serve() -> None:
 
 
 def build_messages(count: int) -> list[tuple[bytes, OutboundMessage]]:
+    """The dispatch benchmark's weekly-picks messages (4 products each), built once by the email channel."""
     settings = Settings(secret_key="bench-secret")
     channel = email_channel(_NullTransport(), ChannelResources(settings))
     assert isinstance(channel, EmailChannel)
-    context = {
-        "store": {"name": "Bean & Leaf Coffee", "url": "https://beanandleaf.example", "address": "500 Roastery Lane"},
-        "products": [
-            {"sku": f"BL-{i:03d}", "title": f"Ethiopia Yirgacheffe Lot {i}", "price": 18.5 + i,
-             "url": f"https://beanandleaf.example/products/yirgacheffe-{i}?utm_source=email",
-             "image_url": f"https://cdn.beanandleaf.example/p/{i}.jpg", "explanation": "Because you bought Kenya AA"}
-            for i in range(4)
-        ],
-        "trigger": {"kind": "broadcast"},
-    }  # fmt: skip
-    built = []
-    for i in range(1, count + 1):
-        message = OutboundMessage(
-            occurrence_key="weekly-picks:2026-W48",
-            channel="email",
-            recipient=Recipient(customer_id=i, email=f"c{i}@example.com", first_name="Ann"),
-            campaign="weekly-picks",
-            template="weekly_picks",
-            variant="A",
-            context={**context, "customer": {"first_name": "Ann"}},
-        )
-        built.append((channel.build(message), message))
-    return built
+    return [(channel.build(message), message) for message in planned_messages(count)]
 
 
 class _NullTransport:

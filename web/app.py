@@ -35,8 +35,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from channels.email import signing_key
 from channels.tokens import ClickClaim, InvalidTokenError, TokenSigner, UnsubscribeClaim
-from flows.settings import SettingError, Settings
+from flows.settings import Settings
 from web.clicks import record_click, with_utm
 from web.forms import MAX_FORM_BYTES, BodyError, parse_form, read_body
 from web.pages import SECURITY_HEADERS, render
@@ -58,7 +59,8 @@ Clock = Callable[[], datetime]
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> FastAPI:
-    """The app for ``settings`` on a migrated ``engine``; ``SettingError`` when ``OMNICAST_SECRET_KEY`` is unset."""
+    """The app for ``settings`` on a migrated ``engine``; ``ChannelConfigError`` (a configuration error) when
+    ``OMNICAST_SECRET_KEY`` is unset: it must be the key the emails' links were signed with."""
     answers = _Answers(settings, engine, TokenSigner(signing_key(settings)), clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="omnicast", docs_url=None, redoc_url=None, openapi_url=None)
     router = answers.router()
@@ -68,17 +70,6 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
         app.include_router(router, prefix=prefix)
     app.add_middleware(_Guard)
     return app
-
-
-def signing_key(settings: Settings) -> str:
-    """``OMNICAST_SECRET_KEY``, which signs every link the app reads; ``SettingError`` saying how to set it."""
-    secret = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
-    if not secret:
-        raise SettingError(
-            "OMNICAST_SECRET_KEY is not set: `omnicast serve` needs the key the emails' unsubscribe and tracked "
-            "links were signed with (the one `omnicast daily` uses)"
-        )
-    return secret
 
 
 class _Answers:

@@ -440,9 +440,9 @@ def test_logs_hold_no_tokens_and_errors_no_details(
 
 
 def test_the_app_needs_the_secret_key(sqlite_engine: Engine) -> None:
-    from flows.settings import SettingError
+    from models.errors import ConfigurationError
 
-    with pytest.raises(SettingError, match="OMNICAST_SECRET_KEY"):
+    with pytest.raises(ConfigurationError, match="OMNICAST_SECRET_KEY"):
         create_app(make_settings(secret_key=None), sqlite_engine)
 
 
