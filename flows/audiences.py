@@ -8,18 +8,23 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.deliver import Planned, deliver
-from flows.planning import DEFAULT_AUDIENCES, plan_audience
 from flows.runtime import Resources, check_platform, locked, run_date, run_resources
 from models.message import OutboundMessage
+from models.planning import plan_audience
 
-AUDIENCE_CAMPAIGNS = [f"audience:{spec.name}" for spec in DEFAULT_AUDIENCES]
-"""The ledger's campaign names of audience syncs (their leftovers are finished by audience runs only)."""
+AUDIENCE_PREFIX = "audience:"
+"""The ledger's campaign names of audience syncs start with it (their leftovers are finished by audience runs)."""
 
 
 @task(name="plan-audiences", cache_policy=NO_CACHE)
 def plan_audiences(resources: Resources, today: date, platform: str | None) -> list[OutboundMessage]:
+    catalog = resources.campaigns()
     with locked(resources.engine, resources.settings, "audiences"):
-        messages = [m for spec in DEFAULT_AUDIENCES for m in plan_audience(resources.engine, spec, today)]
+        messages = [
+            message
+            for name, audience in catalog.audiences.items()
+            for message in plan_audience(resources.engine, name, audience, catalog.segments, today)
+        ]
     return [m for m in messages if platform is None or m.channel == platform]
 
 
@@ -29,7 +34,8 @@ def audiences_flow(platform: str | None = None, as_of: str | None = None) -> Pla
     check_platform(platform)
     with run_resources(channels=True) as resources:
         messages = plan_audiences(resources, run_date(resources.settings, as_of), platform)
-        return Planned(messages, deliver(resources, messages, campaigns=AUDIENCE_CAMPAIGNS))
+        audiences = [f"{AUDIENCE_PREFIX}{name}" for name in resources.campaigns().audiences]
+        return Planned(messages, deliver(resources, messages, campaigns=audiences))
 
 
-__all__ = ["AUDIENCE_CAMPAIGNS", "audiences_flow", "plan_audiences"]
+__all__ = ["AUDIENCE_PREFIX", "audiences_flow", "plan_audiences"]

@@ -27,6 +27,7 @@ from rich.text import Text  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from flows.cli_answers import register as register_answers  # noqa: E402
+from flows.cli_campaigns import register as register_campaigns  # noqa: E402
 from models.errors import ConfigurationError, InputError, OmnicastError  # noqa: E402
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
@@ -330,9 +331,10 @@ def campaign_run(
     as_of: AsOf = None,
 ) -> None:
     """Plan and deliver one campaign."""
-    from flows.planning import campaign_by_name
+    from flows.runtime import load_settings
+    from models.campaigns import load_catalog
 
-    campaign_by_name(name)
+    load_catalog(load_settings().campaigns_dir).campaign(name)
     day = _day(as_of)
     preflight(channels=True)
     from flows.campaign import campaign_flow
@@ -389,6 +391,7 @@ def channels_list(as_json: Annotated[bool, typer.Option("--json", help="Print as
 
 
 register_answers(app)  # `omnicast serve` and `omnicast forget` (flows/cli_answers.py)
+register_campaigns(app)  # `omnicast campaigns list|validate|show` (flows/cli_campaigns.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

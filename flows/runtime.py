@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from flows.settings import SettingError, Settings, load_settings
+from models.campaigns import Catalog, load_catalog
 from models.db import prepare
 from models.errors import InputError, OmnicastError
 from models.locks import stage_lock
@@ -144,6 +145,13 @@ class Resources:
     settings: Settings
     engine: Engine
     channels: dict[str, Channel] | None = None
+    catalog: Catalog | None = None
+
+    def campaigns(self) -> Catalog:
+        """The run's campaigns and segments (``OMNICAST_CAMPAIGNS_DIR`` or the shipped ones), read once."""
+        if self.catalog is None:
+            self.catalog = load_catalog(self.settings.campaigns_dir)
+        return self.catalog
 
     def open_channels(self) -> dict[str, Channel]:
         """The run's channels, opened on first use and kept open (one SMTP pool, one HTTP client per run)."""

@@ -119,8 +119,11 @@ class BaseOmnicastSettings(BaseSettings):
         "another omnicast run holding the same stage on the same database before giving up; 0 = do not wait.",
     )
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
+    campaigns_dir: Path | None = Field(
+        None, description="Folder of campaign YAML files and segments.yaml (default: the shipped campaigns/)."
+    )
 
-    @field_validator("store_path", "crm_path", "analytics_path", "dkim_key_file", mode="before")
+    @field_validator("store_path", "crm_path", "analytics_path", "dkim_key_file", "campaigns_dir", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         """``OMNICAST_CRM_PATH=`` means "no CRM file", not the current folder."""

@@ -9,7 +9,7 @@ Conventions (docs/notes of issue 6, ``channels.consent``):
 * re-subscribing is a ``granted`` statement on the channel, source ``preference_centre``, dated after every earlier
   statement on that channel, so it wins over the opt-out (the newest statement wins; a later one-click wins again).
 
-Topics are the campaigns that send on the channel: the built-in ones first (``flows.planning.DEFAULT_CAMPAIGNS``),
+Topics are the campaigns that send on the channel: the shipped ones first (``campaigns/*.yaml``),
 then any other active campaign of the ``campaigns`` table, each with a human label.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from channels.consent import CONSENTS, DENIED, GRANTED, ConsentState, latest_state, record_unsubscribe
-from flows.planning import DEFAULT_CAMPAIGNS
+from models.campaigns import shipped_campaigns
 from models.db import dialect_insert
 from models.schema import Campaign, Customer
 
@@ -75,7 +75,7 @@ class Preferences:
 
 def topics(conn: Connection, channel: str) -> list[Topic]:
     """The topics of ``channel``: built-in campaigns that use it, then the stored active campaigns that do."""
-    names = [spec.name for spec in DEFAULT_CAMPAIGNS if channel in spec.channels]
+    names = [spec.name for spec in shipped_campaigns() if channel in spec.channels]
     stored = conn.execute(
         select(CAMPAIGNS.c.name, CAMPAIGNS.c.channels).where(CAMPAIGNS.c.active).order_by(CAMPAIGNS.c.name)
     )

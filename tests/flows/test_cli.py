@@ -107,7 +107,8 @@ def test_an_unknown_campaign_is_refused_before_any_work(monkeypatch: pytest.Monk
     monkeypatch.setenv("OMNICAST_DATABASE_URL", "sqlite:////no/such/folder/omnicast.db")  # never reached
     result = runner.invoke(app, ["campaign", "run", "black-friday"])
     assert result.exit_code == 2
-    assert _last_line(result.stderr).startswith("error: no campaign named 'black-friday'; known campaigns:")
+    assert _last_line(result.stderr).startswith("error: no campaign named 'black-friday' in ")
+    assert "known campaigns: abandoned-cart, birthday" in result.stderr
 
 
 def test_a_bug_is_not_disguised_as_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,20 +11,23 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from flows.planning import (
-    DEFAULT_AUDIENCES,
-    HOLDOUT,
-    StoreInfo,
-    assign_variant,
-    campaign_by_name,
-    plan_audience,
-    plan_campaign,
-)
+from models.campaigns import HOLDOUT, Campaign, load_catalog
 from models.errors import InputError
+from models.planning import StoreInfo, assign_variant, plan_audience
+from models.planning import plan_campaign as plan_one
 from models.schema import Assignment, Recommendation, TriggerOccurrence
 from tests.models.builders import StoreBuilder, at
 
 TODAY = date(2026, 11, 27)
+CATALOG = load_catalog()
+
+
+def campaign_by_name(name: str) -> Campaign:
+    return CATALOG.campaign(name)
+
+
+def plan_campaign(engine: Engine, spec: Campaign, today: date, store: StoreInfo) -> list:  # type: ignore[type-arg]
+    return plan_one(engine, spec, today, store, CATALOG.segments)
 STORE = StoreInfo(name="Bean & Leaf Coffee", url="https://beanandleaf.example", address="1 Roastery Lane")
 
 
@@ -143,8 +146,7 @@ def test_high_value_audience_is_the_top_tenth_by_net_spend(engine: Engine, store
     cancelled_big = store.customer()
     store.order(cancelled_big, at("2026-06-01"), [(product, 100)], cancelled_at=at("2026-06-02"))
 
-    spec = next(a for a in DEFAULT_AUDIENCES if a.name == "high-value")
-    messages = plan_audience(engine, spec, TODAY)
+    messages = plan_audience(engine, "high-value", CATALOG.audiences["high-value"], CATALOG.segments, TODAY)
 
     members = {m.customer_id for m in messages}
     assert members == set(spenders[-2:])
@@ -155,3 +157,20 @@ def test_high_value_audience_is_the_top_tenth_by_net_spend(engine: Engine, store
 def test_unknown_campaign_names_the_known_ones() -> None:
     with pytest.raises(InputError, match="weekly-picks"):
         campaign_by_name("black-friday")
+
+
+def test_variant_weights_split_the_contacted_customers_in_proportion() -> None:
+    arms = Counter(assign_variant("subject-test", cid, ("A", "B"), 10, (3, 1)) for cid in range(20_000))
+    contacted = arms["A"] + arms["B"]
+    assert abs(arms[HOLDOUT] / 20_000 - 0.10) < 0.01
+    assert abs(arms["A"] / contacted - 0.75) < 0.015
+
+
+def test_a_campaign_outside_its_dates_or_disabled_plans_nothing(engine: Engine, store: StoreBuilder) -> None:
+    product = store.product()
+    _recommend(engine, store.customer(), [product])
+    picks = campaign_by_name("weekly-picks")
+    ended = Campaign(picks.spec.model_copy(update={"end": date(2026, 11, 1)}), picks.file)
+    disabled = Campaign(picks.spec.model_copy(update={"enabled": False}), picks.file)
+    assert plan_campaign(engine, picks, TODAY, STORE) != []
+    assert plan_campaign(engine, ended, TODAY, STORE) == [] and plan_campaign(engine, disabled, TODAY, STORE) == []

@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from channels.recipients import load_recipients
+from models.campaigns import HOLDOUT, Campaign
 from models.db import session_scope
 from models.errors import InputError
 from models.message import OutboundMessage, Recipient
-from models.schema import (
-    Assignment,
-    Campaign,
-    Experiment,
-    Order,
-    Product,
-    Recommendation,
-    TriggerOccurrence,
-)
-
-HOLDOUT = "holdout"
+from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
+from models.schema import Campaign as CampaignRow
+from models.segments import AudienceDef, Segment
+from models.segments import members as segment_members
 
 
 @dataclass(frozen=True)
@@ -47,47 +40,6 @@ class StoreInfo:
         return {"name": self.name, "url": self.url, "address": self.address}
 
 
-@dataclass(frozen=True)
-class CampaignSpec:
-    """A campaign: who (everyone with picks, or one trigger kind), what (template), where (channels)."""
-
-    name: str
-    template: str
-    channels: tuple[str, ...]
-    trigger_kind: str | None = None
-    products: int = 4
-    holdout_percent: int = 10
-    variants: tuple[str, ...] = ("A",)
-    lookback_days: int = 7
-
-    @property
-    def kind(self) -> str:
-        return "triggered" if self.trigger_kind else "broadcast"
-
-
-@dataclass(frozen=True)
-class AudienceSpec:
-    """An ad audience kept in step on ad platforms: members are added once (the ledger key is per audience)."""
-
-    name: str
-    platforms: tuple[str, ...] = ("meta", "google")
-    description: str = ""
-
-
-DEFAULT_CAMPAIGNS: tuple[CampaignSpec, ...] = (
-    CampaignSpec("weekly-picks", "weekly_picks", ("email", "inapp"), products=4),
-    CampaignSpec("birthday", "birthday", ("email", "inapp"), trigger_kind="birthday", products=3),
-    CampaignSpec("replenishment", "replenishment", ("email", "inapp"), trigger_kind="replenishment", products=2),
-    CampaignSpec("winback", "winback", ("email",), trigger_kind="churn_risk", products=3),
-    CampaignSpec("abandoned-cart", "abandoned_cart", ("email", "inapp"), trigger_kind="abandoned_cart", products=2),
-)
-
-DEFAULT_AUDIENCES: tuple[AudienceSpec, ...] = (
-    AudienceSpec("churn-risk", description="customers with a current churn-risk trigger"),
-    AudienceSpec("high-value", description="top 10% of customers by net spend"),
-)
-
-
 @dataclass
 class Target:
     """One person a campaign reaches for one occurrence."""
@@ -97,34 +49,48 @@ class Target:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-def campaign_by_name(name: str, specs: Sequence[CampaignSpec] = DEFAULT_CAMPAIGNS) -> CampaignSpec:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    known = ", ".join(spec.name for spec in specs)
-    raise InputError(f"no campaign named {name!r}; known campaigns: {known}")
-
-
-def broadcast_occurrence(spec: CampaignSpec, today: date) -> str:
+def broadcast_occurrence(spec: Campaign, today: date) -> str:
     """Broadcasts go out once per ISO week: the week is the occurrence."""
     year, week, _ = today.isocalendar()
     return f"{spec.name}:{year}-W{week:02d}"
 
 
-def assign_variant(experiment: str, customer_id: int, variants: Sequence[str], holdout_percent: int) -> str:
-    """Deterministic bucket from a hash of (experiment, customer): stable across runs and machines."""
+def assign_variant(
+    experiment: str,
+    customer_id: int,
+    variants: Sequence[str],
+    holdout_percent: float,
+    weights: Sequence[float] | None = None,
+) -> str:
+    """Deterministic arm from a hash of (experiment, customer): stable across runs and machines.
+
+    The first ``holdout_percent`` of the hash space is the holdout; the rest is split between ``variants`` in
+    proportion to ``weights`` (equal by default), from independent bits of the same hash."""
     digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 10_000
-    if bucket < holdout_percent * 100:
+    bucket = int.from_bytes(digest[:8], "big") % 1_000_000
+    if bucket < holdout_percent * 10_000:
         return HOLDOUT
-    return variants[bucket % len(variants)]
+    shares = list(weights) if weights else [1.0] * len(variants)
+    point = int.from_bytes(digest[8:16], "big") / 2**64 * sum(shares)
+    for variant, share in zip(variants, shares, strict=True):
+        if point < share:
+            return variant
+        point -= share
+    return variants[-1]
 
 
-def plan_campaign(engine: Engine, spec: CampaignSpec, today: date, store: StoreInfo) -> list[OutboundMessage]:
-    """Planned messages of one campaign for ``today`` (holdout members included, marked ``variant='holdout'``)."""
+def plan_campaign(
+    engine: Engine, spec: Campaign, today: date, store: StoreInfo, segments: Mapping[str, Segment] | None = None
+) -> list[OutboundMessage]:
+    """Planned messages of one campaign for ``today`` (holdout members included, marked ``variant='holdout'``).
+
+    ``segments`` are the catalog's (a segment campaign needs its segment); a campaign outside its dates or disabled
+    plans nothing."""
+    if not spec.runs_on(today):
+        return []
     with session_scope(engine) as session:
         experiment_id = _ensure_campaign(session, spec)
-        targets = _targets(session, spec, today)
+        targets = _targets(session, spec, today, segments or {})
         if not targets:
             return []
         ids = sorted({t.customer_id for t in targets})
@@ -161,30 +127,32 @@ def plan_campaign(engine: Engine, spec: CampaignSpec, today: date, store: StoreI
     return messages
 
 
-def plan_audience(engine: Engine, spec: AudienceSpec, today: date) -> list[OutboundMessage]:
+def plan_audience(
+    engine: Engine, name: str, audience: AudienceDef, segments: Mapping[str, Segment], today: date
+) -> list[OutboundMessage]:
     """One message per member and platform; the occurrence is the audience itself, so a member is added once."""
     with session_scope(engine) as session:
-        members = _audience_members(session, spec.name, today)
+        members = segment_members(session.connection(), segments[audience.segment], today)
         recipients = _recipients(session, members)
     return [
         OutboundMessage(
-            occurrence_key=f"audience:{spec.name}",
+            occurrence_key=f"audience:{name}",
             channel=platform,
             recipient=recipients[customer_id],
-            campaign=f"audience:{spec.name}",
-            audience=spec.name,
+            campaign=f"audience:{name}",
+            audience=name,
         )
         for customer_id in members
         if customer_id in recipients
-        for platform in spec.platforms
+        for platform in audience.platforms
     ]
 
 
-def _ensure_campaign(session: Session, spec: CampaignSpec) -> int:
+def _ensure_campaign(session: Session, spec: Campaign) -> int:
     """Record the campaign and its experiment (so assignments and reports can refer to them); return experiment id."""
-    campaign = session.execute(select(Campaign).where(col(Campaign.name) == spec.name)).scalars().first()
+    campaign = session.execute(select(CampaignRow).where(col(CampaignRow.name) == spec.name)).scalars().first()
     if campaign is None:
-        campaign = Campaign(
+        campaign = CampaignRow(
             name=spec.name,
             kind=spec.kind,
             trigger_kind=spec.trigger_kind,
@@ -199,18 +167,20 @@ def _ensure_campaign(session: Session, spec: CampaignSpec) -> int:
             campaign_id=campaign.id,  # type: ignore[arg-type]
             name=spec.name,
             variants=list(spec.variants),
-            holdout_percent=spec.holdout_percent,
+            holdout_percent=round(spec.holdout_percent),
         )
         session.add(experiment)
         session.flush()
     return int(experiment.id)  # type: ignore[arg-type]
 
 
-def _targets(session: Session, spec: CampaignSpec, today: date) -> list[Target]:
+def _targets(session: Session, spec: Campaign, today: date, segments: Mapping[str, Segment]) -> list[Target]:
     if spec.trigger_kind is None:
         key = broadcast_occurrence(spec, today)
-        ids = session.execute(select(col(Recommendation.customer_id)).distinct()).scalars().all()
-        return [Target(key, int(cid)) for cid in sorted(ids)]
+        segment = segments.get(spec.segment or "")
+        if segment is None:
+            raise InputError(f"campaign {spec.name!r}: its segment {spec.segment!r} is not defined in segments.yaml")
+        return [Target(key, cid) for cid in segment_members(session.connection(), segment, today)]
     rows = session.execute(
         select(TriggerOccurrence)
         .where(col(TriggerOccurrence.kind) == spec.trigger_kind)
@@ -221,7 +191,7 @@ def _targets(session: Session, spec: CampaignSpec, today: date) -> list[Target]:
     return [Target(row.occurrence_key, row.customer_id, dict(row.payload or {})) for row in rows]
 
 
-def _assignments(session: Session, experiment_id: int, spec: CampaignSpec, ids: list[int]) -> dict[int, str]:
+def _assignments(session: Session, experiment_id: int, spec: Campaign, ids: list[int]) -> dict[int, str]:
     """Existing assignments win; new customers are bucketed and recorded."""
     existing = dict(
         session.execute(
@@ -231,7 +201,7 @@ def _assignments(session: Session, experiment_id: int, spec: CampaignSpec, ids: 
         ).all()
     )
     fresh = [cid for cid in ids if cid not in existing]
-    new = {cid: assign_variant(spec.name, cid, spec.variants, spec.holdout_percent) for cid in fresh}
+    new = {cid: assign_variant(spec.name, cid, spec.variants, spec.holdout_percent, spec.weights) for cid in fresh}
     session.add_all(Assignment(experiment_id=experiment_id, customer_id=cid, variant=v) for cid, v in new.items())
     return {**existing, **new}
 
@@ -304,32 +274,3 @@ def _product_context(item: tuple[Product, str], store: StoreInfo) -> dict[str, A
         "price": product.price,
         "explanation": explanation,
     }
-
-
-def _audience_members(session: Session, name: str, today: date) -> list[int]:
-    if name == "churn-risk":
-        ids = session.execute(
-            select(col(TriggerOccurrence.customer_id))
-            .where(col(TriggerOccurrence.kind) == "churn_risk")
-            .where(col(TriggerOccurrence.due_on) >= today - timedelta(days=30))
-            .distinct()
-        ).scalars()
-        return sorted(int(i) for i in ids)
-    if name == "high-value":
-        return _top_spenders(session, share=0.10)
-    raise InputError(f"no audience named {name!r}; known audiences: churn-risk, high-value")
-
-
-def _top_spenders(session: Session, share: float) -> list[int]:
-    """Customers in the top ``share`` by net spend (order totals minus refunds, cancelled orders excluded)."""
-    net = func.sum(col(Order.total) - col(Order.refunded_amount)).label("net")
-    rows = session.execute(
-        select(col(Order.customer_id), net)
-        .where(col(Order.customer_id).is_not(None))
-        .where(col(Order.cancelled_at).is_(None))
-        .group_by(col(Order.customer_id))
-        .order_by(net.desc(), col(Order.customer_id))
-    ).all()
-    spenders = [(int(cid), float(total)) for cid, total in rows if total and total > 0]
-    keep = max(1, int(len(spenders) * share)) if spenders else 0
-    return sorted(cid for cid, _ in spenders[:keep])

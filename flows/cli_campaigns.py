@@ -1,0 +1,154 @@
+"""``omnicast campaigns list|validate|show NAME``: the campaign files as a marketer checks them.
+
+``register(app)`` adds the ``campaigns`` group to the ``omnicast`` Typer app (flows/cli.py). A broken file is an
+``InputError`` naming the file, the line and the field (one ``error:`` line per broken file, exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+campaigns_app = typer.Typer(help="Campaign files: list, validate, show.", no_args_is_help=True)
+
+Folder = Annotated[
+    Path | None, typer.Option("--dir", help="Campaigns folder (default: OMNICAST_CAMPAIGNS_DIR or the shipped one).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``campaigns`` group to ``app``."""
+    app.add_typer(campaigns_app, name="campaigns")
+
+
+def _catalog(folder: Path | None) -> Any:
+    from flows.runtime import load_settings
+    from models.campaigns import load_catalog
+
+    return load_catalog(folder or load_settings().campaigns_dir)
+
+
+def next_runs(schedule: Any, count: int = 3, now: datetime | None = None) -> list[datetime]:
+    """The next ``count`` times a cron schedule falls due, in its time zone."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    zone = ZoneInfo(schedule.timezone)
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone)
+    runs: list[datetime] = []
+    current = now.astimezone(zone) if now else datetime.now(zone)
+    previous = None
+    while len(runs) < count:
+        fire = trigger.get_next_fire_time(previous, current)
+        if fire is None:
+            break
+        runs.append(fire)
+        previous, current = fire, fire + timedelta(seconds=1)
+    return runs
+
+
+def _audience(campaign: Any) -> str:
+    if campaign.trigger_kind:
+        return f"trigger {campaign.trigger_kind}"
+    return f"segment {campaign.segment}"
+
+
+def _when(campaign: Any) -> str:
+    schedule = campaign.spec.schedule
+    if schedule is None:
+        return "daily run, when triggered"
+    runs = next_runs(schedule, 1)
+    state = "" if schedule.active else " (paused)"
+    return f"{schedule.cron} {schedule.timezone}{state}; next {runs[0]:%Y-%m-%d %H:%M}" if runs else schedule.cron
+
+
+@campaigns_app.command("validate")
+def validate(folder: Folder = None) -> None:
+    """Check every campaign file and segments.yaml; exit 2 naming file, line and field of each problem."""
+    catalog = _catalog(folder)
+    console.print(
+        f"{len(catalog.campaigns)} campaigns, {len(catalog.segments)} segments and {len(catalog.audiences)} ad "
+        f"audiences in {catalog.folder}: all valid"
+    )
+
+
+@campaigns_app.command("list")
+def list_campaigns(
+    folder: Folder = None, as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False
+) -> None:
+    """Every campaign: who it reaches, on which channels, its priority and when it next runs."""
+    catalog = _catalog(folder)
+    rows = [
+        {"name": c.name, "enabled": c.spec.enabled, "kind": c.kind, "audience": _audience(c),
+         "channels": list(c.channels), "priority": c.priority, "when": _when(c), "file": c.file.name}
+        for c in sorted(catalog.campaigns, key=lambda c: (c.priority, c.name))
+    ]  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("campaign", "kind", "audience", "channels", "priority", "when", "file", title="Campaigns")
+    for row in rows:
+        name = row["name"] if row["enabled"] else f"{row['name']} (disabled)"
+        table.add_row(name, row["kind"], row["audience"], ", ".join(row["channels"]), str(row["priority"]),
+                      row["when"], row["file"])  # fmt: skip
+    console.print(table)
+
+
+@campaigns_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Campaign name, e.g. weekly-picks.")],
+    folder: Folder = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """One campaign in full, with the size of its audience today (from the database) and its next run times."""
+    catalog = _catalog(folder)
+    campaign = catalog.campaign(name)
+    size = audience_size(catalog, campaign, date.today())
+    schedule = campaign.spec.schedule
+    runs = [run.isoformat() for run in next_runs(schedule, 3)] if schedule else []
+    details = {**campaign.spec.model_dump(mode="json"), "file": str(campaign.file), "priority": campaign.priority,
+               "audience_today": size, "next_runs": runs}  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(details) + "\n")
+        return
+    console.print(f"[bold]{campaign.name}[/] ({campaign.file})  {campaign.spec.description}")
+    console.print(f"  audience: {_audience(campaign)}: {size:,} customers today (before consent and caps)")
+    console.print(f"  template: {campaign.template}; channels: {', '.join(campaign.channels)}; "
+                  f"products: {campaign.products}; priority: {campaign.priority}")  # fmt: skip
+    arms = ", ".join(f"{v.name} (weight {v.weight:g})" for v in campaign.spec.variants)
+    console.print(f"  variants: {arms}; holdout: {campaign.holdout_percent:g}%")
+    if campaign.spec.offer:
+        console.print(f"  offer: {campaign.spec.offer.description}")
+    console.print(f"  runs: {', '.join(runs) if runs else 'with the daily run, when its trigger fires'}")
+
+
+def audience_size(catalog: Any, campaign: Any, today: date) -> int:
+    """How many customers the campaign's audience holds today (before consent, suppression and caps)."""
+    from sqlalchemy import func, select
+
+    from flows.runtime import load_settings, open_database
+    from models.schema import TriggerOccurrence
+    from models.segments import members
+
+    engine = open_database(load_settings())
+    try:
+        with engine.connect() as conn:
+            if campaign.segment:
+                return len(members(conn, catalog.segments[campaign.segment], today))
+            table = TriggerOccurrence.__table__  # type: ignore[attr-defined]
+            query = select(func.count(func.distinct(table.c.customer_id))).where(
+                table.c.kind == campaign.trigger_kind,
+                table.c.due_on <= today,
+                table.c.due_on >= today - timedelta(days=campaign.lookback_days),
+            )
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()

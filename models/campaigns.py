@@ -1,0 +1,394 @@
+"""Campaigns as files a marketer edits: ``campaigns/*.yaml`` (one campaign per file) and ``campaigns/segments.yaml``.
+
+A campaign says who (a segment, or a trigger kind), what (template, products, offer, variants with weights), where
+(channels), when (a cron schedule in a time zone, start and end dates, a send window) and how it is measured (holdout
+share). Every file is validated on load; an error names the file, the line and the field, and how to fix it::
+
+    campaigns/birthday.yaml, line 7, field audience.trigger: unknown trigger 'brithday'; one of: abandoned_cart,
+    birthday, churn_risk, replenishment
+
+The shipped files reproduce the five campaigns omnicast always had. ``OMNICAST_CAMPAIGNS_DIR`` points at another
+folder (a store's own copy).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, time
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.errors import InputError
+from models.segments import SEGMENT_FILE, AudienceDef, Segment, load_segments
+from models.yamlfile import YamlFileError, field_name, load_with_lines, where
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "campaigns"
+TRIGGER_KINDS = ("abandoned_cart", "birthday", "churn_risk", "replenishment")
+CHANNELS = ("email", "inapp")
+HOLDOUT = "holdout"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TEMPLATE = re.compile(r"^[a-z0-9_]{1,64}$")
+DEFAULT_PRIORITY = {"abandoned_cart": 1, "replenishment": 2, "birthday": 3, "churn_risk": 4}
+BROADCAST_PRIORITY = 5
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Audience(_Strict):
+    """Who: a segment from segments.yaml, or everyone a trigger found (and due) in the last ``lookback_days``."""
+
+    segment: str | None = None
+    trigger: str | None = None
+    lookback_days: int = Field(7, ge=0, le=60)
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, value: str | None) -> str | None:
+        if value is not None and value not in TRIGGER_KINDS:
+            raise ValueError(f"unknown trigger {value!r}; one of: {', '.join(TRIGGER_KINDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Audience:
+        if (self.segment is None) == (self.trigger is None):
+            raise ValueError("give exactly one of segment (a name from segments.yaml) or trigger (a trigger kind)")
+        return self
+
+
+class Offer(_Strict):
+    """A static code for everyone, or one code per recipient from a pool CSV (column ``code``), each used once."""
+
+    code: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")
+    pool: str | None = None
+    description: str = Field(..., min_length=1, max_length=120)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Offer:
+        if (self.code is None) == (self.pool is None):
+            raise ValueError("give exactly one of code (the same code for everyone) or pool (a CSV of codes)")
+        return self
+
+
+class Variant(_Strict):
+    """One arm of the campaign's experiment: its share of the contacted customers and what it changes."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    weight: float = Field(1.0, gt=0, le=1000)
+    subject: str | None = Field(None, min_length=1, max_length=150)
+    template: str | None = None
+    offer: Offer | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_holdout(cls, value: str) -> str:
+        if value == HOLDOUT:
+            raise ValueError("'holdout' is the control group's name; set holdout_percent instead")
+        return value
+
+
+class Schedule(_Strict):
+    """When a broadcast goes: a cron expression in a time zone (the daily run sends triggered campaigns)."""
+
+    cron: str
+    timezone: str = "UTC"
+    active: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday): {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone; e.g. America/Los_Angeles") from exc
+        return value
+
+
+class SendWindow(_Strict):
+    """Hours (in the customer's time zone) this campaign's messages may arrive; outside them they wait."""
+
+    start: time
+    end: time
+
+
+class CampaignFile(_Strict):
+    """One campaign file, as written."""
+
+    name: str
+    description: str = ""
+    enabled: bool = True
+    audience: Audience
+    template: str
+    channels: list[str] = Field(..., min_length=1)
+    products: int = Field(4, ge=0, le=12)
+    variants: list[Variant] = Field(default_factory=lambda: [Variant(name="A")], min_length=1)
+    holdout_percent: float = Field(10, ge=0, lt=100)
+    offer: Offer | None = None
+    priority: int | None = Field(None, ge=1, le=9)
+    schedule: Schedule | None = None
+    send_window: SendWindow | None = None
+    start: date | None = None
+    end: date | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r}: use lower-case letters, digits and hyphens, e.g. spring-sale")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not _TEMPLATE.match(value):
+            raise ValueError(f"{value!r}: a template name is lower-case letters, digits and _, e.g. weekly_picks")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        unknown = [channel for channel in value if channel not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0]!r}; a campaign sends on: {', '.join(CHANNELS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignFile:
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("two variants share a name")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("end is before start")
+        if self.audience.trigger is None and self.schedule is None:
+            raise ValueError("a segment campaign (a broadcast) needs a schedule: cron and timezone")
+        return self
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign, ready to plan; ``file`` is where it came from (for messages)."""
+
+    spec: CampaignFile
+    file: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def template(self) -> str:
+        return self.spec.template
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.spec.channels)
+
+    @property
+    def trigger_kind(self) -> str | None:
+        return self.spec.audience.trigger
+
+    @property
+    def segment(self) -> str | None:
+        return self.spec.audience.segment
+
+    @property
+    def products(self) -> int:
+        return self.spec.products
+
+    @property
+    def holdout_percent(self) -> float:
+        return self.spec.holdout_percent
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(variant.name for variant in self.spec.variants)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(variant.weight for variant in self.spec.variants)
+
+    @property
+    def lookback_days(self) -> int:
+        return self.spec.audience.lookback_days
+
+    @property
+    def kind(self) -> str:
+        return "triggered" if self.trigger_kind else "broadcast"
+
+    @property
+    def priority(self) -> int:
+        """1 = most important; a trigger's default (abandoned cart first), broadcasts last."""
+        if self.spec.priority is not None:
+            return self.spec.priority
+        return DEFAULT_PRIORITY.get(self.trigger_kind or "", BROADCAST_PRIORITY)
+
+    def variant(self, name: str) -> Variant | None:
+        return next((variant for variant in self.spec.variants if variant.name == name), None)
+
+    def runs_on(self, day: date) -> bool:
+        """Enabled and within its start and end dates."""
+        spec = self.spec
+        return spec.enabled and (spec.start is None or day >= spec.start) and (spec.end is None or day <= spec.end)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every campaign and segment of one folder."""
+
+    folder: Path
+    campaigns: tuple[Campaign, ...]
+    segments: dict[str, Segment]
+    audiences: dict[str, AudienceDef]
+
+    def campaign(self, name: str) -> Campaign:
+        for campaign in self.campaigns:
+            if campaign.name == name:
+                return campaign
+        known = ", ".join(campaign.name for campaign in self.campaigns) or "none"
+        raise InputError(f"no campaign named {name!r} in {self.folder}; known campaigns: {known}")
+
+    @property
+    def names(self) -> list[str]:
+        return [campaign.name for campaign in self.campaigns]
+
+
+@cache
+def shipped_campaigns() -> tuple[Campaign, ...]:
+    """The campaigns shipped in ``campaigns/`` (read once), in the order of their priority."""
+    return tuple(sorted(load_catalog().campaigns, key=lambda campaign: (campaign.priority, campaign.name)))
+
+
+def load_catalog(folder: Path | None = None) -> Catalog:
+    """Every campaign file of ``folder`` (default: the shipped campaigns) and its segments, validated.
+
+    Raises :class:`YamlFileError` (an ``InputError``) naming the file, the line and the field of the first problem of
+    each file (all files' problems at once, one per line)."""
+    folder = folder or SHIPPED_DIR
+    if not folder.is_dir():
+        raise YamlFileError(f"{folder}: no such campaigns folder; set OMNICAST_CAMPAIGNS_DIR to the folder of *.yaml")
+    problems: list[str] = []
+    segments: dict[str, Segment] = {}
+    audiences: dict[str, AudienceDef] = {}
+    segment_file = folder / SEGMENT_FILE
+    if segment_file.exists():
+        try:
+            segments, audiences = load_segments(segment_file)
+        except YamlFileError as exc:
+            problems.append(str(exc))
+    campaigns: list[Campaign] = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == SEGMENT_FILE:
+            continue
+        try:
+            campaigns.append(_load_campaign(path, segments))
+        except YamlFileError as exc:
+            problems.append(str(exc))
+    names = [campaign.name for campaign in campaigns]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        files = ", ".join(str(c.file.name) for c in campaigns if c.name == name)
+        problems.append(f"{folder}: two campaigns are named {name!r} ({files}); campaign names must be unique")
+    if problems:
+        raise YamlFileError("\n".join(problems))
+    return Catalog(folder, tuple(campaigns), segments, audiences)
+
+
+def _load_campaign(path: Path, segments: dict[str, Segment]) -> Campaign:
+    data, lines = load_with_lines(path)
+    if not isinstance(data, dict):
+        raise YamlFileError(f"{path}, line 1: a campaign file is a mapping of fields (name:, audience:, template: …)")
+    try:
+        spec = CampaignFile.model_validate(data)
+    except ValidationError as exc:
+        raise YamlFileError(_first_problem(path, lines, exc)) from None
+    if spec.audience.segment is not None and spec.audience.segment not in segments:
+        known = ", ".join(sorted(segments)) or f"none (no {SEGMENT_FILE})"
+        line = where(lines, ("audience", "segment"))
+        raise YamlFileError(
+            f"{path}, line {line}, field audience.segment: unknown segment {spec.audience.segment!r}; "
+            f"segments in {SEGMENT_FILE}: {known}"
+        )
+    for loc, offer in _offers(spec):
+        if offer.pool is not None:
+            _check_pool(path, lines, loc, offer.pool)
+    return Campaign(spec, path)
+
+
+def _offers(spec: CampaignFile) -> list[tuple[tuple[str | int, ...], Offer]]:
+    found: list[tuple[tuple[str | int, ...], Offer]] = [(("offer",), spec.offer)] if spec.offer else []
+    found += [(("variants", i, "offer"), v.offer) for i, v in enumerate(spec.variants) if v.offer]
+    return found
+
+
+def offer_pool_path(campaign_file: Path, pool: str) -> Path:
+    """A pool CSV named relative to the campaign file's folder."""
+    return (campaign_file.parent / pool).resolve()
+
+
+def _check_pool(path: Path, lines: dict[Any, int], loc: tuple[str | int, ...], pool: str) -> None:
+    csv_path = offer_pool_path(path, pool)
+    line = where(lines, (*loc, "pool"))
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except OSError as exc:
+        raise YamlFileError(
+            f"{path}, line {line}, field {field_name((*loc, 'pool'))}: the code pool {csv_path} cannot be read "
+            f"({exc.strerror}); put a CSV with a 'code' column next to the campaign file"
+        ) from None
+    if "code" not in [name.strip().lower() for name in header]:
+        raise YamlFileError(
+            f"{path}, line {line}, field {field_name((*loc, 'pool'))}: {csv_path.name} has no 'code' column"
+        )
+
+
+def _first_problem(path: Path, lines: dict[Any, int], exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains "missing"
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}; check its spelling (fields: {', '.join(_fields(exc, loc))})"
+    elif error["type"] == "missing":
+        message = f"{loc[-1]!r} is missing; add it"
+    line = where(lines, loc)
+    return f"{path}, line {line}, field {field_name(loc)}: {message}"
+
+
+def _fields(exc: ValidationError, loc: Sequence[str | int]) -> list[str]:
+    model: Any = CampaignFile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields.get(part)
+        if annotation is None:
+            break
+        inner = annotation.annotation
+        for candidate in getattr(inner, "__args__", (inner,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return list(model.model_fields)
+
+
+Kind = Literal["triggered", "broadcast"]
