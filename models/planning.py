@@ -7,9 +7,8 @@ Planning is idempotent: the same day planned twice yields the same ledger keys, 
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -18,9 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from channels.recipients import load_recipients
-from models.campaigns import HOLDOUT, Campaign
+from models.campaigns import Campaign
 from models.db import session_scope
 from models.errors import InputError
+from models.experiments import assign_variant
 from models.message import OutboundMessage, Recipient
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
@@ -53,30 +53,6 @@ def broadcast_occurrence(spec: Campaign, today: date) -> str:
     """Broadcasts go out once per ISO week: the week is the occurrence."""
     year, week, _ = today.isocalendar()
     return f"{spec.name}:{year}-W{week:02d}"
-
-
-def assign_variant(
-    experiment: str,
-    customer_id: int,
-    variants: Sequence[str],
-    holdout_percent: float,
-    weights: Sequence[float] | None = None,
-) -> str:
-    """Deterministic arm from a hash of (experiment, customer): stable across runs and machines.
-
-    The first ``holdout_percent`` of the hash space is the holdout; the rest is split between ``variants`` in
-    proportion to ``weights`` (equal by default), from independent bits of the same hash."""
-    digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 1_000_000
-    if bucket < holdout_percent * 10_000:
-        return HOLDOUT
-    shares = list(weights) if weights else [1.0] * len(variants)
-    point = int.from_bytes(digest[8:16], "big") / 2**64 * sum(shares)
-    for variant, share in zip(variants, shares, strict=True):
-        if point < share:
-            return variant
-        point -= share
-    return variants[-1]
 
 
 def plan_campaign(

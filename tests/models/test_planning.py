@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 
 from models.campaigns import HOLDOUT, Campaign, load_catalog
 from models.errors import InputError
-from models.planning import StoreInfo, assign_variant, plan_audience
+from models.experiments import assign_variant
+from models.planning import StoreInfo, plan_audience
 from models.planning import plan_campaign as plan_one
 from models.schema import Assignment, Recommendation, TriggerOccurrence
 from tests.models.builders import StoreBuilder, at
