@@ -55,7 +55,9 @@ out at most once, across retries, reruns, crashes and parallel workers. A messag
   anyone plans it again.
 
 Every planned message ends in exactly one bucket: planned = sent + suppressed + failed + already_done + unfinished
-+ deferred (``channels/report.py``). Every statement on the ledger is in ``channels/ledger.py``.
++ deferred (``channels/report.py``), counted per channel and per (campaign, variant) at once
+(``DispatchReport.count``), failures with their error text. ``progress(done, total)``, when given, is called after
+each batch. Every statement on the ledger is in ``channels/ledger.py``.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def dispatch(
     lease: timedelta = DEFAULT_LEASE,
     wait: timedelta | None = None,
     rules: DispatchRules | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DispatchReport:
     """Deliver ``messages`` through ``channels`` (keyed by ``OutboundMessage.channel``) at most once each.
 
@@ -120,9 +123,10 @@ def dispatch(
     runs (default ``rules.max_attempts``, or 3 without rules); ``lease`` is how long a claimed or handed-over message
     is left to the run holding it before another run takes it over; ``wait`` is how long to wait at the end for
     messages another run holds (default: ``lease`` on the real clock, none with a fixed ``now``); ``rules`` adds the
-    frequency cap by priority, quiet hours, in-run retries and the error-rate stop (``None``: none of them). Raises
-    ``ChannelConfigError`` for an unknown channel or when an adapter reports one (what was handed over is settled
-    first).
+    frequency cap by priority, quiet hours, in-run retries and the error-rate stop (``None``: none of them);
+    ``progress`` is called after each batch with (messages done, messages in all), for a progress bar (the input is
+    then read into a list first, to know its length). Raises ``ChannelConfigError`` for an unknown channel or when an
+    adapter reports one (what was handed over is settled first).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     patience = wait if wait is not None else (timedelta(0) if now is not None else lease)
@@ -130,16 +134,23 @@ def dispatch(
     report = run.report
     if rules is not None:  # higher priority decided first, whatever the input order (sorted() is stable)
         messages = sorted(messages, key=lambda m: priority_rank(m.campaign))
+    elif progress is not None and not isinstance(messages, Sequence):
+        messages = list(messages)
+    total = len(messages) if progress is not None and isinstance(messages, Sequence) else 0
+    done = 0
     held: dict[str, tuple[Channel, list[OutboundMessage]]] = {}
     for channel, batch in _batches(messages, channels):
-        report.tally(channel.name).planned += len(batch)
+        _count(report, channel.name, batch, "planned")
         elsewhere = _BatchRun(run, channel).dispatch(batch)
         if elsewhere:
             held.setdefault(channel.name, (channel, []))[1].extend(elsewhere)
+        if progress is not None:
+            done += len(batch)
+            progress(done, total)
     if held:
         held = _wait_for_other_runs(run, held, patience)
     for name, (_, still) in held.items():
-        report.tally(name).unfinished += len(still)
+        _count(report, name, still, "unfinished")
     for name, tally in sorted(report.channels.items()):
         log.info(
             "dispatch %s: planned=%d sent=%d suppressed=%d failed=%d already_done=%d unfinished=%d deferred=%d",
@@ -198,9 +209,11 @@ def finish_unfinished(
     report = dispatch(engine, messages, channels, now=now, max_attempts=attempts, lease=lease, wait=wait, rules=rules)
     for row in rows:
         if row["id"] in given_up:
-            tally = report.tally(row["channel"])
-            tally.planned += 1
-            tally.failed[given_up[row["id"]]] += 1
+            reason = given_up[row["id"]]
+            campaign, variant = row["campaign"] or "", row["variant"]
+            report.count(row["channel"], campaign, variant, "planned")
+            report.count(row["channel"], campaign, variant, "failed", reason=reason,
+                         error=_give_up_error(reason, expire_after))  # fmt: skip
     if rows:
         log.info("finished %d messages earlier runs left unfinished (%d given up)", len(rows), len(given_up))
     return report
@@ -217,17 +230,33 @@ def _give_up_leftovers(
     max_attempts: int,
 ) -> None:  # fmt: skip
     """Close leftovers that will not be sent, each only while no live run has taken it meanwhile."""
-    errors = {
-        "expired": (ledger.takeable(stale_before, max_attempts, now),
-                    f"planned more than {expire_after} ago and never delivered"),
-        "permanent": (ledger.takeable(stale_before, max_attempts, now),
-                      "cannot rebuild: the customer or the planned content is gone"),
-        IN_DOUBT: (ledger.handed_over_before(stale_before),
-                   "cannot rebuild: the customer or the planned content is gone, and it was being handed over"),
-    }  # fmt: skip
-    for reason, (condition, error) in errors.items():
+    conditions = {
+        "expired": ledger.takeable(stale_before, max_attempts, now),
+        "permanent": ledger.takeable(stale_before, max_attempts, now),
+        IN_DOUBT: ledger.handed_over_before(stale_before),
+    }
+    for reason, condition in conditions.items():
         ids = [row_id for row_id, why in given_up.items() if why == reason]
-        ledger.give_up(conn, ids, condition, reason, error, now)
+        ledger.give_up(conn, ids, condition, reason, _give_up_error(reason, expire_after), now)
+
+
+def _give_up_error(reason: str, expire_after: timedelta) -> str:
+    """The ledger's error text for a leftover given up with ``reason``."""
+    return {
+        "expired": f"planned more than {expire_after} ago and never delivered",
+        "permanent": "cannot rebuild: the customer or the planned content is gone",
+        IN_DOUBT: "cannot rebuild: the customer or the planned content is gone, and it was being handed over",
+    }[reason]
+
+
+def _count(
+    report: DispatchReport, channel: str, messages: Iterable[OutboundMessage], bucket: str, *,
+    reason: str | None = None, error: str | None = None,
+) -> None:  # fmt: skip
+    """Count ``messages`` in ``bucket`` on ``channel`` and under each one's campaign and variant."""
+    groups = Counter((m.campaign, m.variant) for m in messages)
+    for (campaign, variant), n in groups.items():
+        report.count(channel, campaign, variant, bucket, n, reason=reason, error=error)
 
 
 # --- batches ------------------------------------------------------------------------------------------------
@@ -313,17 +342,22 @@ class _BatchRun:
         self.run = run
         self.engine = run.engine
         self.channel = channel
-        self.tally = run.report.tally(channel.name)
         self.clock = run.clock
         self.max_attempts = run.max_attempts
         self.lease = run.lease
         self.rules = run.rules
 
+    def _count(
+        self, messages: Iterable[OutboundMessage], bucket: str, *, reason: str | None = None, error: str | None = None
+    ) -> None:
+        """Count ``messages`` of this batch's channel in ``bucket`` (per channel and per campaign and variant)."""
+        _count(self.run.report, self.channel.name, messages, bucket, reason=reason, error=error)
+
     def dispatch(self, batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
         """Claim, gate and deliver ``batch`` (counted as planned by the caller); return the messages another run
         holds, which are in no bucket yet: the caller waits for them or counts them ``unfinished``."""
-        unique = _first_of_each_key(batch)
-        self.tally.already_done += len(batch) - len(unique)
+        unique, repeats = _first_of_each_key(batch)
+        self._count(repeats, "already_done")
         with self.engine.begin() as conn:
             claimed, found = self._claim(conn, unique)
             in_doubt, elsewhere = self._sort_out([m for m in unique if m.ledger_key not in claimed], found)
@@ -365,9 +399,9 @@ class _BatchRun:
         for message in messages:
             row = found.get(message.ledger_key)
             if row is None or row.state in FINAL_STATES:
-                self.tally.already_done += 1  # gone means a concurrent erasure; final means done
+                self._count([message], "already_done")  # gone means a concurrent erasure; final means done
             elif row.state == "pending" and row.not_before is not None and row.not_before > now:
-                self.tally.deferred += 1  # waits for the customer's quiet hours to end; nobody holds it
+                self._count([message], "deferred")  # waits for the customer's quiet hours to end; nobody holds it
             elif row.state == "sending" and row.updated_at < stale:
                 in_doubt.append((message, row.id))
             else:
@@ -382,12 +416,13 @@ class _BatchRun:
         handed_over = ledger.handed_over_before(now - self.lease)
         held = _ask_channel(self.channel, messages)
         if held is None:
-            self.tally.failed[IN_DOUBT] += len(rows)
             error = f"handed to {self.channel.name} by a run that stopped before it knew the outcome"
+            self._count(messages, "failed", reason=IN_DOUBT, error=error)
             ledger.give_up(conn, list(ids.values()), handed_over, IN_DOUBT, error, now)
             return {}
-        self.tally.already_done += len(held)
-        self.tally.recovered += len(held)
+        found = [m for m in messages if m.ledger_key in held]
+        self._count(found, "already_done")
+        self._count(found, "recovered")
         ledger.record_found_sent(conn, {ids[key]: pid for key, pid in held.items()}, now - self.lease, now)
         missing = [ids[m.ledger_key] for m in messages if m.ledger_key not in held]
         return ledger.take(conn, missing, handed_over, now)
@@ -421,7 +456,7 @@ class _BatchRun:
             if reason is None:
                 passed.append(message)
             else:
-                self.tally.suppressed[reason] += 1
+                self._count([message], "suppressed", reason=reason)
                 suppressed[claimed[message.ledger_key]] = reason
         deliverable, deferred = passed, dict[int, datetime]()
         if self.rules is not None:
@@ -467,11 +502,11 @@ class _BatchRun:
             if (rules.email_daily_cap and today >= rules.email_daily_cap) or (
                 rules.email_weekly_cap and week >= rules.email_weekly_cap
             ):
-                self.tally.suppressed[FREQUENCY_CAP] += 1
+                self._count([message], "suppressed", reason=FREQUENCY_CAP)
                 suppressed[claimed[message.ledger_key]] = FREQUENCY_CAP
             elif at > now:
                 assert not in_quiet_hours(at, zone, rules.quiet_hours)
-                self.tally.deferred += 1
+                self._count([message], "deferred")
                 deferred[claimed[message.ledger_key]] = at
             else:
                 sends.setdefault(message.customer_id, []).append(now)  # the slot is this message's
@@ -491,7 +526,8 @@ class _BatchRun:
                 continue
             ours = self._mark_sending([claimed[m.ledger_key] for m in group])
             mine = [m for m in group if claimed[m.ledger_key] in ours]
-            self.tally.unfinished += len(group) - len(mine)  # our lease ran out and another run took them
+            taken = [m for m in group if claimed[m.ledger_key] not in ours]
+            self._count(taken, "unfinished")  # our lease ran out and another run took them
             if mine:
                 self._hand_over_and_retry(mine, [claimed[m.ledger_key] for m in mine])
 
@@ -506,11 +542,13 @@ class _BatchRun:
         if not left:
             return group
         ids = [claimed[m.ledger_key] for m in left]
+        error = "campaign stopped: too many of its hand-overs failed in this run; a later run takes it again"
         with self.engine.begin() as conn:
-            recorded = ledger.record_stopped(conn, ids, "campaign stopped: too many of its hand-overs failed in this "
-                                             "run; a later run takes it again", self.clock())  # fmt: skip
-        self.tally.failed[CAMPAIGN_STOPPED] += len(recorded)
-        self.tally.unfinished += len(ids) - len(recorded)  # our lease ran out and another run took them
+            recorded = ledger.record_stopped(conn, ids, error, self.clock())
+        self._count([m for m in left if claimed[m.ledger_key] in recorded], "failed", reason=CAMPAIGN_STOPPED,
+                    error=error)  # fmt: skip
+        # our lease ran out and another run took them
+        self._count([m for m in left if claimed[m.ledger_key] not in recorded], "unfinished")
         return [m for m in group if m.campaign not in stopped]
 
     def _mark_sending(self, ids: Sequence[int]) -> set[int]:
@@ -540,7 +578,7 @@ class _BatchRun:
                 retaken = ledger.retake_for_sending(conn, retry_ids, self.max_attempts, self.clock())
             for i in sorted(again):  # out of attempts, or another run took it meanwhile: failed, retryable
                 if ids[i] not in retaken:
-                    self.tally.failed["retryable"] += 1
+                    self._count([messages[i]], "failed", reason="retryable", error=results[i].error)
                     self.run.count_hand_over(messages[i].campaign, "retryable")
             keep = [i for i in sorted(again) if ids[i] in retaken]
             if not keep:
@@ -613,9 +651,9 @@ class _BatchRun:
                     dead.append((message, result.suppress))
             if counted:
                 if failure is None:
-                    self.tally.sent += 1
+                    self._count([message], "sent")
                 else:
-                    self.tally.failed[failure] += 1
+                    self._count([message], "failed", reason=failure, error=result.error)
                 if count_attempt:
                     self.run.count_hand_over(message.campaign, failure)
         with self.engine.begin() as conn:
@@ -653,12 +691,14 @@ def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[
         return None
 
 
-def _first_of_each_key(batch: Sequence[OutboundMessage]) -> list[OutboundMessage]:
-    """The batch without repeated ledger keys (a repeat is the same message planned twice)."""
+def _first_of_each_key(batch: Sequence[OutboundMessage]) -> tuple[list[OutboundMessage], list[OutboundMessage]]:
+    """The batch without repeated ledger keys, and the repeats (a repeat is the same message planned twice)."""
     seen: set[LedgerKey] = set()
-    unique = []
+    unique, repeats = [], []
     for message in batch:
         if message.ledger_key not in seen:
             seen.add(message.ledger_key)
             unique.append(message)
-    return unique
+        else:
+            repeats.append(message)
+    return unique, repeats

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from channels.base import (
     RetryableChannelError,
 )
 from channels.consent import record_unsubscribe
-from channels.dispatch import MESSAGES, DispatchReport, dispatch
+from channels.dispatch import MESSAGES, DispatchReport, DispatchRules, dispatch, finish_unfinished
 from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, grant, message
 
@@ -323,3 +324,89 @@ def test_stale_sent_rows_are_never_reclaimed(engine: Engine) -> None:
     channel = InMemoryChannel("email")
     dispatch(engine, [message(1)], {"email": channel}, now=T0 + timedelta(days=1))
     assert channel.delivered == []
+
+
+# --- per campaign and variant, progress ------------------------------------------------------------------------
+
+
+def _of(campaign: str, customer_id: int, variant: str | None, channel: str = "email") -> OutboundMessage:
+    """A message of ``campaign`` with its own occurrence."""
+    base = message(customer_id, channel=channel, variant=variant, occurrence=f"{campaign}:2026-W48")
+    return replace(base, campaign=campaign)
+
+
+def test_every_message_is_counted_under_its_campaign_and_variant_as_under_its_channel(engine: Engine) -> None:
+    add_customers(engine, range(1, 8))
+    record_unsubscribe(engine, 3, "email")
+    channel = InMemoryChannel("email", fail={4: PermanentChannelError("550 mailbox unavailable")})
+    planned = [
+        _of("weekly-picks", 1, "a"), _of("weekly-picks", 2, "b"), _of("weekly-picks", 3, "b"),
+        _of("weekly-picks", 4, "a"), _of("weekly-picks", 5, "holdout"), _of("weekly-picks", 5, "holdout"),
+        _of("birthday", 6, None), _of("birthday", 7, None, channel="inapp"),
+    ]  # fmt: skip
+
+    report = dispatch(engine, planned, {"email": channel, "inapp": InMemoryChannel("inapp")}, now=T0)
+
+    a, b = report.variants[("weekly-picks", "a")], report.variants[("weekly-picks", "b")]
+    holdout, birthday = report.variants[("weekly-picks", "holdout")], report.variants[("birthday", "-")]
+    assert (a.planned, a.sent, a.failed, a.errors) == (
+        2,
+        1,
+        Counter(permanent=1),
+        Counter({("permanent", "PermanentChannelError: 550 mailbox unavailable"): 1}),
+    )
+    assert (b.planned, b.sent, b.suppressed) == (2, 1, Counter(opted_out=1))
+    assert (holdout.planned, holdout.suppressed, holdout.already_done) == (2, Counter(holdout=1), 1)
+    assert (birthday.planned, birthday.sent) == (2, 2)  # one email and one in-app card
+    assert report.reconciles_by_campaign and report.balanced
+    weekly = report.by_campaign()["weekly-picks"]
+    assert (weekly.planned, weekly.sent, weekly.suppressed.total(), weekly.failed.total()) == (6, 2, 2, 1)
+
+    again = dispatch(engine, planned, {"email": InMemoryChannel("email"), "inapp": InMemoryChannel("inapp")}, now=T0)
+    assert {key: t.already_done for key, t in again.variants.items()} == {
+        ("weekly-picks", "a"): 2, ("weekly-picks", "b"): 2, ("weekly-picks", "holdout"): 2, ("birthday", "-"): 2,
+    }  # fmt: skip
+    assert again.reconciles_by_campaign and report.merge(again).reconciles_by_campaign
+
+
+def test_failures_keep_their_error_text_and_leftovers_given_up_count_under_their_campaign(engine: Engine) -> None:
+    add_customers(engine, [1, 2])
+    dispatch(engine, [_of("birthday", 1, None), _of("win-back", 2, "a")],
+             {"email": InMemoryChannel("email", fail={1: RetryableChannelError("451 greylisted"),
+                                                      2: RetryableChannelError("451 greylisted")})},
+             now=T0)  # fmt: skip
+
+    later = finish_unfinished(engine, {"email": InMemoryChannel("email")}, now=T0 + timedelta(days=8))
+
+    assert later.variants[("birthday", "-")].errors == Counter(
+        {("expired", "planned more than 7 days, 0:00:00 ago and never delivered"): 1}
+    )
+    assert later.variants[("win-back", "a")].failed == Counter(expired=1)
+    assert later.reconciles_by_campaign and later.balanced
+
+
+def test_progress_is_reported_after_each_batch_and_adds_up(engine: Engine) -> None:
+    add_customers(engine, range(1, 8))
+    calls: list[tuple[int, int]] = []
+
+    class Small(InMemoryChannel):
+        batch_size = 3
+
+    report = dispatch(
+        engine, (message(i) for i in range(1, 8)), {"email": Small("email")}, progress=lambda *a: calls.append(a)
+    )
+
+    assert calls == [(3, 7), (6, 7), (7, 7)]  # a generator is read first, to know the total
+    assert report.total_planned == calls[-1][0] == report.total_sent
+
+
+def test_progress_counts_every_channels_batches_with_rules_too(engine: Engine) -> None:
+    add_customers(engine, [1, 2])
+    calls: list[tuple[int, int]] = []
+    planned = [message(1), message(2), message(1, channel="inapp")]
+
+    report = dispatch(engine, planned, {"email": InMemoryChannel("email"), "inapp": InMemoryChannel("inapp")},
+                      now=T0, rules=DispatchRules(), progress=lambda *a: calls.append(a))  # fmt: skip
+
+    assert [total for _, total in calls] == [3] * len(calls) and calls[-1] == (3, 3)
+    assert report.total_planned == 3 and report.reconciles_by_campaign
