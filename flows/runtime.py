@@ -27,6 +27,8 @@ __all__ = [
     "AD_PLATFORMS",
     "check_channels",
     "check_platform",
+    "check_run",
+    "load_run_settings",
     "load_settings",
     "locked",
     "open_channels",
@@ -34,9 +36,12 @@ __all__ = [
     "parse_day",
     "Resources",
     "run_date",
+    "run_problems",
     "run_resources",
+    "run_title",
     "SettingError",
     "Settings",
+    "source_warnings",
     "store_files",
 ]
 
@@ -81,11 +86,106 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
 def store_files(settings: Settings) -> tuple[Path, Path | None, Path | None]:
     """Where the sources are, checked before any work starts."""
     if settings.store_path is None:
-        raise SettingError(
-            "OMNICAST_STORE_PATH is not set: point it at the folder holding Shopify's products_export.csv, "
-            "customers_export.csv and orders_export.csv (or run `omnicast demo` for sample data)."
-        )
+        raise SettingError(_NO_STORE)
     return settings.store_path, settings.crm_path, settings.analytics_path
+
+
+def source_warnings(settings: Settings) -> list[str]:
+    """One sentence per optional source left unconfigured: what the day goes without, and the setting that adds it.
+
+    A run logs these as warnings (and shows them in its artifacts): an unset CRM or analytics file is allowed, but
+    never silent. A source that is configured and missing is an error instead (:func:`run_problems`)."""
+    warnings = []
+    if settings.crm_path is None:
+        warnings.append(
+            "OMNICAST_CRM_PATH is not set: no CRM contacts are loaded today, so their consent statements, marketing "
+            "status, birthdays and time zones are missing from the profiles; set it to the HubSpot contacts export "
+            "(a CSV file) to use them"
+        )
+    if settings.analytics_path is None:
+        warnings.append(
+            "OMNICAST_ANALYTICS_PATH is not set: no web analytics events are loaded today, so there are no "
+            "abandoned carts and recommendations see purchases only; set it to the GA4 export (JSONL) to use them"
+        )
+    return warnings
+
+
+def run_problems(settings: Settings, *, store: bool = False, channels: bool = False) -> list[str]:
+    """Everything that would stop a run with these settings, each problem once, in one list (empty: good to go).
+
+    ``store``: the sources (``OMNICAST_STORE_PATH`` set and holding the Shopify exports; a configured CRM or
+    analytics file that is missing). ``channels``: every channel opens (URL, secret key, DKIM key, folders)."""
+    problems: list[str] = []
+    if store:
+        if settings.store_path is None:
+            problems.append(_NO_STORE)
+        else:
+            from sources.load import _check_files_exist  # the sync's own check: the same words as a sync run
+            from sources.validate import SourceFileError
+
+            try:
+                _check_files_exist(settings.store_path, settings.crm_path, settings.analytics_path)
+            except SourceFileError as exc:
+                problems.append(str(exc))
+    if channels:
+        from channels.spec import CHANNELS
+
+        for spec in CHANNELS:  # one at a time, so every channel's problem is reported, not only the first
+            try:
+                for channel in open_channels(settings, only=[spec.name]).values():
+                    channel.close()
+            except OmnicastError as exc:
+                if str(exc) not in problems:
+                    problems.append(str(exc))
+    return problems
+
+
+def check_run(settings: Settings, *, store: bool = False, channels: bool = False) -> None:
+    """:class:`SettingError` listing every problem :func:`run_problems` finds, in one line."""
+    problems = run_problems(settings, store=store, channels=channels)
+    if problems:
+        raise SettingError(_all_problems(problems))
+
+
+def load_run_settings(*, store: bool = False, channels: bool = False, **overrides: Any) -> Settings:
+    """The settings a run needs, checked all at once: every invalid value *and* every missing setting, source or
+    channel problem in one :class:`SettingError` (a newcomer fixes them in one go, not one failed run each).
+
+    ``overrides`` (field → value) win over the environment and ``.env``, as in :func:`load_settings`."""
+    from pydantic import ValidationError
+
+    from flows.settings import PREFIX, settings_problems
+
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = settings_problems(exc)
+        invalid = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        defaults = {name: Settings.model_fields[name].default for name in invalid if name in Settings.model_fields}
+        try:  # the invalid values put back to their defaults, to find what else is missing
+            rest = Settings(**{**overrides, **defaults})
+        except ValidationError:
+            raise SettingError(_all_problems(problems)) from None
+        named = tuple(f"{PREFIX}{name.upper()}" for name in invalid)
+        found = run_problems(rest, store=store, channels=channels)
+        problems += [problem for problem in found if not any(setting in problem for setting in named)]
+        raise SettingError(_all_problems(problems)) from None
+    check_run(settings, store=store, channels=channels)
+    return settings
+
+
+def _all_problems(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} settings need attention: " + "; ".join(
+        f"({n}) {problem.rstrip('.')}" for n, problem in enumerate(problems, 1)
+    )
+
+
+_NO_STORE = (
+    "OMNICAST_STORE_PATH is not set: point it at the folder holding Shopify's products_export.csv, "
+    "customers_export.csv and orders_export.csv (or run `omnicast demo` for sample data)."
+)
 
 
 def open_database(settings: Settings) -> Engine:
@@ -122,6 +222,16 @@ def run_date(settings: Settings, as_of: str | None = None) -> date:
     if as_of:
         return parse_day(as_of)
     return datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+def run_title(label: str, as_of: str | None = None) -> str:
+    """A run's name in the Prefect UI: what it is and the day it is for (``daily 2026-12-08``)."""
+    if not as_of:
+        try:
+            as_of = run_date(load_settings()).isoformat()
+        except OmnicastError:  # the run itself reports the setting; the name falls back to the machine's day
+            as_of = date.today().isoformat()
+    return f"{label} {as_of}"
 
 
 def open_channels(settings: Settings, *, only: Sequence[str] | None = None) -> dict[str, Channel]:

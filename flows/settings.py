@@ -61,7 +61,9 @@ class BaseOmnicastSettings(BaseSettings):
         "Bean & Leaf Coffee <hello@beanandleaf.example>", description="From: header of every email."
     )
     secret_key: SecretStr | None = Field(
-        None, description="Signs unsubscribe tokens. Required outside the demo (the demo keeps one in its workdir)."
+        None,
+        description="Signs unsubscribe and tracked links; keep it (a new key breaks every link already sent). Required "
+        "outside the demo (the demo keeps one in its workdir); `omnicast init` generates one.",
     )
     public_url: str = Field(
         "https://beanandleaf.example", description="Base URL of the store; unsubscribe links live under it."
@@ -326,7 +328,12 @@ def load_settings(**overrides: Any) -> Settings:
 
 def settings_problem(exc: ValidationError) -> str:
     """Every problem pydantic found, on one line, each naming its environment variable (never a secret's value)."""
-    return "; ".join(_problem(error) for error in exc.errors(include_url=False))
+    return "; ".join(settings_problems(exc))
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """Every problem pydantic found, one sentence each, naming its environment variable (never a secret's value)."""
+    return [_problem(error) for error in exc.errors(include_url=False)]
 
 
 def _problem(error: Any) -> str:
@@ -340,3 +347,72 @@ def _problem(error: Any) -> str:
     value = error.get("input")
     shown = redact_url(value) if field == "database_url" and isinstance(value, str) else value
     return f"{setting}={shown!r} is not valid: {message[:1].lower()}{message[1:]}"
+
+
+# --- `omnicast init` and .env.example: every setting, from this model ----------------------------------------------
+
+ENV_REQUIRED = ("store_path", "secret_key")
+"""Settings a deployed run cannot do without (no default)."""
+ENV_STORE = ("database_url", "timezone", "store_name", "store_address", "sender_address", "public_url",
+             "unsubscribe_mailto", "serve_url")  # fmt: skip
+"""Settings whose default is the demo store's: a real store sets its own."""
+ENV_SOURCES = ("crm_path", "analytics_path")
+"""Optional sources: a run without them warns what it goes without."""
+_ENV_HEADER = """\
+# omnicast settings: every OMNICAST_* variable, read from the environment or from .env in the folder omnicast (and
+# the Prefect worker) runs in; the environment wins. Written by `omnicast init` from the Settings model
+# (flows/settings.py); .env.example is the same text without a secret key. Settings a run needs are checked at its
+# start and every missing or invalid one is reported at once.
+
+"""
+
+
+def env_file_text(secret_key: str | None = None, overrides: dict[str, str] | None = None) -> str:
+    """Every setting of :class:`Settings` with its description as a comment: the required ones and the store's own
+    set (``secret_key``, ``overrides`` by field name), the rest commented out at their defaults."""
+    given = {"secret_key": secret_key or "", **(overrides or {})}
+    fields = Settings.model_fields
+    rest = [name for name in fields if name not in (*ENV_REQUIRED, *ENV_STORE, *ENV_SOURCES)]
+    sections = [
+        ("Required by every deployed run (`omnicast init` generates the secret key)", ENV_REQUIRED, True),
+        ("Your store (the defaults are the demo store's: set your own)", ENV_STORE, True),
+        ("Optional sources (unset: each run logs a warning saying what it goes without)", ENV_SOURCES, False),
+        ("Everything else, at its default (remove the # to change one)", tuple(rest), False),
+    ]
+    lines = [_ENV_HEADER]
+    for title, names, active in sections:
+        lines.append(f"# === {title} ===\n")
+        for name in names:
+            lines.append(_env_entry(name, given.get(name), active))
+    return "".join(lines).rstrip("\n") + "\n"
+
+
+def _env_entry(name: str, given: str | None, active: bool) -> str:
+    import textwrap
+
+    info = Settings.model_fields[name]
+    default = info.default
+    value = given if given is not None else ("" if default is None else _env_default(default))
+    comment = textwrap.fill(info.description or "", width=116, initial_indent="# ", subsequent_indent="# ")
+    line = f"{PREFIX}{name.upper()}={_env_quote(value)}"
+    if not active and given is None:
+        line = f"# {line}"
+    return f"{comment}\n{line}\n\n"
+
+
+def _env_default(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _env_quote(value: str) -> str:
+    """A value as python-dotenv reads it back unchanged (double quotes when it holds spaces, quotes or #)."""
+    if value and not re.search(r"[\s\"'#\\$`]", value):
+        return value
+    if not value:
+        return ""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
