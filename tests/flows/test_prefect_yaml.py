@@ -1,4 +1,5 @@
-"""prefect.yaml deploys for real: `prefect deploy --all` against a live Prefect API creates every deployment."""
+"""prefect.yaml deploys for real: `prefect deploy --all` against a live Prefect API creates every deployment, each
+campaign's with its schedule and a typed parameter form (tests/flows/test_deployments.py keeps the file generated)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -41,12 +43,16 @@ def test_prefect_deploy_all_creates_the_deployments(prefect_api: str, tmp_path: 
 
     from prefect.client.orchestration import get_client
 
-    async def names() -> dict[str, list]:
+    async def read() -> dict[str, Any]:
         async with get_client() as client:
-            found = await client.read_deployments()
-            return {d.name: d.schedules for d in found}
+            return {d.name: d for d in await client.read_deployments()}
 
-    deployed = asyncio.run(names())
+    deployed = asyncio.run(read())
     assert set(deployed) == {d["name"] for d in _deployments()}
-    daily = deployed["daily"][0]
+    daily = deployed["daily"].schedules[0]
     assert daily.active and daily.schedule.timezone == "America/Los_Angeles"
+    picks = deployed["weekly-picks"]
+    assert picks.parameters == {"name": "weekly-picks"} and picks.schedules[0].active
+    assert picks.schedules[0].schedule.cron == "0 10 * * 2"
+    form = deployed["run-campaign"].parameter_openapi_schema
+    assert set(form["properties"]) == {"name", "as_of"} and deployed["run-campaign"].schedules == []

@@ -172,3 +172,115 @@ def test_an_empty_optional_path_means_not_set(monkeypatch: pytest.MonkeyPatch) -
 
 def test_an_empty_outbox_folder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "OMNICAST_OUTBOX_DIR is empty" in _problem(monkeypatch, OUTBOX_DIR="")
+
+
+# --- a run reports every problem at once; optional sources warn; `omnicast init` and .env.example ------------------
+
+
+@pytest.fixture
+def bare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No OMNICAST_* variable and no .env: a fresh machine's worker, in an empty folder."""
+    import os
+
+    for name in [name for name in os.environ if name.startswith("OMNICAST_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNICAST_OUTBOX_DIR", str(tmp_path / "outbox"))
+    return tmp_path
+
+
+def _store(folder: Path) -> Path:
+    for name in ("products_export.csv", "customers_export.csv", "orders_export.csv"):
+        (folder / name).touch()
+    return folder
+
+
+def test_a_run_reports_every_missing_setting_in_one_message(bare: Path) -> None:
+    from flows.runtime import load_run_settings
+
+    with pytest.raises(SettingError) as raised:
+        load_run_settings(store=True, channels=True)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("2 settings need attention: (1) OMNICAST_STORE_PATH is not set")
+    assert "(2) OMNICAST_SECRET_KEY is not set" in message
+
+
+def test_invalid_values_and_missing_settings_and_sources_come_together(
+    bare: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.runtime import load_run_settings
+
+    monkeypatch.setenv("OMNICAST_TIMEZONE", "Mars/Olympus")
+    monkeypatch.setenv("OMNICAST_STORE_PATH", str(_store(bare)))
+    monkeypatch.setenv("OMNICAST_CRM_PATH", str(bare / "contacts.csv"))  # configured, and missing: an error
+    with pytest.raises(SettingError) as raised:
+        load_run_settings(store=True, channels=True)
+    message = str(raised.value)
+    assert message.startswith("3 settings need attention:")
+    for expected in ("OMNICAST_TIMEZONE='Mars/Olympus'", "OMNICAST_CRM_PATH (--crm) points at nothing",
+                     "OMNICAST_SECRET_KEY is not set"):  # fmt: skip
+        assert expected in message
+
+
+def test_a_complete_set_up_loads(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.runtime import load_run_settings
+
+    monkeypatch.setenv("OMNICAST_STORE_PATH", str(_store(bare)))
+    monkeypatch.setenv("OMNICAST_SECRET_KEY", "a-long-enough-secret-for-tests")
+    assert load_run_settings(store=True, channels=True).store_path == bare
+
+
+def test_an_unconfigured_optional_source_is_a_warning_naming_its_setting(bare: Path) -> None:
+    from flows.runtime import source_warnings
+
+    warnings = source_warnings(load_settings())
+    assert [w.split(" ", 1)[0] for w in warnings] == ["OMNICAST_CRM_PATH", "OMNICAST_ANALYTICS_PATH"]
+    assert all("not set" in w and "to use them" in w for w in warnings)
+    assert source_warnings(load_settings(crm_path=bare / "c.csv", analytics_path=bare / "a.jsonl")) == []
+
+
+def test_the_daily_run_stops_before_any_work_naming_every_missing_setting(prefect_api: str, bare: Path) -> None:
+    from flows.daily import daily_flow
+
+    state = daily_flow(return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "OMNICAST_STORE_PATH is not set" in message and "OMNICAST_SECRET_KEY is not set" in message
+    assert not (bare / "omnicast.db").exists()  # nothing was done
+
+
+def test_the_committed_env_example_is_generated_from_the_settings() -> None:
+    from flows.settings import env_file_text
+
+    committed = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    assert committed == env_file_text(None), "run: python -c \"from flows.settings import env_file_text; " \
+        "open('.env.example', 'w').write(env_file_text(None))\""  # fmt: skip
+    for name in Settings.model_fields:
+        assert f"OMNICAST_{name.upper()}=" in committed, name
+
+
+def test_init_writes_every_setting_a_run_needs_with_a_secret_key(bare: Path) -> None:
+    from dotenv import dotenv_values
+    from typer.testing import CliRunner
+
+    from tests.flows.test_deployments import schedule_app
+
+    runner, app = CliRunner(), schedule_app()
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    env = bare / ".env"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert "to do: OMNICAST_STORE_PATH is not set" in result.stdout and "SECRET_KEY" not in result.stdout
+    secret = dotenv_values(env)["OMNICAST_SECRET_KEY"]
+    assert secret and len(secret) >= 40
+    settings = load_settings()  # reads ./.env
+    assert settings.secret_key is not None and settings.secret_key.get_secret_value() == secret
+    defaults = Settings(secret_key=secret)
+    assert settings.model_dump() == defaults.model_dump()  # the file says what the defaults say, nothing else
+
+    again = runner.invoke(app, ["init"])
+    assert again.exit_code == 2 and "--force" in again.stderr.strip().splitlines()[-1]
+    forced = runner.invoke(app, ["init", "--force", "--store", str(_store(bare))])
+    assert forced.exit_code == 0 and "secret key kept" in forced.stdout and "to do" not in forced.stdout
+    assert dotenv_values(env)["OMNICAST_SECRET_KEY"] == secret
+    assert load_settings().store_path == bare.resolve()
