@@ -332,3 +332,25 @@ class InstallSecret(SQLModel, table=True):
     name: str = Field(primary_key=True)
     value: str
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class OfferCode(SQLModel, table=True):
+    """A code from a campaign's code pool (a CSV of single-use codes), given to one recipient of one occurrence.
+
+    A code is handed out once per pool (``uq_offer_code``), a recipient gets one code per campaign occurrence
+    (``uq_offer_code_recipient``): planning the same day again finds the same code, never a second one. ``pool`` is
+    the CSV's name as the campaign file writes it (``codes/birthday.csv``), so two campaigns sharing a file share its
+    codes. Static codes (``offer.code``) are not recorded here: everyone gets the same one."""
+
+    __tablename__ = "offer_codes"
+    __table_args__ = (
+        UniqueConstraint("pool", "code", name="uq_offer_code"),
+        UniqueConstraint("campaign", "occurrence_key", "customer_id", name="uq_offer_code_recipient"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    pool: str = Field(index=True, description="the pool CSV as named in the campaign file")
+    code: str
+    campaign: str = Field(index=True)
+    occurrence_key: str
+    customer_id: int = Field(index=True, description="no foreign key: the record of a used code outlives erasure")
+    assigned_at: datetime = Field(default_factory=utcnow)
