@@ -21,7 +21,9 @@ In-app cards (``templates/inapp/<name>.json.j2``) render with every ``{{ … }}`
 ``json.dumps``, so customer data can never break out of a JSON string.
 
 Jinja runs in ``ImmutableSandboxedEnvironment`` with ``StrictUndefined``: templates can't reach Python
-internals or mutate the context, and a typo fails loudly instead of rendering an empty string.
+internals or mutate the context, and a typo fails loudly instead of rendering an empty string. ``EmailRenderer(
+strict=True)`` (the template tests) goes further: a ``{{ … }}`` that renders ``None`` or an empty string fails too,
+so a sentence never has an empty slot ("Hi ,"); templates write optional pieces with ``{% if %}``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from mjml import mjml_to_html
 
 import templates
 from channels.headers import clean_text, header_text, safe_url
+from models.context import picks_kind, topic_of
 
 TEMPLATES_DIR = Path(templates.__file__).resolve().parent
 
@@ -125,6 +128,17 @@ def _environment(*, autoescape: bool, **options: Any) -> ImmutableSandboxedEnvir
     return env
 
 
+def _strict_finalize(value: Any) -> Any:
+    """``EmailRenderer(strict=True)``: an expression that renders nothing is a template bug (an empty slot)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises with the missing name
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise jinja2.TemplateRuntimeError(
+            f"a {{{{ … }}}} rendered {value!r}: an empty slot in the text; write optional pieces with {{% if %}}"
+        )
+    return value
+
+
 def _json_finalize(value: Any) -> str:
     """Every ``{{ … }}`` in a card template becomes a JSON literal (string, number, list, null)."""
     if isinstance(value, jinja2.Undefined):
@@ -134,18 +148,30 @@ def _json_finalize(value: Any) -> str:
 
 _HTML_ENV = _environment(autoescape=True)
 _TEXT_ENV = _environment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
+_STRICT_HTML_ENV = _environment(autoescape=True, finalize=_strict_finalize)
+_STRICT_TEXT_ENV = _environment(autoescape=False, finalize=_strict_finalize, trim_blocks=True, lstrip_blocks=True)
 _CARD_ENV = _environment(autoescape=False, finalize=_json_finalize, trim_blocks=True, lstrip_blocks=True)
 
-_COMPILED: dict[str, CompiledEmail] = {}
+_COMPILED: dict[tuple[str, bool], CompiledEmail] = {}
 _COMPILE_LOCK = threading.Lock()
+
+
+_PRODUCT_KEYS = ("sku", "title", "url", "image_url", "price", "explanation", "kind", "product_type", "topic")
+_CONTRACT = ("store", "customer", "products", "cart", "refill", "trigger", "offer", "subject", "topic", "picks")
 
 
 def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The planner's context with every contract key present and every value safe to render.
 
-    Contract: ``store{name,url,address}``, ``customer{first_name}``,
-    ``products[{sku,title,url,image_url,price,explanation}]``, ``trigger{kind,…}``; channels add more via
-    ``extra`` (the email channel adds ``unsubscribe_url``), which is trusted and left as it is.
+    Contract (``templates/email/README.md``, filled by ``models/planning.py``): ``store{name,url,address,currency}``,
+    ``customer{first_name}``, ``campaign``, ``variant``, ``subject`` (a variant's subject line, else ``None``),
+    ``offer{code,description}`` (or ``None``: no gift is promised), ``topic`` (``coffee``, ``tea``, ``coffee and
+    tea`` or ``""``), ``picks`` (``personal``, ``popular``, ``mixed``, ``none``), ``products`` (recommendations),
+    ``cart`` (the items in an abandoned cart), ``refill`` (the product running low, or ``None``), each product
+    ``{sku,title,url,image_url,price,explanation,kind,product_type,topic}``, and ``trigger{kind,…}``; channels add
+    more via ``extra`` (the email channel adds ``unsubscribe_url``), which is trusted and left as it is. A key the
+    context lacks gets its empty value (``None``, ``[]``); ``topic`` and ``picks`` are derived from the products when
+    absent (a payload planned by an earlier version has neither and keeps its wording: "coffee", "personal").
 
     Customer data is hostile (channels/headers.py): every string is ``clean_text``-ed (no control or invisible
     format characters), and only absolute http(s) URLs reach a link or an image: an unsafe ``image_url`` becomes
@@ -155,14 +181,9 @@ def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]
     store = _cleaned({"name": "", "url": "", "address": "", "currency": "USD", **dict(context.get("store") or {})})
     store["url"] = safe_url(store["url"]) or ""
     customer = _cleaned({"first_name": None, **dict(context.get("customer") or {})})
-    products = []
-    for item in context.get("products") or []:
-        product = _cleaned(
-            {"sku": None, "title": "", "url": "", "image_url": None, "price": None, "explanation": None, **dict(item)}
-        )
-        product["image_url"] = safe_url(product["image_url"])
-        product["url"] = safe_url(product["url"]) or store["url"]
-        products.append(product)
+    products = [_product(item, store["url"]) for item in context.get("products") or []]
+    cart = [_product(item, store["url"]) for item in context.get("cart") or []]
+    refill = _product(context["refill"], store["url"]) if context.get("refill") else None
     trigger = _cleaned({"kind": None, **dict(context.get("trigger") or {})})
     for key in [k for k in trigger if isinstance(k, str) and k.endswith("_url")]:
         url = safe_url(trigger[key])
@@ -170,8 +191,42 @@ def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]
             del trigger[key]
         else:
             trigger[key] = url
-    base = {k: _clean_value(v) for k, v in context.items() if k not in {"store", "customer", "products", "trigger"}}
-    return {**base, "store": store, "customer": customer, "products": products, "trigger": trigger, **extra}
+    offer = _cleaned(dict(context.get("offer") or {}))
+    shown = [*cart, *([refill] if refill else []), *products]
+    topic = context.get("topic")
+    if topic is None:
+        known = [p["product_type"] for p in shown if p["product_type"] is not None]
+        topic = topic_of(known) if known else "coffee"
+    picks = context.get("picks")
+    if picks is None:
+        picks = picks_kind(p["kind"] or "history" for p in products)
+    base = {k: _clean_value(v) for k, v in context.items() if k not in _CONTRACT}
+    return {
+        "campaign": None,
+        "variant": None,
+        **base,
+        "store": store,
+        "customer": customer,
+        "products": products,
+        "cart": cart,
+        "refill": refill,
+        "trigger": trigger,
+        "offer": offer if offer.get("code") else None,
+        "subject": clean_text(str(context["subject"])).strip() or None if context.get("subject") else None,
+        "topic": clean_text(str(topic)),
+        "picks": clean_text(str(picks)),
+        **extra,
+    }
+
+
+def _product(item: Mapping[str, Any], store_url: str) -> dict[str, Any]:
+    """One product of the contract: every key present, strings clean, links safe (else the store's)."""
+    product = _cleaned({**dict.fromkeys(_PRODUCT_KEYS), "title": "", "url": "", **dict(item)})
+    product["image_url"] = safe_url(product["image_url"])
+    product["url"] = safe_url(product["url"]) or store_url
+    if product["topic"] is None:
+        product["topic"] = topic_of([product["product_type"]])
+    return product
 
 
 def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -215,8 +270,9 @@ class _TemplateFolder:
 class EmailRenderer:
     """Renders ``templates/email/<name>.mjml`` for one recipient; compiles each template version once."""
 
-    def __init__(self, templates_dir: Path | str | None = None) -> None:
+    def __init__(self, templates_dir: Path | str | None = None, *, strict: bool = False) -> None:
         self._folder = _TemplateFolder(Path(templates_dir or TEMPLATES_DIR), "email", ".mjml")
+        self.strict = strict
         self._current: dict[str, tuple[tuple[tuple[str, int, int], ...], CompiledEmail]] = {}
         self._checked_at: dict[str, float] = {}
 
@@ -255,10 +311,10 @@ class EmailRenderer:
         signature = _signature(self._folder.root, tuple((file, 0, 0) for file in sources))
         digest = hashlib.sha256("\0".join(f"{k}\0{v}" for k, v in sources.items()).encode()).hexdigest()
         with _COMPILE_LOCK:
-            compiled = _COMPILED.get(digest)
+            compiled = _COMPILED.get((digest, self.strict))
             if compiled is None or compiled.name != name:
                 compiled = self._compile(name, sources, digest)
-                _COMPILED[digest] = compiled
+                _COMPILED[(digest, self.strict)] = compiled
         self._current[name] = (signature, compiled)
         self._checked_at[name] = now
         return compiled
@@ -314,12 +370,13 @@ class EmailRenderer:
             raise TemplateError(name, f"MJML errors: {'; '.join(result.errors)}", file=main)
         page = _squeeze(result.html)
         _check_jinja_survived(name, main, page)
+        html_env, text_env = (_STRICT_HTML_ENV, _STRICT_TEXT_ENV) if self.strict else (_HTML_ENV, _TEXT_ENV)
         return CompiledEmail(
             name=name,
             digest=digest,
-            subject=_from_string(_TEXT_ENV, name, main, _subject_source(name, main, mjml_source)),
-            html=_from_string(_HTML_ENV, name, main, page),
-            text=_from_string(_TEXT_ENV, name, main, html_to_text_template(page)),
+            subject=_from_string(text_env, name, main, _subject_source(name, main, mjml_source)),
+            html=_from_string(html_env, name, main, page),
+            text=_from_string(text_env, name, main, html_to_text_template(page)),
         )
 
 

@@ -1,31 +1,73 @@
 """Turn campaigns, triggers and audiences into planned messages (one ``OutboundMessage`` per person and channel).
 
 Planning never sends: it decides who should hear what, assigns experiment variants (with a holdout group that is
-recorded but never contacted), and gathers what templates render. ``channels.dispatch`` then gates and delivers.
-Planning is idempotent: the same day planned twice yields the same ledger keys, so the ledger skips the repeats.
+recorded but never contacted), and gathers what templates render (the context contract of
+``templates/email/README.md``, built by ``models/context.py``). ``channels.dispatch`` then gates and delivers.
+Planning is idempotent: the same day planned twice yields the same ledger keys (so the ledger skips the repeats) and
+the same offer codes.
+
+What a message shows, and why:
+
+* the trigger's own products in their own slot: the cart's items (``cart``, only items still in the cart: active
+  and not bought since) or the product running low (``refill``); an abandoned-cart or replenishment moment with
+  nothing left to show is not planned;
+* recommendations (``products``), each with its reason (``kind``, ``explanation``), diverse (``Diversity``: at most
+  N per product type in an email, no product in more than a share of the campaign's emails unless pinned);
+* the variant's overrides: its ``template`` (the message's template), ``subject`` (``context["subject"]``, which
+  the template uses verbatim) and ``offer``;
+* the offer, only when the campaign (or variant) has one and a code is there to show (``models/offers.py``): a
+  recipient the code pool has run out for is planned without the gift, never promising it;
+* UTM tags on every store and product link (per channel: ``utm_medium`` is the channel).
+
+``plan_preview`` plans one campaign for chosen customers without writing anything (no assignment, no offer code,
+no ledger row), for ``omnicast preview``.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select, union_all
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from channels.recipients import load_recipients
-from models.campaigns import Campaign
+from models.campaigns import HOLDOUT, Campaign, Offer, Variant
+from models.context import (
+    MAX_CART_ITEMS,
+    Candidate,
+    Diversity,
+    DiversityReport,
+    diversify,
+    long_date,
+    order_key,
+    pick_kind,
+    picks_kind,
+    tag_links,
+    topic_of,
+    trigger_context,
+)
 from models.db import session_scope
 from models.errors import InputError
 from models.experiments import assign_variant
+from models.interactions import CART_EVENTS, EVENTS, ORDER_LINES, ORDERS, PRODUCTS, counted_order
 from models.message import OutboundMessage, Recipient
+from models.offers import OfferReport, allocate_codes, offer_context
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
 from models.segments import AudienceDef, Segment
 from models.segments import members as segment_members
+
+logger = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 20
+"""Recommendations read per customer: more than an email shows, so diversity has something to choose from."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +77,13 @@ class StoreInfo:
     name: str
     url: str
     address: str
+    currency: str = "USD"
 
     def as_context(self) -> dict[str, str]:
-        return {"name": self.name, "url": self.url, "address": self.address}
+        return {"name": self.name, "url": self.url, "address": self.address, "currency": self.currency}
+
+    def product_url(self, handle: str) -> str:
+        return f"{self.url.rstrip('/')}/products/{handle}"
 
 
 @dataclass
@@ -49,6 +95,47 @@ class Target:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PlanReport:
+    """What planning one campaign did, in counts (for the run's log; no one is named)."""
+
+    campaign: str
+    targets: int = 0
+    messages: int = 0
+    holdout: int = 0
+    nothing_to_show: int = 0
+    offers: OfferReport = field(default_factory=OfferReport)
+    diversity: DiversityReport = field(default_factory=DiversityReport)
+
+    def lines(self) -> list[str]:
+        """One line per fact worth a look in the run's log."""
+        lines = [
+            f"campaign {self.campaign}: {self.messages} messages for {self.targets} people "
+            f"({self.holdout} in the holdout, {self.nothing_to_show} left out with nothing to show)"
+        ]
+        for pool, count in sorted(self.offers.exhausted.items()):
+            lines.append(
+                f"campaign {self.campaign}: offer code pool {pool} is exhausted: {count} recipients planned "
+                "without the offer; add codes to the file"
+            )
+        if self.diversity.skipped_share or self.diversity.relaxed:
+            lines.append(
+                f"campaign {self.campaign}: diversity kept {self.diversity.skipped_share} over-used picks out "
+                f"(at most {self.diversity.share_limit} emails per product), {self.diversity.skipped_category} "
+                f"by the per-type cap; {self.diversity.relaxed} emails kept an over-used pick (nothing else left)"
+            )
+        return lines
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A product with why it is shown."""
+
+    product: Product
+    explanation: str
+    kind: str
+
+
 def broadcast_occurrence(spec: Campaign, today: date) -> str:
     """Broadcasts go out once per ISO week: the week is the occurrence."""
     year, week, _ = today.isocalendar()
@@ -56,12 +143,21 @@ def broadcast_occurrence(spec: Campaign, today: date) -> str:
 
 
 def plan_campaign(
-    engine: Engine, spec: Campaign, today: date, store: StoreInfo, segments: Mapping[str, Segment] | None = None
+    engine: Engine,
+    spec: Campaign,
+    today: date,
+    store: StoreInfo,
+    segments: Mapping[str, Segment] | None = None,
+    *,
+    diversity: Diversity | None = None,
+    global_holdout_percent: float = 0.0,
+    report: PlanReport | None = None,
 ) -> list[OutboundMessage]:
     """Planned messages of one campaign for ``today`` (holdout members included, marked ``variant='holdout'``).
 
     ``segments`` are the catalog's (a segment campaign needs its segment); a campaign outside its dates or disabled
-    plans nothing."""
+    plans nothing. Records the campaign, its experiment, new assignments and offer codes; logs counts."""
+    report = report if report is not None else PlanReport(spec.name)
     if not spec.runs_on(today):
         return []
     with session_scope(engine) as session:
@@ -70,37 +166,77 @@ def plan_campaign(
         if not targets:
             return []
         ids = sorted({t.customer_id for t in targets})
-        variants = _assignments(session, experiment_id, spec, ids)
-        recipients = _recipients(session, ids)
-        picks = _picks(session, ids, spec.products)
-        trigger_products = _products(session, _trigger_product_ids(targets))
-    messages = []
-    for target in targets:
-        recipient = recipients.get(target.customer_id)
-        if recipient is None:
-            continue
-        products = _context_products(target, picks.get(target.customer_id, []), trigger_products, spec.products)
-        if spec.trigger_kind is None and not products:
-            continue  # a picks email with no picks says nothing
-        context = {
-            "store": store.as_context(),
-            "customer": {"first_name": recipient.first_name},
-            "products": [_product_context(p, store) for p in products],
-            "trigger": {"kind": spec.trigger_kind or "broadcast", **target.payload},
-        }
-        for channel in spec.channels:
-            messages.append(
-                OutboundMessage(
-                    occurrence_key=target.occurrence_key,
-                    channel=channel,
-                    recipient=recipient,
-                    campaign=spec.name,
-                    template=spec.template,
-                    variant=variants[target.customer_id],
-                    context=context,
-                )
-            )
+        variants = _assignments(session, experiment_id, spec, ids, record=True)
+        variants = _global_holdout(variants, global_holdout_percent)
+        messages = _plan(session, spec, today, store, targets, variants, diversity or Diversity(), report)
+    for line in report.lines():
+        _log().info(line)
     return messages
+
+
+@dataclass
+class Preview:
+    """``plan_preview``'s answer: the email message per customer asked for, and notes on how it was made."""
+
+    messages: dict[int, OutboundMessage]
+    notes: dict[int, list[str]]
+
+
+def plan_preview(
+    engine: Engine,
+    spec: Campaign,
+    today: date,
+    store: StoreInfo,
+    segments: Mapping[str, Segment],
+    customer_ids: Sequence[int],
+    *,
+    variant: str | None = None,
+    channel: str = "email",
+    diversity: Diversity | None = None,
+) -> Preview:
+    """The message ``spec`` would send each of ``customer_ids`` on ``today`` on ``channel``, planned the way a run
+    would (with the campaign's whole audience, so diversity picks the same products) but writing nothing.
+
+    A customer outside today's audience is planned from their latest moment of the campaign's trigger, or one made
+    from their data (their last consumable order, their last order, their cart); the notes say so. A customer in
+    the holdout is shown the first variant (``variant`` chooses one). ``InputError`` for a customer the campaign
+    cannot say anything to (no cart ever, no products)."""
+    if variant is not None and spec.variant(variant) is None:
+        raise InputError(f"campaign {spec.name!r} has no variant {variant!r}; its variants: {', '.join(spec.variants)}")
+    notes: dict[int, list[str]] = {cid: [] for cid in customer_ids}
+    with Session(engine) as session:
+        try:
+            targets = _targets(session, spec, today, segments)
+            present = {t.customer_id for t in targets}
+            for cid in customer_ids:
+                if cid not in present:
+                    targets.append(_preview_target(session, spec, today, cid, notes[cid]))
+            ids = sorted({t.customer_id for t in targets})
+            experiment = session.execute(select(Experiment).where(col(Experiment.name) == spec.name)).scalars().first()
+            variants = _assignments(session, experiment.id if experiment else None, spec, ids, record=False)
+            for cid in customer_ids:
+                arm = variant or variants.get(cid)
+                if arm == HOLDOUT:
+                    notes[cid].append(
+                        f"in the campaign's holdout (never contacted); showing variant {spec.variants[0]}"
+                    )
+                    arm = spec.variants[0]
+                variants[cid] = arm or spec.variants[0]
+            report = PlanReport(spec.name)
+            messages = _plan(
+                session, spec, today, store, targets, variants, diversity or Diversity(), report,
+                only=set(customer_ids), dry_run=True, channels=(channel,),
+            )  # fmt: skip
+        finally:
+            session.rollback()
+    by_customer = {m.customer_id: m for m in messages}
+    for cid in customer_ids:
+        if cid not in by_customer:
+            raise InputError(
+                f"campaign {spec.name!r} has nothing to show customer {cid} (no products to recommend, or the "
+                "moment's products are gone)"
+            )
+    return Preview(by_customer, notes)
 
 
 def plan_audience(
@@ -122,6 +258,150 @@ def plan_audience(
         if customer_id in recipients
         for platform in audience.platforms
     ]
+
+
+# ---- the plan --------------------------------------------------------------------------------------------------------
+
+
+def _plan(
+    session: Session,
+    spec: Campaign,
+    today: date,
+    store: StoreInfo,
+    targets: list[Target],
+    variants: Mapping[int, str],
+    diversity: Diversity,
+    report: PlanReport,
+    *,
+    only: set[int] | None = None,
+    dry_run: bool = False,
+    channels: Sequence[str] | None = None,
+) -> list[OutboundMessage]:
+    """Messages for ``targets`` (only those of ``only`` when given; diversity still sees them all)."""
+    ids = sorted({t.customer_id for t in targets})
+    candidates = _candidates(session, ids, max(spec.products * 3, MAX_CANDIDATES))
+    if spec.products:
+        _add_popular(session, candidates, ids, today)
+    own = _own_items(session, targets)
+    kept: list[Target] = []
+    for target in targets:
+        if spec.trigger_kind in ("abandoned_cart", "replenishment") and not own.get(_key(target)):
+            report.nothing_to_show += 1  # the cart was bought or emptied, the product is gone: nothing to say
+            continue
+        kept.append(target)
+    ordered = sorted(kept, key=lambda t: order_key(spec.name, t.occurrence_key, t.customer_id))
+    chosen = diversify(
+        [
+            (
+                _key(t),
+                [_candidate(item) for item in own.get(_key(t), [])],
+                [_candidate(item) for item in candidates.get(t.customer_id, [])],
+                variants.get(t.customer_id) != HOLDOUT,
+            )
+            for t in ordered
+        ],
+        spec.products,
+        diversity,
+        report.diversity,
+    )
+    output = [t for t in kept if only is None or t.customer_id in only]
+    recipients = _recipients(session, {t.customer_id for t in output})
+    offers = _offers(session, spec, output, variants, report.offers, dry_run=dry_run)
+    messages: list[OutboundMessage] = []
+    report.targets = len(output)
+    for target in output:
+        recipient = recipients.get(target.customer_id)
+        if recipient is None:
+            continue
+        arm = variants[target.customer_id]
+        mine = {item.product.id: item for item in candidates.get(target.customer_id, [])}
+        picks = [mine[c.product_id] for c in chosen.get(_key(target), [])]
+        if spec.trigger_kind is None and not picks:
+            report.nothing_to_show += 1
+            continue  # a picks email with no picks says nothing
+        report.holdout += arm == HOLDOUT
+        context = _context(spec, today, store, target, recipient, arm, own.get(_key(target), []), picks,
+                           offers.get(_key(target)))  # fmt: skip
+        chosen_variant = spec.variant(arm)
+        template = (chosen_variant.template if chosen_variant else None) or spec.template
+        for channel in channels or spec.channels:
+            messages.append(
+                OutboundMessage(
+                    occurrence_key=target.occurrence_key,
+                    channel=channel,
+                    recipient=recipient,
+                    campaign=spec.name,
+                    template=template,
+                    variant=arm,
+                    context=tag_links(context, spec.name, arm, channel),
+                )
+            )
+    report.messages = len(messages)
+    return messages
+
+
+def _key(target: Target) -> tuple[str, int]:
+    return (target.occurrence_key, target.customer_id)
+
+
+def _candidate(item: _Item) -> Candidate:
+    product = item.product
+    return Candidate(int(product.id or 0), product.sku, product.product_type, item.explanation, item.kind)
+
+
+def _context(
+    spec: Campaign,
+    today: date,
+    store: StoreInfo,
+    target: Target,
+    recipient: Recipient,
+    arm: str,
+    own: list[_Item],
+    picks: list[_Item],
+    offer: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The template contract for one message (before the per-channel UTM tags)."""
+    kind = spec.trigger_kind or "broadcast"
+    variant = spec.variant(arm)
+    cart = [_product_context(item, store) for item in own] if kind == "abandoned_cart" else []
+    refill = _product_context(own[0], store) if kind == "replenishment" and own else None
+    products = [_product_context(item, store) for item in picks]
+    trigger = trigger_context(kind, target.payload, today, [item.product.title for item in own])
+    if kind == "abandoned_cart":
+        trigger["cart_url"] = f"{store.url.rstrip('/')}/cart"
+    shown = [*own, *picks]
+    return {
+        "store": store.as_context(),
+        "customer": {"first_name": recipient.first_name},
+        "campaign": spec.name,
+        "variant": arm,
+        "subject": variant.subject if variant else None,
+        "offer": offer,
+        "topic": topic_of(item.product.product_type for item in shown),
+        "picks": picks_kind(item.kind for item in picks),
+        "products": products,
+        "cart": cart,
+        "refill": refill,
+        "trigger": trigger,
+    }
+
+
+def _product_context(item: _Item, store: StoreInfo) -> dict[str, Any]:
+    product = item.product
+    return {
+        "sku": product.sku,
+        "title": product.title,
+        "url": store.product_url(product.handle),
+        "image_url": product.image_url,
+        "price": product.price,
+        "explanation": item.explanation,
+        "kind": item.kind,
+        "product_type": product.product_type,
+        "topic": topic_of([product.product_type]),
+    }
+
+
+# ---- who -------------------------------------------------------------------------------------------------------------
 
 
 def _ensure_campaign(session: Session, spec: Campaign) -> int:
@@ -167,86 +447,362 @@ def _targets(session: Session, spec: Campaign, today: date, segments: Mapping[st
     return [Target(row.occurrence_key, row.customer_id, dict(row.payload or {})) for row in rows]
 
 
-def _assignments(session: Session, experiment_id: int, spec: Campaign, ids: list[int]) -> dict[int, str]:
-    """Existing assignments win; new customers are bucketed and recorded."""
-    existing = dict(
-        session.execute(
-            select(col(Assignment.customer_id), col(Assignment.variant))
-            .where(col(Assignment.experiment_id) == experiment_id)
-            .where(col(Assignment.customer_id).in_(ids))
-        ).all()
-    )
+def _assignments(
+    session: Session, experiment_id: int | None, spec: Campaign, ids: list[int], *, record: bool
+) -> dict[int, str]:
+    """Existing assignments win; new customers are bucketed (and recorded when ``record``)."""
+    existing: dict[int, str] = {}
+    if experiment_id is not None:
+        for start in range(0, len(ids), 5_000):
+            existing.update(
+                session.execute(
+                    select(col(Assignment.customer_id), col(Assignment.variant))
+                    .where(col(Assignment.experiment_id) == experiment_id)
+                    .where(col(Assignment.customer_id).in_(ids[start : start + 5_000]))
+                )
+                .tuples()
+                .all()
+            )
     fresh = [cid for cid in ids if cid not in existing]
     new = {cid: assign_variant(spec.name, cid, spec.variants, spec.holdout_percent, spec.weights) for cid in fresh}
-    session.add_all(Assignment(experiment_id=experiment_id, customer_id=cid, variant=v) for cid, v in new.items())
+    if record and experiment_id is not None:
+        session.add_all(Assignment(experiment_id=experiment_id, customer_id=cid, variant=v) for cid, v in new.items())
     return {**existing, **new}
+
+
+def _global_holdout(variants: dict[int, str], percent: float) -> dict[int, str]:
+    """Members of the global holdout (``models.experiments``) hear no marketing: planned as ``holdout``."""
+    if percent <= 0:
+        return variants
+    from models import experiments
+
+    apply = getattr(experiments, "apply_global_holdout", None)
+    if apply is None:  # pragma: no cover - an older models.experiments
+        raise InputError("a global holdout needs models.experiments.apply_global_holdout")
+    return dict(apply(variants, percent))
 
 
 def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
     return load_recipients(session.connection(), ids)
 
 
-def _picks(session: Session, ids: list[int], limit: int) -> dict[int, list[tuple[Product, str]]]:
-    """Each customer's top recommendations, best first, with their explanation."""
-    rows = session.execute(
-        select(col(Recommendation.customer_id), col(Recommendation.explanation), Product)
-        .join(Product, col(Product.id) == col(Recommendation.product_id))
-        .where(col(Recommendation.customer_id).in_(ids))
-        .where(col(Recommendation.rank) <= limit)
-        .order_by(col(Recommendation.customer_id), col(Recommendation.rank))
-    ).all()
-    picks: dict[int, list[tuple[Product, str]]] = defaultdict(list)
-    for customer_id, explanation, product in rows:
-        picks[customer_id].append((product, explanation))
+# ---- what ------------------------------------------------------------------------------------------------------------
+
+
+def _candidates(session: Session, ids: list[int], limit: int) -> dict[int, list[_Item]]:
+    """Each customer's top recommendations (active products), best first, with their explanation and kind."""
+    picks: dict[int, list[_Item]] = defaultdict(list)
+    for start in range(0, len(ids), 5_000):
+        rows = session.execute(
+            select(col(Recommendation.customer_id), col(Recommendation.explanation), col(Recommendation.model), Product)
+            .join(Product, col(Product.id) == col(Recommendation.product_id))
+            .where(col(Recommendation.customer_id).in_(ids[start : start + 5_000]))
+            .where(col(Recommendation.rank) <= limit)
+            .where(col(Product.active).is_(True))
+            .order_by(col(Recommendation.customer_id), col(Recommendation.rank))
+        ).all()
+        for customer_id, explanation, model, product in rows:
+            picks[customer_id].append(_Item(product, explanation, pick_kind(model, explanation)))
     return picks
 
 
-def _trigger_product_ids(targets: Iterable[Target]) -> set[int]:
-    ids: set[int] = set()
+def _add_popular(session: Session, candidates: dict[int, list[_Item]], ids: list[int], today: date) -> None:
+    """After each customer's own recommendations, the store's best sellers (``popular``): when diversity has used
+    up someone's recommendations, their email is filled with what sells, not left short. Gear a customer already
+    bought is not offered again (consumables may be)."""
+    popular = _popular(session, today)
+    if not popular:
+        return
+    gear = [item.product.id for item in popular if not item.product.consumable]
+    owned: set[tuple[int, int]] = set()
+    if gear:
+        for start in range(0, len(ids), 5_000):
+            owned.update(
+                (int(customer), int(product))
+                for customer, product in session.execute(
+                    select(ORDERS.c.customer_id, ORDER_LINES.c.product_id)
+                    .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
+                    .where(ORDERS.c.customer_id.in_(ids[start : start + 5_000]), ORDER_LINES.c.product_id.in_(gear))
+                    .distinct()
+                ).tuples()
+            )
+    for cid in ids:
+        mine = candidates.setdefault(cid, [])
+        seen = {item.product.id for item in mine}
+        mine.extend(item for item in popular if item.product.id not in seen and (cid, item.product.id) not in owned)
+
+
+def _popular(session: Session, today: date, count: int = MAX_CANDIDATES) -> list[_Item]:
+    """The best-selling active products: by units in counted orders of the last 30 days ("Popular this month"),
+    then of all time ("A customer favourite")."""
+    month_ago = datetime.combine(today - timedelta(days=30), datetime.min.time(), tzinfo=UTC)
+    until = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    units = func.sum(ORDER_LINES.c.quantity)
+    base = (
+        select(ORDER_LINES.c.product_id, units.label("units"))
+        .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
+        .join(PRODUCTS, PRODUCTS.c.id == ORDER_LINES.c.product_id)
+        .where(counted_order(), PRODUCTS.c.active.is_(True), ORDERS.c.created_at < until)
+        .group_by(ORDER_LINES.c.product_id)
+        .order_by(units.desc(), ORDER_LINES.c.product_id)
+        .limit(count)
+    )
+    recent = [int(pid) for pid, _ in session.execute(base.where(ORDERS.c.created_at >= month_ago)).tuples()]
+    ever = [int(pid) for pid, _ in session.execute(base).tuples() if int(pid) not in recent]
+    products = _products(session, set(recent) | set(ever))
+    ranked = [(pid, "Popular this month") for pid in recent] + [(pid, "A customer favourite") for pid in ever]
+    return [_Item(products[pid], reason, "popular") for pid, reason in ranked[:count] if pid in products]
+
+
+def _own_items(session: Session, targets: list[Target]) -> dict[tuple[str, int], list[_Item]]:
+    """The trigger's own products per target, as they are now: the cart's items not bought since the cart (active
+    ones, most recent first), or the product running low unless reordered since; the rest have none."""
+    wanted: dict[tuple[str, int], list[int]] = {}
+    since: dict[tuple[str, int], datetime] = {}
+    refills: dict[tuple[str, int], Any] = {}
     for target in targets:
-        if "product_id" in target.payload:
-            ids.add(int(target.payload["product_id"]))
-        ids.update(int(pid) for pid in target.payload.get("product_ids", []))
-    return ids
+        payload = target.payload
+        if "product_id" in payload:
+            refills[_key(target)] = payload.get("last_ordered")
+            wanted[_key(target)] = [int(payload["product_id"])]
+            last = payload.get("last_ordered")
+            if last:
+                since[_key(target)] = datetime.combine(date.fromisoformat(str(last)) + timedelta(days=1),
+                                                       datetime.min.time(), tzinfo=UTC)  # fmt: skip
+        elif payload.get("product_ids"):
+            wanted[_key(target)] = [int(pid) for pid in payload["product_ids"]][:MAX_CART_ITEMS]
+            if payload.get("cart_at"):
+                since[_key(target)] = _aware(datetime.fromisoformat(str(payload["cart_at"])))
+    if not wanted:
+        return {}
+    product_ids = {pid for pids in wanted.values() for pid in pids}
+    products = _products(session, product_ids)
+    bought = _bought_since(session, {key[1] for key in since}, product_ids, min(since.values(), default=None))
+    own: dict[tuple[str, int], list[_Item]] = {}
+    for key, pids in wanted.items():
+        moment = since.get(key)
+        items = []
+        for pid in pids:
+            product = products.get(pid)
+            if product is None or not product.active:
+                continue
+            if moment is not None and any(when >= moment for when in bought.get((key[1], pid), [])):
+                continue
+            if key in refills:
+                items.append(_Item(product, _refill_reason(refills[key]), "refill"))
+            else:
+                items.append(_Item(product, "Waiting in your cart", "cart"))
+        own[key] = items
+    return own
+
+
+def _refill_reason(last_ordered: Any) -> str:
+    return f"You ordered it on {long_date(last_ordered)}" if last_ordered else "Time for a refill"
 
 
 def _products(session: Session, ids: set[int]) -> dict[int, Product]:
     if not ids:
         return {}
-    rows = session.execute(select(Product).where(col(Product.id).in_(ids))).scalars()
+    rows = session.execute(select(Product).where(col(Product.id).in_(sorted(ids)))).scalars()
     return {row.id: row for row in rows if row.id is not None}
 
 
-def _context_products(
-    target: Target,
-    picks: list[tuple[Product, str]],
-    trigger_products: dict[int, Product],
-    limit: int,
-) -> list[tuple[Product, str]]:
-    """The trigger's own products first (the item running low, the cart), then recommendations up to ``limit``."""
-    payload = target.payload
-    if "product_id" in payload:
-        own, reason = [int(payload["product_id"])], "Time for a refill"
-    else:
-        own, reason = [int(pid) for pid in payload.get("product_ids", [])], "Still in your cart"
-    chosen = [(trigger_products[pid], reason) for pid in own if pid in trigger_products]
-    seen = {product.id for product, _ in chosen}
-    for product, explanation in picks:
-        if len(chosen) >= limit:
-            break
-        if product.id not in seen:
-            chosen.append((product, explanation))
-            seen.add(product.id)
-    return chosen
+def _bought_since(
+    session: Session, customers: set[int], products: set[int], since: datetime | None
+) -> dict[tuple[int, int], list[datetime]]:
+    """When each (customer, product) was bought (an order line of a counted order, or an analytics purchase) since
+    ``since``."""
+    if not customers or not products or since is None:
+        return {}
+    orders = (
+        select(ORDERS.c.customer_id, ORDER_LINES.c.product_id, ORDERS.c.created_at.label("at"))
+        .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
+        .where(ORDERS.c.customer_id.in_(sorted(customers)), ORDER_LINES.c.product_id.in_(sorted(products)))
+        .where(ORDERS.c.created_at >= since, counted_order())
+    )
+    events = select(EVENTS.c.customer_id, EVENTS.c.product_id, EVENTS.c.occurred_at.label("at")).where(
+        EVENTS.c.customer_id.in_(sorted(customers)),
+        EVENTS.c.product_id.in_(sorted(products)),
+        EVENTS.c.event_name == "purchase",
+        EVENTS.c.occurred_at >= since,
+    )
+    found: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    for customer, product, at in session.execute(union_all(orders, events)).tuples():
+        found[(int(customer), int(product))].append(_aware(at))
+    return found
 
 
-def _product_context(item: tuple[Product, str], store: StoreInfo) -> dict[str, Any]:
-    product, explanation = item
-    return {
-        "sku": product.sku,
-        "title": product.title,
-        "url": f"{store.url.rstrip('/')}/products/{product.handle}",
-        "image_url": product.image_url,
-        "price": product.price,
-        "explanation": explanation,
-    }
+def _aware(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# ---- offers ----------------------------------------------------------------------------------------------------------
+
+
+def _offers(
+    session: Session,
+    spec: Campaign,
+    targets: list[Target],
+    variants: Mapping[int, str],
+    report: OfferReport,
+    *,
+    dry_run: bool,
+) -> dict[tuple[str, int], dict[str, str]]:
+    """The offer each contacted target shows (the variant's offer, else the campaign's), with its code."""
+    groups: dict[int, tuple[Offer, list[tuple[str, int]]]] = {}
+    for target in targets:
+        arm = variants.get(target.customer_id)
+        if arm is None or arm == HOLDOUT:
+            continue  # the holdout is never contacted: no code spent on it
+        offer = _offer_of(spec, spec.variant(arm))
+        if offer is None:
+            continue
+        groups.setdefault(id(offer), (offer, []))[1].append(_key(target))
+    shown: dict[tuple[str, int], dict[str, str]] = {}
+    conn = session.connection()
+    for offer, holders in groups.values():
+        codes = allocate_codes(conn, spec, offer, holders, dry_run=dry_run, report=report)
+        shown.update({holder: offer_context(offer, code) for holder, code in codes.items()})
+    return shown
+
+
+def _offer_of(spec: Campaign, variant: Variant | None) -> Offer | None:
+    if variant is not None and variant.offer is not None:
+        return variant.offer
+    return spec.spec.offer
+
+
+# ---- preview ---------------------------------------------------------------------------------------------------------
+
+
+def _preview_target(session: Session, spec: Campaign, today: date, customer_id: int, notes: list[str]) -> Target:
+    """A target for a customer outside today's audience: their latest moment of the campaign's trigger, or one made
+    from their data."""
+    if spec.trigger_kind is None:
+        notes.append(f"not in segment {spec.segment} today; showing what they would get")
+        return Target(broadcast_occurrence(spec, today), customer_id)
+    row = (
+        session.execute(
+            select(TriggerOccurrence)
+            .where(col(TriggerOccurrence.kind) == spec.trigger_kind, col(TriggerOccurrence.customer_id) == customer_id)
+            .order_by(col(TriggerOccurrence.due_on).desc(), col(TriggerOccurrence.id).desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    if row is not None:
+        notes.append(f"no {spec.trigger_kind} moment due today; showing their moment of {row.due_on.isoformat()}")
+        return Target(row.occurrence_key, customer_id, dict(row.payload or {}))
+    payload = _sample_payload(session, spec.trigger_kind, customer_id, today)
+    notes.append(f"has never had a {spec.trigger_kind} moment; showing one made from their data")
+    return Target(f"preview:{spec.name}:{customer_id}", customer_id, payload)
+
+
+def _sample_payload(session: Session, kind: str, customer_id: int, today: date) -> dict[str, Any]:
+    """A trigger payload for a customer who never had one, from their own data (for previews only)."""
+    conn = session.connection()
+    if kind == "churn_risk":
+        last = conn.execute(
+            select(func.max(ORDERS.c.created_at)).where(ORDERS.c.customer_id == customer_id, counted_order())
+        ).scalar()
+        return {"days_since_last_order": (today - _aware(last).date()).days} if last else {}
+    if kind == "replenishment":
+        row = conn.execute(
+            select(ORDER_LINES.c.product_id, ORDERS.c.created_at, ORDER_LINES.c.quantity, PRODUCTS.c.replenish_days)
+            .select_from(
+                ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id).join(
+                    PRODUCTS, PRODUCTS.c.id == ORDER_LINES.c.product_id
+                )
+            )
+            .where(ORDERS.c.customer_id == customer_id, PRODUCTS.c.consumable.is_(True), counted_order())
+            .order_by(ORDERS.c.created_at.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            raise InputError(
+                f"customer {customer_id} never bought a consumable: there is no refill to remind them of; "
+                "preview another customer or use --sample"
+            )
+        ordered = _aware(row.created_at).date()
+        runs_out = ordered + timedelta(days=int(row.replenish_days or 30) * max(int(row.quantity or 1), 1))
+        return {"product_id": int(row.product_id), "last_ordered": ordered.isoformat(),
+                "runs_out_on": runs_out.isoformat()}  # fmt: skip
+    if kind == "abandoned_cart":
+        rows = conn.execute(
+            select(EVENTS.c.product_id, func.max(EVENTS.c.occurred_at).label("at"))
+            .where(
+                EVENTS.c.customer_id == customer_id,
+                EVENTS.c.event_name.in_(CART_EVENTS),
+                EVENTS.c.product_id.is_not(None),
+            )  # fmt: skip
+            .group_by(EVENTS.c.product_id)
+            .order_by(func.max(EVENTS.c.occurred_at).desc())
+            .limit(MAX_CART_ITEMS)
+        ).all()
+        moments = {int(r.product_id): _aware(r.at) for r in rows}
+        bought = _bought_since(session, {customer_id}, set(moments), min(moments.values(), default=None))
+        still = [
+            pid for pid, at in moments.items() if not any(when >= at for when in bought.get((customer_id, pid), []))
+        ]
+        if not still:
+            raise InputError(
+                f"customer {customer_id} has nothing left in a cart (never carted anything, or bought it all): an "
+                "abandoned-cart email would have nothing to show; preview another customer or use --sample"
+            )
+        return {"product_ids": still, "cart_at": max(moments[pid] for pid in still).isoformat()}
+    return {}
+
+
+def preview_sample(
+    engine: Engine, spec: Campaign, today: date, segments: Mapping[str, Segment], count: int
+) -> list[int]:
+    """Up to ``count`` customers to preview ``spec`` for: spread over today's audience, then (for a trigger) people
+    with an earlier moment of it, then anyone with recommendations. Deterministic."""
+    with Session(engine) as session:
+        try:
+            audience = sorted({t.customer_id for t in _targets(session, spec, today, segments)})
+            chosen = _spread(audience, count)
+            if len(chosen) < count and spec.trigger_kind is not None:
+                earlier = session.execute(
+                    select(col(TriggerOccurrence.customer_id))
+                    .where(col(TriggerOccurrence.kind) == spec.trigger_kind)
+                    .group_by(col(TriggerOccurrence.customer_id))
+                    .order_by(func.max(col(TriggerOccurrence.due_on)).desc(), col(TriggerOccurrence.customer_id))
+                    .limit(count * 4)
+                ).scalars()
+                chosen += [cid for cid in _spread([c for c in earlier if c not in chosen], count - len(chosen))]
+            if len(chosen) < count and spec.trigger_kind not in ("abandoned_cart", "replenishment"):
+                more = session.execute(
+                    select(col(Recommendation.customer_id)).distinct().order_by(col(Recommendation.customer_id))
+                    .limit(count * 20)
+                ).scalars()  # fmt: skip
+                chosen += _spread([c for c in more if c not in chosen], count - len(chosen))
+        finally:
+            session.rollback()
+    return chosen[:count]
+
+
+def _spread(ids: Sequence[int], count: int) -> list[int]:
+    """``count`` of ``ids`` spread evenly (first, last and between), in order."""
+    if count <= 0 or not ids:
+        return []
+    if len(ids) <= count:
+        return list(ids)
+    step = (len(ids) - 1) / max(count - 1, 1)
+    return list(dict.fromkeys(ids[round(i * step)] for i in range(count)))
+
+
+def _log() -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The Prefect run logger inside a flow or task (its lines reach the UI), this module's logger outside one."""
+    if "prefect" not in sys.modules:
+        return logger
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger

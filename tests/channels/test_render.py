@@ -111,15 +111,33 @@ def test_customer_data_is_html_escaped(renderer: EmailRenderer) -> None:
 
 
 def test_trigger_details_are_used_when_present(renderer: EmailRenderer) -> None:
-    birthday = renderer.render("birthday", full(trigger={"kind": "birthday", "discount_code": "BDAY-7QX"}))
-    assert "BDAY-7QX" in birthday.html and "YOUR BIRTHDAY CODE" in birthday.html
-    refill = renderer.render("replenishment", full(trigger={"kind": "replenishment", "days_since_order": 34}))
-    assert refill.subject == "Running low on Ethiopia Yirgacheffe Lot 0?"
-    assert "it's been 34 days since your last order" in refill.text
+    offer = {"code": "BDAY-7QX", "description": "15% off your next order"}
+    birthday = renderer.render("birthday", full(trigger={"kind": "birthday"}, offer=offer))
+    assert "BDAY-7QX" in birthday.html and "YOUR BIRTHDAY GIFT" in birthday.html
+    assert "15% off your next order" in birthday.text and "gift" in birthday.subject
+    refill_product = {**full()["products"][0], "title": "House Blend", "kind": "refill", "topic": "coffee"}
+    refill = renderer.render(
+        "replenishment",
+        full(
+            refill=refill_product,
+            trigger={"kind": "replenishment", "last_ordered_text": "October 1", "runs_out_text": "November 28",
+                     "ran_out": False},
+        ),
+    )  # fmt: skip
+    assert refill.subject == "Running low on House Blend?"
+    assert "you ordered House Blend on October 1, so by our count it runs out around November 28." in refill.text
+    assert "fresh from our next roast" in refill.text
     cart = renderer.render(
         "abandoned_cart", full(trigger={"kind": "abandoned_cart", "cart_url": "https://b.example/c/9"})
     )
     assert 'href="https://b.example/c/9"' in cart.html
+
+
+def test_no_offer_no_promise(renderer: EmailRenderer) -> None:
+    for name in ("birthday", "winback"):
+        email = renderer.render(name, full(trigger={"kind": name}))
+        for part in (email.subject, email.text):
+            assert not re.search(r"gift|treat|code|% off", part, re.IGNORECASE), (name, part)
 
 
 def test_compiled_template_is_cached_by_content(renderer: EmailRenderer) -> None:
@@ -295,7 +313,7 @@ def test_unsafe_product_url_falls_back_to_the_store_url() -> None:
 
 def test_unsafe_trigger_url_is_removed_so_the_template_falls_back(renderer: EmailRenderer) -> None:
     cart = renderer.render("abandoned_cart", full(trigger={"kind": "abandoned_cart", "cart_url": "javascript:x()"}))
-    assert 'href="https://beanandleaf.example/cart"' in cart.html
+    assert 'href="https://beanandleaf.example"' in cart.html and "javascript" not in cart.html
     assert "cart_url" not in render.template_context({"trigger": {"cart_url": "data:x"}})["trigger"]
 
 
