@@ -282,7 +282,10 @@ def init(
         raise InputError(f"{out} exists; keep it, or run `omnicast init --force` to rewrite it (its "
                          f"{PREFIX}SECRET_KEY is kept, so links already sent keep working)")  # fmt: skip
     secret = _kept_secret(out) if existing is not None else None
-    overrides = {"store_path": str(store.resolve())} if store else {}
+    # one database whatever folder a process starts in (the Prefect worker, `omnicast serve` under systemd, a shell)
+    overrides = {"database_url": f"sqlite:///{out.parent.resolve() / 'omnicast.db'}"}
+    if store:
+        overrides["store_path"] = str(store.resolve())
     text = env_file_text(secret or secrets.token_urlsafe(32), overrides)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

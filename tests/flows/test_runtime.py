@@ -275,8 +275,9 @@ def test_init_writes_every_setting_a_run_needs_with_a_secret_key(bare: Path) -> 
     assert secret and len(secret) >= 40
     settings = load_settings()  # reads ./.env
     assert settings.secret_key is not None and settings.secret_key.get_secret_value() == secret
-    defaults = Settings(secret_key=secret)
-    assert settings.model_dump() == defaults.model_dump()  # the file says what the defaults say, nothing else
+    assert settings.database_url == f"sqlite:///{bare.resolve() / 'omnicast.db'}"  # wherever a process starts
+    defaults = Settings(secret_key=secret, database_url=settings.database_url)
+    assert settings.model_dump() == defaults.model_dump()  # otherwise the file says what the defaults say
 
     again = runner.invoke(app, ["init"])
     assert again.exit_code == 2 and "--force" in again.stderr.strip().splitlines()[-1]
