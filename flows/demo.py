@@ -1,4 +1,5 @@
-"""`omnicast demo`: sample data (when missing) and the whole day on embedded defaults, inside one work folder."""
+"""`omnicast demo`: sample data (when missing) and the whole day on embedded defaults, inside one work folder; then
+(:func:`finish_demo`) simulated responses to what the day sent, synced, and the campaign report in ``report/``."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import json
 import os
 import secrets
 import tomllib
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.spec import CHANNELS
 from models.errors import InputError
 from sources.sample import write_sample
 
+if TYPE_CHECKING:
+    from sources.sample_responses import ResponseReport
+
 DEMO_SEED = 7
+REPORT_DIR = "report"
 # Prefect's temporary server migrates a fresh SQLite database on its first start; on a busy machine that takes longer
 # than Prefect's default 20 s, so the demo allows 90 s.
 SERVER_STARTUP_SECONDS = "90"
@@ -110,3 +117,44 @@ def prepare_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = ensure_sample(workdir, customers, progress)
     return manifest, demo_environment(workdir)
+
+
+@dataclass
+class DemoFinish:
+    """What :func:`finish_demo` did: the simulated responses (``skipped`` on a rerun) and the report's page."""
+
+    responses: ResponseReport
+    page: Path
+
+
+def finish_demo(workdir: Path) -> DemoFinish:
+    """After the demo's day: simulate the responses to what it sent (once: a rerun simulates nothing new), load the
+    simulated orders with a sync of the sample store (so attribution works on real synced orders), and write the
+    campaign report to ``workdir/report/index.html`` (with its CSVs)."""
+    from flows.runtime import load_settings, locked, open_database
+    from reports.measure import measure_for
+    from reports.render import write_report
+    from sources.load import sync_store
+    from sources.sample_responses import simulate_responses
+
+    workdir = workdir.resolve()
+    settings = load_settings(**demo_settings(workdir))
+    engine = open_database(settings)
+    try:
+        responses = simulate_responses(engine, workdir / "data", seed=DEMO_SEED, store_url=settings.public_url)
+        if responses.orders:
+            store, crm, analytics = settings.store_path, settings.crm_path, settings.analytics_path
+            assert store is not None
+            with locked(engine, settings, "sync"):
+                sync_store(
+                    engine,
+                    store,
+                    crm,
+                    analytics,
+                    run_id=f"responses-{uuid.uuid4().hex[:6]}",
+                    default_country=settings.default_country,
+                )
+        measurement = measure_for(engine, settings)
+    finally:
+        engine.dispose()
+    return DemoFinish(responses=responses, page=write_report(measurement, workdir / REPORT_DIR))
