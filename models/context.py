@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import chain
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
@@ -253,12 +254,17 @@ def diversify(
     limit: int,
     diversity: Diversity,
     report: DiversityReport | None = None,
+    *,
+    fallback: Sequence[Candidate] = (),
+    blocked: Callable[[Hashable, int], bool] | None = None,
 ) -> dict[Hashable, list[Candidate]]:
     """Choose each email's recommendations, in the order given (see :func:`order_key`).
 
     ``emails``: ``(key, own products, ranked candidates, contacted)`` — own products (the cart, the refill) are shown
-    anyway and fill the email first; recommendations fill it up to ``limit`` products in all. Holdout emails
-    (``contacted`` false) follow the per-email rule but do not use up a product's share. Deterministic.
+    anyway and fill the email first; recommendations fill it up to ``limit`` products in all, from the email's own
+    candidates, then from ``fallback`` (the same for every email: the store's best sellers), skipping what
+    ``blocked(key, product_id)`` rules out. Holdout emails (``contacted`` false) follow the per-email rule but do
+    not use up a product's share. Deterministic.
     """
     report = report if report is not None else DiversityReport()
     share = diversity.share_limit(sum(1 for *_, contacted in emails if contacted))
@@ -270,10 +276,12 @@ def diversify(
         seen = {c.product_id for c in own}
         picks: list[Candidate] = []
         held_back: list[Candidate] = []
-        for candidate in candidates:
+        for n, candidate in enumerate(chain(candidates, fallback)):
             if len(own) + len(picks) >= limit:
                 break
             if candidate.product_id in seen:
+                continue
+            if n >= len(candidates) and blocked is not None and blocked(key, candidate.product_id):
                 continue
             cat = category(candidate.product_type, candidate.product_id)
             if per_type[cat] >= diversity.per_category:
@@ -287,8 +295,8 @@ def diversify(
             picks.append(candidate)
             seen.add(candidate.product_id)
             per_type[cat] += 1
-        if not own and not picks and held_back and limit > 0:
-            picks.append(held_back[0])  # better a popular product twice too often than an empty email
+        if not own and not picks and held_back and limit > 0:  # better a product too often than an empty email:
+            picks.append(min(held_back, key=lambda c: uses[c.product_id]))  # the least used of the best ones
             report.relaxed += 1
         if contacted:
             uses.update(c.product_id for c in picks)

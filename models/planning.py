@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, union_all
 from sqlalchemy.engine import Engine
@@ -280,8 +280,7 @@ def _plan(
     """Messages for ``targets`` (only those of ``only`` when given; diversity still sees them all)."""
     ids = sorted({t.customer_id for t in targets})
     candidates = _candidates(session, ids, max(spec.products * 3, MAX_CANDIDATES))
-    if spec.products:
-        _add_popular(session, candidates, ids, today)
+    fallback, owned = _popular_fallback(session, ids, today) if spec.products else ([], set())
     own = _own_items(session, targets)
     kept: list[Target] = []
     for target in targets:
@@ -290,12 +289,13 @@ def _plan(
             continue
         kept.append(target)
     ordered = sorted(kept, key=lambda t: order_key(spec.name, t.occurrence_key, t.customer_id))
+    as_candidate = _Candidates()
     chosen = diversify(
         [
             (
                 _key(t),
-                [_candidate(item) for item in own.get(_key(t), [])],
-                [_candidate(item) for item in candidates.get(t.customer_id, [])],
+                [as_candidate(item) for item in own.get(_key(t), [])],
+                [as_candidate(item) for item in candidates.get(t.customer_id, [])],
                 variants.get(t.customer_id) != HOLDOUT,
             )
             for t in ordered
@@ -303,6 +303,8 @@ def _plan(
         spec.products,
         diversity,
         report.diversity,
+        fallback=[as_candidate(item) for item in fallback],
+        blocked=lambda key, product_id: (cast(tuple[str, int], key)[1], product_id) in owned,
     )
     output = [t for t in kept if only is None or t.customer_id in only]
     recipients = _recipients(session, {t.customer_id for t in output})
@@ -314,7 +316,7 @@ def _plan(
         if recipient is None:
             continue
         arm = variants[target.customer_id]
-        mine = {item.product.id: item for item in candidates.get(target.customer_id, [])}
+        mine = {item.product.id: item for item in [*fallback, *candidates.get(target.customer_id, [])]}
         picks = [mine[c.product_id] for c in chosen.get(_key(target), [])]
         if spec.trigger_kind is None and not picks:
             report.nothing_to_show += 1
@@ -344,9 +346,19 @@ def _key(target: Target) -> tuple[str, int]:
     return (target.occurrence_key, target.customer_id)
 
 
-def _candidate(item: _Item) -> Candidate:
-    product = item.product
-    return Candidate(int(product.id or 0), product.sku, product.product_type, item.explanation, item.kind)
+class _Candidates:
+    """``_Item`` → ``Candidate``, one per distinct item (items are shared between customers: see ``_candidates``)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, Candidate] = {}
+
+    def __call__(self, item: _Item) -> Candidate:
+        made = self._made.get(id(item))
+        if made is None:
+            product = item.product
+            made = Candidate(int(product.id or 0), product.sku, product.product_type, item.explanation, item.kind)
+            self._made[id(item)] = made
+        return made
 
 
 def _context(
@@ -492,6 +504,7 @@ def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
 def _candidates(session: Session, ids: list[int], limit: int) -> dict[int, list[_Item]]:
     """Each customer's top recommendations (active products), best first, with their explanation and kind."""
     picks: dict[int, list[_Item]] = defaultdict(list)
+    items: dict[tuple[int | None, str, str], _Item] = {}  # one object per (product, reason): customers share them
     for start in range(0, len(ids), 5_000):
         rows = session.execute(
             select(col(Recommendation.customer_id), col(Recommendation.explanation), col(Recommendation.model), Product)
@@ -502,34 +515,32 @@ def _candidates(session: Session, ids: list[int], limit: int) -> dict[int, list[
             .order_by(col(Recommendation.customer_id), col(Recommendation.rank))
         ).all()
         for customer_id, explanation, model, product in rows:
-            picks[customer_id].append(_Item(product, explanation, pick_kind(model, explanation)))
+            key = (product.id, explanation, model)
+            item = items.get(key)
+            if item is None:
+                item = items[key] = _Item(product, explanation, pick_kind(model, explanation))
+            picks[customer_id].append(item)
     return picks
 
 
-def _add_popular(session: Session, candidates: dict[int, list[_Item]], ids: list[int], today: date) -> None:
-    """After each customer's own recommendations, the store's best sellers (``popular``): when diversity has used
-    up someone's recommendations, their email is filled with what sells, not left short. Gear a customer already
-    bought is not offered again (consumables may be)."""
+def _popular_fallback(session: Session, ids: list[int], today: date) -> tuple[list[_Item], set[tuple[int, int]]]:
+    """The store's best sellers (``popular``), offered after each customer's own recommendations: when diversity has
+    used those up, an email is filled with what sells rather than left short. Also the (customer, product) pairs of
+    gear a customer already bought, which is not offered again (consumables may be)."""
     popular = _popular(session, today)
-    if not popular:
-        return
     gear = [item.product.id for item in popular if not item.product.consumable]
     owned: set[tuple[int, int]] = set()
-    if gear:
-        for start in range(0, len(ids), 5_000):
-            owned.update(
-                (int(customer), int(product))
-                for customer, product in session.execute(
-                    select(ORDERS.c.customer_id, ORDER_LINES.c.product_id)
-                    .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
-                    .where(ORDERS.c.customer_id.in_(ids[start : start + 5_000]), ORDER_LINES.c.product_id.in_(gear))
-                    .distinct()
-                ).tuples()
-            )
-    for cid in ids:
-        mine = candidates.setdefault(cid, [])
-        seen = {item.product.id for item in mine}
-        mine.extend(item for item in popular if item.product.id not in seen and (cid, item.product.id) not in owned)
+    for start in range(0, len(ids) if gear else 0, 5_000):
+        owned.update(
+            (int(customer), int(product))
+            for customer, product in session.execute(
+                select(ORDERS.c.customer_id, ORDER_LINES.c.product_id)
+                .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
+                .where(ORDERS.c.customer_id.in_(ids[start : start + 5_000]), ORDER_LINES.c.product_id.in_(gear))
+                .distinct()
+            ).tuples()
+        )
+    return popular, owned
 
 
 def _popular(session: Session, today: date, count: int = MAX_CANDIDATES) -> list[_Item]:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from channels.render import EmailRenderer
 from models.campaigns import HOLDOUT, Campaign, CampaignFile, load_catalog
-from models.context import Diversity
+from models.context import Candidate, Diversity, DiversityReport, diversify
 from models.errors import InputError
 from models.experiments import assign_variant
 from models.planning import PlanReport, StoreInfo, plan_audience, plan_preview
@@ -413,3 +413,34 @@ def test_a_preview_plans_like_a_run_but_writes_nothing(engine: Engine, store: St
     with engine.connect() as conn:
         for table in (Assignment, OfferCode, Experiment):
             assert conn.execute(select(func.count()).select_from(table.__table__)).scalar_one() == 0  # type: ignore[attr-defined]
+
+
+def test_an_email_whose_picks_ran_out_is_filled_with_best_sellers_but_not_gear_they_own(
+    engine: Engine, store: StoreBuilder, tmp_path: Path
+) -> None:
+    top = [store.product(f"Top {i}", product_type=f"Type {i}") for i in range(2)]
+    sellers = [store.product(f"Seller {i}", product_type=f"Kind {i}") for i in range(6)]
+    grinder = store.product("Grinder", consumable=False, product_type="Gear")
+    customers = [store.customer() for _ in range(25)]
+    for cid in customers:
+        _recommend(engine, cid, top)
+    store.order(customers[0], at("2026-11-20"), [(grinder, 9), *((s, 3) for s in sellers)])  # the month's best sellers
+
+    messages = plan_one(engine, _campaign(tmp_path, products=2), TODAY, STORE, CATALOG.segments)
+
+    uses = Counter(p["title"] for m in messages for p in m.context["products"])
+    assert uses["Top 0"] <= 7 and uses["Top 1"] <= 7  # 30% of 25 emails
+    assert all(len(m.context["products"]) == 2 for m in messages)  # filled, not left short
+    filled = [p for m in messages for p in m.context["products"] if p["kind"] == "popular"]
+    assert filled and {p["explanation"] for p in filled} == {"Popular this month"}
+    owner = next(m for m in messages if m.customer_id == customers[0])
+    assert "Grinder" not in [p["title"] for p in owner.context["products"]]
+
+
+def test_when_every_pick_is_over_used_an_email_keeps_the_least_used_one() -> None:
+    a, b = Candidate(1, "A", "Coffee", "x", "popular"), Candidate(2, "B", "Tea", "x", "popular")
+    report = DiversityReport()
+    chosen = diversify([(n, [], [a, b], True) for n in range(40)], 1, Diversity(), report)
+    uses = Counter(c.sku for picks in chosen.values() for c in picks)
+    assert all(len(picks) == 1 for picks in chosen.values())  # nobody's email is empty
+    assert report.share_limit == 12 and report.relaxed == 16 and abs(uses["A"] - uses["B"]) <= 1  # spread, not A
