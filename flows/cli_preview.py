@@ -155,7 +155,7 @@ def write_one(previewer: Previewer, who: str, out: Path | None, variant: str | N
     _write(out, email.html)
     err.print(
         f"wrote {out}: {previewer.spec.name} for customer {customer_id} (variant {message.variant}, template "
-        f"{message.template}, {len(message.context.get('products') or [])} recommendations); subject: {email.subject}",
+        f"{message.template}, {_count(message.context.get('products'), 'recommendation')}); subject: {email.subject}",
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -201,10 +201,10 @@ def _card(name: str, customer_id: int, message: Any, subject: str, notes: list[s
         f"variant {message.variant}",
         f"template {message.template}",
         f"picks: {context.get('picks')}",
-        f"{len(context.get('products') or [])} recommendations",
+        _count(context.get("products"), "recommendation"),
     ]
     if context.get("cart"):
-        facts.append(f"{len(context['cart'])} in cart")
+        facts.append(f"{_count(context['cart'], 'item')} in the cart")
     if context.get("offer"):
         facts.append("offer code shown")
     notes_html = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
@@ -214,6 +214,11 @@ def _card(name: str, customer_id: int, message: Any, subject: str, notes: list[s
         f"{f'<ul>{notes_html}</ul>' if notes_html else ''}</figcaption>"
         f'<iframe src="{html.escape(name)}" title="{html.escape(subject)}" loading="lazy"></iframe></figure>'
     )
+
+
+def _count(items: Any, noun: str) -> str:
+    n = len(items or [])
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _gallery(spec: Any, today: date, cards: list[str]) -> str:
