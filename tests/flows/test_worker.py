@@ -209,12 +209,14 @@ import sys, time
 from pathlib import Path
 import flows.worker
 marks = Path(sys.argv[1])
-def slow(entrypoint, parameters):
+def held(entrypoint, parameters):  # runs until the test releases it
     marks.write_text("started\\n")
-    time.sleep(float(sys.argv[2]))
+    release, deadline = marks.with_name("release"), time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     marks.write_text("started\\nfinished\\n")
-if float(sys.argv[2]) >= 0:
-    flows.worker._run_flow = slow
+if sys.argv[2] == "held":
+    flows.worker._run_flow = held
 from tests.flows.test_deployments import schedule_app
 schedule_app()(["worker", "--poll", "0.2", "--prefect-yaml", sys.argv[3]])
 """
@@ -229,16 +231,18 @@ def _environment(tmp_path: Path, database_url: str, **extra: str) -> dict[str, s
         "OMNICAST_DATABASE_URL": database_url,
         "OMNICAST_STORE_PATH": str(store),
         "OMNICAST_SECRET_KEY": "test-secret-key-0123456789",
-        "OMNICAST_OUTBOX_DIR": str(tmp_path / "out"),
+        "OMNICAST_OUTBOX_DIR": str(tmp_path / "outbox"),
     }
     environment = {key: value for key, value in os.environ.items() if not key.startswith("OMNICAST_")}
     return {**environment, **settings, "PYTHONPATH": str(ROOT), **extra}
 
 
-def _launch(tmp_path: Path, environment: dict[str, str], job_seconds: float) -> subprocess.Popen[str]:
+def _launch(tmp_path: Path, environment: dict[str, str], job: str) -> subprocess.Popen[str]:
+    """The worker command in a subprocess, its output in tmp_path/out and tmp_path/err."""
     return subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, str(tmp_path / "marks"), str(job_seconds), str(ROOT / "prefect.yaml")],
-        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", LAUNCH, str(tmp_path / "marks"), job, str(ROOT / "prefect.yaml")],
+        cwd=tmp_path, env=environment, stdout=(tmp_path / "out").open("w"), stderr=(tmp_path / "err").open("w"),
+        text=True,
     )  # fmt: skip
 
 
@@ -251,22 +255,26 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 
 def test_sigterm_stops_the_worker_after_the_running_job(tmp_path: Path, database_url: str) -> None:
     schedule_once(database_url, load_catalog(), "weekly-picks", _soon(1).isoformat(), default_zone="UTC")
-    process = _launch(tmp_path, _environment(tmp_path, database_url), job_seconds=2)
-    marks = tmp_path / "marks"
+    process = _launch(tmp_path, _environment(tmp_path, database_url), job="held")
+    marks, out = tmp_path / "marks", tmp_path / "out"
     try:
-        _wait(lambda: marks.exists() or process.poll() is not None, 30, "the one-off to start")
-        assert process.poll() is None, process.communicate()
+        _wait(lambda: marks.exists() or process.poll() is not None, 60, "the one-off to start")
+        assert process.poll() is None, (tmp_path / "err").read_text()
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _wait(lambda: "stopping after the running job (weekly-picks) finishes" in out.read_text(), 30, "the stop")
+        time.sleep(0.5)
+        assert process.poll() is None  # still waiting for the job
+        (tmp_path / "release").touch()
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, err
+    assert process.returncode == 0, (tmp_path / "err").read_text()
     assert marks.read_text() == "started\nfinished\n"  # the running job was finished, not cut off
-    assert "next runs:" in out and "daily" in out and "weekly-picks" in out
-    assert "stopping after the running job (weekly-picks) finishes" in out
-    assert out.rstrip().endswith("omnicast worker stopped")
-    assert "SIGTERM received" in err
+    text = out.read_text()
+    assert "next runs:" in text and "daily" in text and "weekly-picks" in text
+    assert text.rstrip().endswith("omnicast worker stopped")
+    assert "SIGTERM received" in (tmp_path / "err").read_text()
 
 
 @pytest.mark.e2e
@@ -274,20 +282,18 @@ def test_the_worker_runs_a_campaign_that_falls_due(prefect_api: str, tmp_path: P
     """The contract from outside: a one-off of weekly-picks, picked up by a running `omnicast worker`, runs the real
     campaign flow (on an empty store: 0 planned) and shows in the Prefect API as `weekly-picks <day>`."""
     environment = _environment(tmp_path, database_url, PREFECT_API_URL=prefect_api)
-    process = _launch(tmp_path, environment, job_seconds=-1)
+    process = _launch(tmp_path, environment, job="real")
     try:
         time.sleep(1)  # the worker is starting: the one-off reaches it through the job store
         when = schedule_once(database_url, load_catalog(), "weekly-picks", _soon(2).isoformat(), default_zone="UTC")
-        deadline = time.monotonic() + 90
-        with paused_scheduler(database_url) as scheduler:
-            while any(job.id.startswith(ONCE) for job in scheduler.get_jobs()) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        _wait(lambda: _flow_runs(f"weekly-picks {when.date()}"), 60, "the campaign's flow run to finish")
+        _wait(lambda: process.poll() is not None or _flow_runs(f"weekly-picks {when.date()}"), 90, "the flow run")
+        assert process.poll() is None, (tmp_path / "err").read_text()
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+    err = (tmp_path / "err").read_text()
     assert process.returncode == 0, err
     assert "weekly-picks: ended COMPLETED" in err
     assert _flow_runs(f"weekly-picks {when.date()}") == ["COMPLETED"]
