@@ -11,7 +11,6 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -38,21 +37,10 @@ def _catalog(folder: Path | None) -> Any:
 
 
 def next_runs(schedule: Any, count: int = 3, now: datetime | None = None) -> list[datetime]:
-    """The next ``count`` times a cron schedule falls due, in its time zone."""
-    from apscheduler.triggers.cron import CronTrigger
+    """The next ``count`` times a campaign's schedule falls due, in its time zone (as Prefect reads the cron)."""
+    from models.schedules import next_runs as upcoming
 
-    zone = ZoneInfo(schedule.timezone)
-    trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone)
-    runs: list[datetime] = []
-    current = now.astimezone(zone) if now else datetime.now(zone)
-    previous = None
-    while len(runs) < count:
-        fire = trigger.get_next_fire_time(previous, current)
-        if fire is None:
-            break
-        runs.append(fire)
-        previous, current = fire, fire + timedelta(seconds=1)
-    return runs
+    return upcoming(schedule.cron, schedule.timezone, count, now)
 
 
 def _audience(campaign: Any) -> str:

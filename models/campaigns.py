@@ -105,10 +105,10 @@ class Schedule(_Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from models.schedules import cron_trigger
 
         try:
-            CronTrigger.from_crontab(value)
+            cron_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday): {exc}") from exc
         return value

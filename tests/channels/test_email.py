@@ -138,7 +138,7 @@ def test_non_ascii_subject_and_body_survive_the_round_trip(outbox: Path) -> None
     msg.context["products"][0]["title"] = "Café de Olla – Edición Especial"
     raw = email_channel(outbox).build(msg)
     parsed = assert_well_formed(raw, "c7@example.com")
-    assert parsed["Subject"] == "Happy birthday, Zoë! A little treat from Bean & Leaf Coffee"
+    assert parsed["Subject"] == "Happy birthday, Zoë! From all of us at Bean & Leaf Coffee"
     assert raw.split(b"\r\n\r\n")[0].isascii()  # RFC 2047 encoded-words, not raw UTF-8
     assert "Café de Olla – Edición Especial" in body(parsed, "plain")
     assert "Café de Olla – Edición Especial" in body(parsed, "html")

@@ -129,3 +129,16 @@ def test_segment_conditions_all_must_hold(engine: Engine) -> None:
     assert segment({"ordered_within_days": 30}) == sorted([loyal, once, other])
     assert segment({"not_ordered_within_days": 10}) == sorted([loyal, once, other])
     assert segment({"has_recommendations": True}, {"profile": {"country": ["US"]}}) == sorted([loyal, once])
+
+
+def test_weekly_picks_next_runs_fall_on_tuesdays_as_cron_and_prefect_read_2() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from models.schedules import next_runs
+
+    schedule = load_catalog().campaign("weekly-picks").spec.schedule
+    assert schedule is not None
+    runs = next_runs(schedule.cron, schedule.timezone, 3, datetime(2026, 12, 3, tzinfo=ZoneInfo("UTC")))
+    assert [run.strftime("%a %H:%M") for run in runs] == ["Tue 10:00"] * 3
+    assert runs[0].date().isoformat() == "2026-12-08"
