@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.runtime import Resources, locked, run_date, run_resources
+from flows.runtime import Resources, locked, run_date, run_logger, run_resources, run_title
 from models.triggers import detect_triggers
 
 
@@ -21,6 +21,9 @@ def detect(resources: Resources, today: date) -> dict[str, int]:
 def run_triggers(resources: Resources, today: date) -> dict[str, int]:
     """The triggers stage on a run's resources: new occurrences per kind, as an artifact too."""
     found = detect(resources, today)
+    logger = run_logger()
+    for kind, n in sorted(found.items()):
+        logger.info("trigger %s: %d new occurrences for %s", kind, n, today.isoformat())
     create_table_artifact(
         key="triggers",
         table=[{"kind": kind, "new occurrences": n} for kind, n in sorted(found.items())],
@@ -29,9 +32,14 @@ def run_triggers(resources: Resources, today: date) -> dict[str, int]:
     return found
 
 
-@flow(name="triggers")
+def _triggers_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return run_title("triggers", flow_run.parameters.get("as_of"))
+
+
+@flow(name="triggers", flow_run_name=_triggers_run_name)
 def triggers_flow(as_of: str | None = None) -> dict[str, int]:
     """New trigger occurrences per kind for the day (a rerun the same day finds none new)."""
     with run_resources() as resources:
         return run_triggers(resources, run_date(resources.settings, as_of))
-

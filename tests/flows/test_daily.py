@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -31,10 +33,60 @@ def demo_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {
         "workdir": workdir,
         "manifest": manifest,
+        "environment": environment,
         "first": first,
         "second": second,
         "engine": make_engine(environment["OMNICAST_DATABASE_URL"]),
     }
+
+
+@pytest.fixture(scope="module")
+def own_runs(demo_day: dict) -> dict:
+    """After the day (and the tests above, which count the day's messages): weekly-picks twice and the audiences
+    once more, each as its own run, on the same store; their states."""
+    from flows.audiences import audiences_flow
+    from flows.campaign import campaign_flow
+
+    as_of = demo_day["manifest"]["as_of"]
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in demo_day["environment"].items():
+            patch.setenv(key, value)
+        weekly = [campaign_flow(name="weekly-picks", as_of=as_of, return_state=True) for _ in range(2)]
+        audiences = audiences_flow(as_of=as_of, return_state=True)
+    return {"weekly": weekly, "audiences": audiences}
+
+
+def _artifacts(key: str | None = None, kind: str | None = None) -> list:
+    """Artifacts the test server holds (of ``key``, or of ``kind``), oldest first."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, ArtifactFilterType
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]) if key else None,
+                    type=ArtifactFilterType(any_=[kind]) if kind else None,
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+
+    return list(reversed(asyncio.run(read())))
+
+
+def _flow_run(state: Any) -> Any:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> Any:
+        async with get_client() as client:
+            return await client.read_flow_run(state.state_details.flow_run_id)
+
+    return asyncio.run(read())
 
 
 @pytest.mark.e2e
@@ -195,3 +247,46 @@ def test_a_day_says_which_failures_the_next_run_retries_and_which_it_will_not() 
     state = final_state(day)
     assert state.is_failed() and "3 are still held by another run" in (state.message or "")
     assert "OMNICAST_CLAIM_LEASE_SECONDS" in (state.message or "")
+
+
+@pytest.mark.e2e
+def test_the_days_summary_shows_each_campaign_and_variant(demo_day: dict) -> None:
+    report = demo_day["first"].dispatch
+    assert report.reconciles_by_campaign and report.variants
+    rows = [f"| {campaign} | {t.planned:,} | {t.sent:,} |" for campaign, t in report.by_campaign().items()]
+    assert any("| audience:" in row for row in rows)  # audience syncs are campaigns of their own in the table
+    published = [str(artifact.data) for artifact in _artifacts("daily-summary")]
+    assert all("## Campaigns" in text and "## Variants" in text for text in published)
+    assert any(all(row in text for row in rows) for text in published)  # the first run's
+
+
+@pytest.mark.e2e
+def test_sync_and_dispatch_show_progress_bars_that_end_full(demo_day: dict) -> None:
+    for key in ("sync-progress", "dispatch-progress"):
+        found = _artifacts(key)
+        assert len(found) >= 2, key  # one per daily run at least
+        assert all(artifact.type == "progress" and float(artifact.data) == 100.0 for artifact in found), key
+
+
+@pytest.mark.e2e
+def test_a_campaign_run_is_named_after_its_day_and_says_why_it_sent_nothing_the_second_time(
+    demo_day: dict, own_runs: dict
+) -> None:
+    as_of = demo_day["manifest"]["as_of"]
+    first, again = own_runs["weekly"]
+    assert first.is_completed() and again.is_completed()
+    assert _flow_run(again).name == f"weekly-picks {as_of}"
+    planned = again.result(raise_on_failure=False)
+    assert planned.report.total_sent == 0 and planned.plans[0].customers > 0
+    summaries = [str(artifact.data) for artifact in _artifacts("campaign-weekly-picks")]
+    assert len(summaries) >= 2 and "## Variants" in summaries[-1]
+    assert re.search(r"\*\*0 sent: already sent on \d{4}-\d{2}-\d{2} by an earlier run\.\*\*", summaries[-1])
+
+
+@pytest.mark.e2e
+def test_an_audience_run_is_named_after_its_day_and_publishes_its_summary(demo_day: dict, own_runs: dict) -> None:
+    state = own_runs["audiences"]
+    assert state.is_completed()
+    assert _flow_run(state).name == f"audiences {demo_day['manifest']['as_of']}"
+    summary = str(_artifacts("audiences")[-1].data)
+    assert "## Planned" in summary and "0 sent: already sent on" in summary
