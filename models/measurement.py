@@ -20,8 +20,9 @@ of :mod:`models.attribution` (optionally only campaign ``campaign`` and exposure
   points, with Newcombe's hybrid score interval (method 10 of Newcombe 1998: from the two Wilson score intervals;
   good coverage with small counts and rates near 0, unlike the Wald interval). ``revenue_lift``: window revenue per
   recipient of the arm minus the holdout's, with Welch's t interval (unequal variances, Welch–Satterthwaite degrees
-  of freedom) over the per-recipient revenues, zeros included. Both at 95 %. No lift without a holdout recipient (or
-  with fewer than two recipients on a side, for revenue).
+  of freedom) over the per-recipient revenues, zeros included. Both at 95 %. No lift without a holdout recipient; no
+  revenue interval when a side has fewer than two recipients or all its recipients spent the same (typically a small
+  holdout where nobody bought: its sample shows no spread, and Welch would treat its mean as exact).
 """
 
 from __future__ import annotations
@@ -411,13 +412,19 @@ def _campaign(
             metrics.conversion_lift = newcombe_difference(
                 metrics.window_conversions, metrics.recipients, holdout.window_conversions, holdout.recipients
             )
-            if len(values) >= 2 and len(holdout_values) >= 2:
+            if _spread(values) and _spread(holdout_values):
                 metrics.revenue_lift = welch_difference(values, holdout_values)
         return metrics
 
     variants = [arm(variant, [variant]) for variant in arms]
     total = arm(ALL_VARIANTS, arms) if len(arms) != 1 else _renamed(variants[0], ALL_VARIANTS)
     return CampaignMetrics(name=name, total=total, variants=variants, holdout=holdout)
+
+
+def _spread(values: np.ndarray) -> bool:
+    """At least two values, not all equal: Welch's interval reads a side's spread from its sample, so a side whose
+    revenues are all the same (a small holdout where nobody bought) would count as known exactly."""
+    return len(values) >= 2 and bool(np.ptp(values) > 0)
 
 
 def _renamed(metrics: ArmMetrics, variant: str) -> ArmMetrics:

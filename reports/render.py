@@ -226,9 +226,7 @@ def _context(measurement: Measurement, title: str) -> dict[str, Any]:
         "conversion_chart": interval_rows(
             _conversion_rows(measurement), fmt=lambda v: f"{v * 100:.0f}%", zero_line=False, label="Conversion rate"
         ),
-        "lift_chart": interval_rows(
-            _lift_rows(measurement), fmt=lambda v: f"{v * 100:+.0f} pp", zero_line=True, label="Conversion lift"
-        ),
+        "lift_chart": interval_rows(_lift_rows(measurement), fmt=_axis_points, zero_line=True, label="Conversion lift"),
         "revenue_lift_chart": interval_rows(
             _revenue_rows(measurement), fmt=_axis_signed_money, zero_line=True, label="Revenue per recipient lift"
         ),
@@ -237,6 +235,10 @@ def _context(measurement: Measurement, title: str) -> dict[str, Any]:
         "all_variants": ALL_VARIANTS,
         "csv_files": CSV_FILES,
     }
+
+
+def _axis_points(value: float) -> str:
+    return f"{signed(value * 100, 0)} pp" if round(value * 100) else "0 pp"
 
 
 def _axis_money(value: float) -> str:

@@ -164,9 +164,13 @@ def interval_rows(rows: Sequence[IntervalRow], *, fmt: Callable[[float], str], z
             f'<div class="interval-plot">{"".join(strip)}</div>'
             f'<div class="interval-value">{escape(row.text)}</div></div>'
         )
-    edge = {0: ' class="first"', len(ticks) - 1: ' class="last"'}
+    last = len(ticks) - 1
+    kept = {0, last, next((i for i, t in enumerate(ticks) if t == 0), last // 2)}  # all a phone has room for
+    kind = {i: "first" if i == 0 else "last" if i == last else "" if i in kept else "minor" for i in range(last + 1)}
     axis = "".join(
-        f'<span{edge.get(i, "")} style="left:{_num(at(t))}%">{escape(fmt(t))}</span>' for i, t in enumerate(ticks)
+        f'<span{f" class={chr(34)}{kind[i]}{chr(34)}" if kind[i] else ""} style="left:{_num(at(t))}%">'
+        f"{escape(fmt(t))}</span>"
+        for i, t in enumerate(ticks)
     )
     out.append(
         f'<div class="interval-row interval-axis"><div class="interval-label"></div>'

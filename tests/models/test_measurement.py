@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from scipy import stats
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from models.measurement import (
@@ -19,7 +20,8 @@ from models.measurement import (
     welch_difference,
     wilson_interval,
 )
-from tests.models.measurement_fixture import build
+from models.schema import Message
+from tests.models.measurement_fixture import T0, build
 
 Z = 1.959963984540054
 
@@ -276,6 +278,37 @@ def test_rows_for_csv_and_artifacts(engine: Engine) -> None:
     assert campaigns[0]["recipients"] == 5 and campaigns[0]["holdout_recipients"] == 2
     assert campaigns[0]["holdout_window_conversion_rate"] == 0.5
     assert campaigns[1]["variants"] == "A" and campaigns[1]["revenue"] == 20.0
+
+
+def test_no_revenue_interval_against_a_holdout_where_nobody_bought(engine: Engine) -> None:
+    f = build(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Message.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "occurrence_key": "quiet:1",
+                    "customer_id": f.c[n],
+                    "channel": "email",
+                    "campaign": "quiet",
+                    "variant": variant,
+                    "state": state,
+                    "reason": reason,
+                    "created_at": T0,
+                    "updated_at": T0,
+                    "sent_at": T0 if state == "sent" else None,
+                }
+                for n, variant, state, reason in [
+                    (1, "A", "sent", None),
+                    (3, "A", "sent", None),
+                    (8, "holdout", "suppressed", "holdout"),
+                    (9, "holdout", "suppressed", "holdout"),
+                ]
+            ],
+        )
+    quiet = _arm(measure(engine), "quiet", "A")
+    assert quiet.window_revenue == 60.0  # c1's 50 and c3's 10 against a holdout (c8, c9) that bought nothing
+    assert quiet.conversion_lift is not None and quiet.revenue_lift is None
 
 
 def test_an_empty_ledger_measures_nothing(engine: Engine) -> None:
