@@ -38,7 +38,7 @@ def record_click(engine: Engine, claim: ClickClaim, now: datetime) -> bool:
                 customer_id=claim.customer_id,
                 campaign=claim.campaign or None,
                 variant=claim.variant,
-                url=claim.url,
+                url=without_utm(claim.url),
                 clicked_at=now,
             )  # fmt: skip
         )
@@ -56,6 +56,13 @@ def with_utm(url: str, campaign: str, variant: str | None, medium: str = UTM_MED
     ours = {"utm_source": UTM_SOURCE, "utm_medium": medium, "utm_campaign": campaign, "utm_content": variant}
     added = [f"{name}={quote(value, safe='-._~')}" for name, value in ours.items() if value]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept + added), parts.fragment))
+
+
+def without_utm(url: str) -> str:
+    """``url`` without our UTM parameters (what ``clicks.url`` keeps: the page, not how we tagged it)."""
+    parts = urlsplit(url)
+    kept = [part for part in parts.query.split("&") if part and _name(part) not in OUR_UTM]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
 
 
 def _name(part: str) -> str:
