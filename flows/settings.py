@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -121,6 +121,27 @@ class BaseOmnicastSettings(BaseSettings):
         "another omnicast run holding the same stage on the same database before giving up; 0 = do not wait.",
     )
     recommendations_per_customer: int = Field(10, ge=1, le=100, description="Top-K kept per customer.")
+    global_holdout_percent: float = Field(
+        0,
+        ge=0,
+        lt=100,
+        allow_inf_nan=False,
+        description="Share of all customers (%) who hear no marketing at all (planned as holdout in every campaign), "
+        "to measure what marketing adds overall. 0 = none.",
+    )
+    attribution_model: Literal["click", "delivery"] = Field(
+        "click",
+        description="Orders are credited to the customer's last click (click) or last delivered message (delivery) "
+        "within the attribution window.",
+    )
+    attribution_window_days: float = Field(
+        5,
+        gt=0,
+        le=90,
+        allow_inf_nan=False,
+        description="Days after a click or delivery in which an order is credited to it; also the window the lift vs "
+        "holdout compares.",
+    )
     campaigns_dir: Path | None = Field(
         None, description="Folder of campaign YAML files and segments.yaml (default: the shipped campaigns/)."
     )

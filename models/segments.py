@@ -190,7 +190,10 @@ def _condition(conn: Connection, c: Condition, today: date) -> set[int]:
 
 
 def _order_condition(conn: Connection, c: Condition, today: date) -> set[int]:
-    live = and_(_ORDERS.c.customer_id.is_not(None), _ORDERS.c.cancelled_at.is_(None))
+    start_of_day = datetime.combine(today, time(), UTC)  # judged as of the day's start: a rerun sees the same orders
+    live = and_(
+        _ORDERS.c.customer_id.is_not(None), _ORDERS.c.cancelled_at.is_(None), _ORDERS.c.created_at < start_of_day
+    )
     if c.orders_at_least is not None:
         query = (
             select(_ORDERS.c.customer_id).where(live).group_by(_ORDERS.c.customer_id)
