@@ -334,16 +334,21 @@ def _without_notes(section: Section) -> tuple[Section, list[tuple[str, str]]]:
 
 
 def _markdown_section(section: Section) -> list[str]:
-    """A heading, the table, and its notes as a list under it; failures as a list (the UI clips a long cell, and an
-    error's text is what a reader needs whole)."""
-    if section[1] == FAILURE_HEADER:
-        title, _, rows = section
+    """A heading, the table, and its notes as a list under it (the UI clips a wide table, and notes are sentences):
+    a variant's suppression reasons go under the table too, and failures are a list (an error's text is what a
+    reader needs whole)."""
+    title, header, rows = section
+    if header == FAILURE_HEADER:
         lines = [
             f"- **{_cell(campaign)}**: {messages} {_cell(reason)}" + (f": `{_code(error)}`" if error else "")
             for campaign, reason, messages, error in rows
         ]
         return [f"## {title}", "\n".join(lines)]
-    (title, header, rows), notes = _without_notes(section)
+    if header == VARIANT_HEADER:
+        notes = [(f"{row[0]} / {row[1]}", f"suppressed {row[-1]}") for row in rows if row[-1]]
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    else:
+        (title, header, rows), notes = _without_notes(section)
     parts = [f"## {title}", _markdown_table(header, rows)]
     if notes:
         parts.append("\n".join(f"- **{_cell(first)}**: {_cell(note)}" for first, note in notes))
