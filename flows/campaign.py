@@ -44,7 +44,17 @@ def plan_campaigns(
     store = store_info(resources.settings)
     # campaigns, experiments and assignments have unique keys: one planner at a time
     with locked(resources.engine, resources.settings, "campaign"):
-        planned = {spec.name: plan_campaign(resources.engine, spec, today, store, catalog.segments) for spec in specs}
+        planned = {
+            spec.name: plan_campaign(
+                resources.engine,
+                spec,
+                today,
+                store,
+                catalog.segments,
+                global_holdout_percent=resources.settings.global_holdout_percent,
+            )
+            for spec in specs
+        }
     messages = [message for spec in specs for message in planned[spec.name]]
     log_plans(campaign_plans(resources, today, specs, messages), only_empty=True)  # planning logs the others
     return messages

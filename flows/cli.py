@@ -28,6 +28,9 @@ from typer.core import TyperGroup  # noqa: E402
 
 from flows.cli_answers import register as register_answers  # noqa: E402
 from flows.cli_campaigns import register as register_campaigns  # noqa: E402
+from flows.cli_preview import register as register_preview  # noqa: E402
+from flows.cli_report import register as register_report  # noqa: E402
+from flows.cli_schedule import register as register_schedule  # noqa: E402
 from models.errors import ConfigurationError, InputError, OmnicastError  # noqa: E402
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
@@ -217,6 +220,19 @@ def finish_day(state: Any, settings: Any) -> None:
         raise typer.Exit(1)
 
 
+def finish_run(state: Any) -> None:
+    """Print a campaign or audience run's summary; exit 1 with the reason when it could not deliver everything."""
+    from flows.summary import print_run_summary
+
+    planned = state.result(raise_on_failure=False)
+    if isinstance(planned, BaseException):
+        raise planned
+    print_run_summary(console, planned)
+    if state.is_failed():
+        err.print(Text("incomplete:", style="bold red") + Text(f" {state.message}"), soft_wrap=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 def sample(
     out: Annotated[Path, typer.Option(help="Folder to write the store into (created).")],
@@ -264,7 +280,13 @@ def demo(
     from flows.daily import daily_flow
 
     state = daily_flow(as_of=manifest["as_of"], demo_workdir=str(workdir.resolve()), return_state=True)
-    finish_day(state, settings)
+    from flows.demo import finish_demo
+
+    finished = finish_demo(workdir)  # the sample store's responses to today's sends (once), synced; the report
+    try:
+        finish_day(state, settings)
+    finally:
+        console.print(f"Report: {finished.page}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -338,11 +360,8 @@ def campaign_run(
     day = _day(as_of)
     preflight(channels=True)
     from flows.campaign import campaign_flow
-    from flows.summary import messages_table
 
-    planned = campaign_flow(name=name, as_of=day)
-    if planned.report is not None:
-        console.print(messages_table(planned.report))
+    finish_run(campaign_flow(name=name, as_of=day, return_state=True))
 
 
 @audiences_app.command("sync")
@@ -357,11 +376,8 @@ def audiences_sync(
     day = _day(as_of)
     preflight(channels=True)
     from flows.audiences import audiences_flow
-    from flows.summary import messages_table
 
-    planned = audiences_flow(platform=platform, as_of=day)
-    if planned.report is not None:
-        console.print(messages_table(planned.report))
+    finish_run(audiences_flow(platform=platform, as_of=day, return_state=True))
 
 
 @app.command("channels")
@@ -392,6 +408,9 @@ def channels_list(as_json: Annotated[bool, typer.Option("--json", help="Print as
 
 register_answers(app)  # `omnicast serve` and `omnicast forget` (flows/cli_answers.py)
 register_campaigns(app)  # `omnicast campaigns list|validate|show` (flows/cli_campaigns.py)
+register_schedule(app)  # `omnicast deployments write`, `worker`, `init`, `campaign run --at` (flows/cli_schedule.py)
+register_preview(app)  # `omnicast preview` (flows/cli_preview.py)
+register_report(app)  # `omnicast report` (flows/cli_report.py)
 
 
 if __name__ == "__main__":  # pragma: no cover
