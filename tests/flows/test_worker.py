@@ -282,11 +282,13 @@ def test_the_worker_runs_a_campaign_that_falls_due(prefect_api: str, tmp_path: P
     """The contract from outside: a one-off of weekly-picks, picked up by a running `omnicast worker`, runs the real
     campaign flow (on an empty store: 0 planned) and shows in the Prefect API as `weekly-picks <day>`."""
     environment = _environment(tmp_path, database_url, PREFECT_API_URL=prefect_api)
+    started = datetime.now(UTC)  # the session's server also holds other tests' weekly-picks runs of today
     process = _launch(tmp_path, environment, job="real")
     try:
         time.sleep(1)  # the worker is starting: the one-off reaches it through the job store
         when = schedule_once(database_url, load_catalog(), "weekly-picks", _soon(2).isoformat(), default_zone="UTC")
-        _wait(lambda: process.poll() is not None or _flow_runs(f"weekly-picks {when.date()}"), 90, "the flow run")
+        name = f"weekly-picks {when.date()}"
+        _wait(lambda: process.poll() is not None or _flow_runs(name, started), 90, "the flow run")
         assert process.poll() is None, (tmp_path / "err").read_text()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -296,10 +298,11 @@ def test_the_worker_runs_a_campaign_that_falls_due(prefect_api: str, tmp_path: P
     err = (tmp_path / "err").read_text()
     assert process.returncode == 0, err
     assert "weekly-picks: ended COMPLETED" in err
-    assert _flow_runs(f"weekly-picks {when.date()}") == ["COMPLETED"]
+    assert _flow_runs(f"weekly-picks {when.date()}", started) == ["COMPLETED"]
 
 
-def _flow_runs(name: str) -> list[str]:
+def _flow_runs(name: str, since: datetime) -> list[str]:
+    """The final states of the flow runs named ``name`` created since ``since``."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -308,6 +311,10 @@ def _flow_runs(name: str) -> list[str]:
     async def states() -> list[str]:
         async with get_client() as client:
             runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
-            return [run.state.type.value for run in runs if run.state and run.state.is_final()]
+            return [
+                run.state.type.value
+                for run in runs
+                if run.state and run.state.is_final() and run.created is not None and run.created >= since
+            ]
 
     return asyncio.run(states())
