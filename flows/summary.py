@@ -359,7 +359,12 @@ def _print_sections(console: Console, sections: Sequence[Section]) -> None:
     """The tables for a terminal: a ``note`` column becomes lines under its table (``campaign: note``), so the
     numbers keep their width."""
     for section in sections:
-        (title, header, rows), notes = _without_notes(section)
+        if section[1] == VARIANT_HEADER:  # the reasons are sentences: under the table, as in the Markdown
+            title, header, rows = section
+            notes = [(f"{row[0]} / {row[1]}", f"suppressed {row[-1]}") for row in rows if row[-1]]
+            header, rows = header[:-1], [row[:-1] for row in rows]
+        else:
+            (title, header, rows), notes = _without_notes(section)
         console.print(_table(title, header, rows))
         for first, note in notes:
             console.print(f"  {first}: {note}", highlight=False, markup=False)
