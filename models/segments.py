@@ -15,10 +15,10 @@ A segment is a list of conditions that must all hold (an empty list: every custo
             within_days: 30
           - spend_top_share: 0.2       # the top 20 % by net spend
 
-Conditions: ``has_recommendations: true``, ``trigger: KIND`` (+ ``within_days``), ``likes: WORD``,
-``orders_at_least: N``, ``spend_at_least: AMOUNT``, ``spend_top_share: SHARE``, ``ordered_within_days: N``,
-``not_ordered_within_days: N``, ``profile: {FIELD: VALUE or [VALUES]}`` over country, region, city, loyalty_tier,
-timezone.
+Conditions: ``has_recommendations: true``, ``trigger: KIND`` (+ ``within_days``), ``likes: WORD`` (or a list:
+any of them), ``orders_at_least: N``, ``spend_at_least: AMOUNT``, ``spend_top_share: SHARE``,
+``ordered_within_days: N``, ``not_ordered_within_days: N``, ``profile: {FIELD: VALUE or [VALUES]}`` over country,
+region, city, loyalty_tier, timezone.
 """
 
 from __future__ import annotations
@@ -52,13 +52,21 @@ class Condition(BaseModel):
     has_recommendations: bool | None = None
     trigger: str | None = None
     within_days: int | None = Field(None, ge=0, le=365)
-    likes: str | None = Field(None, min_length=2, max_length=40)
+    likes: str | list[str] | None = None
     orders_at_least: int | None = Field(None, ge=1)
     spend_at_least: float | None = Field(None, ge=0)
     spend_top_share: float | None = Field(None, gt=0, le=1)
     ordered_within_days: int | None = Field(None, ge=1, le=3650)
     not_ordered_within_days: int | None = Field(None, ge=1, le=3650)
     profile: dict[str, str | list[str]] | None = None
+
+    @field_validator("likes")
+    @classmethod
+    def _words(cls, value: str | list[str] | None) -> str | list[str] | None:
+        words = [value] if isinstance(value, str) else (value or [])
+        if value is not None and (not words or any(not 2 <= len(word.strip()) <= 40 for word in words)):
+            raise ValueError("give a word (2 to 40 letters) or a list of them, e.g. [apricot, lemon, berry]")
+        return value
 
     @field_validator("trigger")
     @classmethod
@@ -171,11 +179,20 @@ def _condition(conn: Connection, c: Condition, today: date) -> set[int]:
             query = query.where(_TRIGGERS_T.c.due_on >= today - timedelta(days=c.within_days))
         return set(conn.execute(query.distinct()).scalars())
     if c.likes is not None:
-        word = f"%{c.likes.lower()}%"
+        words = [c.likes] if isinstance(c.likes, str) else c.likes
+        patterns = [f"%{word.strip().lower()}%" for word in words]
         query = (
             select(_RECS.c.customer_id)
             .join(Product, _PRODUCTS.c.id == _RECS.c.product_id)
-            .where(or_(func.lower(_PRODUCTS.c.flavour_notes).like(word), func.lower(_PRODUCTS.c.tags).like(word)))
+            .where(
+                or_(
+                    *(
+                        column.like(pattern)
+                        for pattern in patterns
+                        for column in (func.lower(_PRODUCTS.c.flavour_notes), func.lower(_PRODUCTS.c.tags))
+                    )
+                )
+            )
             .distinct()
         )
         return set(conn.execute(query).scalars())

@@ -124,6 +124,7 @@ def test_segment_conditions_all_must_hold(engine: Engine) -> None:
             return members(conn, Segment.model_validate({"where": list(conditions)}), TODAY)
 
     assert segment({"likes": "fruity"}) == sorted([loyal, once])
+    assert segment({"likes": ["lemon", "blackcurrant"]}) == sorted([loyal, once])  # any of the words
     assert segment({"likes": "fruity"}, {"orders_at_least": 2}) == [loyal]
     assert segment({"profile": {"country": "DE"}}) == [other]
     assert segment({"ordered_within_days": 30}) == sorted([loyal, once, other])
