@@ -1,7 +1,7 @@
 """Campaigns as files a marketer edits: ``campaigns/*.yaml`` (one campaign per file) and ``campaigns/segments.yaml``.
 
 A campaign says who (a segment, or a trigger kind), what (template, products, offer, variants with weights), where
-(channels), when (a cron schedule in a time zone, start and end dates, a send window) and how it is measured (holdout
+(channels), when (a cron schedule in a time zone, start and end dates) and how it is measured (holdout
 share). Every file is validated on load; an error names the file, the line and the field, and how to fix it::
 
     campaigns/birthday.yaml, line 7, field audience.trigger: unknown trigger 'brithday'; one of: abandoned_cart,
@@ -17,7 +17,7 @@ import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -123,13 +123,6 @@ class Schedule(_Strict):
         return value
 
 
-class SendWindow(_Strict):
-    """Hours (in the customer's time zone) this campaign's messages may arrive; outside them they wait."""
-
-    start: time
-    end: time
-
-
 class CampaignFile(_Strict):
     """One campaign file, as written."""
 
@@ -145,7 +138,6 @@ class CampaignFile(_Strict):
     offer: Offer | None = None
     priority: int | None = Field(None, ge=1, le=9)
     schedule: Schedule | None = None
-    send_window: SendWindow | None = None
     start: date | None = None
     end: date | None = None
 
