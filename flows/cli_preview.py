@@ -128,7 +128,7 @@ class Previewer:
         return int(row.id)
 
     def plan(self, customer_ids: list[int], variant: str | None) -> Any:
-        from models.planning import plan_preview
+        from models.preview import plan_preview
 
         return plan_preview(
             self.engine, self.spec, self.today, self.store, self.catalog.segments, customer_ids, variant=variant
@@ -165,7 +165,7 @@ def write_one(previewer: Previewer, who: str, out: Path | None, variant: str | N
 def write_gallery(previewer: Previewer, count: int, out: Path, variant: str | None) -> None:
     """``count`` sample customers' emails into ``out``, with ``out/index.html`` showing them side by side."""
     from models.errors import InputError
-    from models.planning import preview_sample
+    from models.preview import preview_sample
 
     spec = previewer.spec
     chosen = preview_sample(previewer.engine, spec, previewer.today, previewer.catalog.segments, count)

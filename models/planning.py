@@ -55,8 +55,8 @@ from models.context import (
 )
 from models.db import session_scope
 from models.errors import InputError
-from models.experiments import assign_variant
-from models.interactions import CART_EVENTS, EVENTS, ORDER_LINES, ORDERS, PRODUCTS, counted_order
+from models.experiments import apply_global_holdout, assign_variant
+from models.interactions import EVENTS, ORDER_LINES, ORDERS, PRODUCTS, counted_order
 from models.message import OutboundMessage, Recipient
 from models.offers import OfferReport, allocate_codes, offer_context
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
@@ -162,81 +162,16 @@ def plan_campaign(
         return []
     with session_scope(engine) as session:
         experiment_id = _ensure_campaign(session, spec)
-        targets = _targets(session, spec, today, segments or {})
+        targets = campaign_targets(session, spec, today, segments or {})
         if not targets:
             return []
         ids = sorted({t.customer_id for t in targets})
-        variants = _assignments(session, experiment_id, spec, ids, record=True)
-        variants = _global_holdout(variants, global_holdout_percent)
-        messages = _plan(session, spec, today, store, targets, variants, diversity or Diversity(), report)
+        variants = assignments_of(session, experiment_id, spec, ids, record=True)
+        variants = apply_global_holdout(variants, global_holdout_percent)
+        messages = plan_targets(session, spec, today, store, targets, variants, diversity or Diversity(), report)
     for line in report.lines():
         _log().info(line)
     return messages
-
-
-@dataclass
-class Preview:
-    """``plan_preview``'s answer: the email message per customer asked for, and notes on how it was made."""
-
-    messages: dict[int, OutboundMessage]
-    notes: dict[int, list[str]]
-
-
-def plan_preview(
-    engine: Engine,
-    spec: Campaign,
-    today: date,
-    store: StoreInfo,
-    segments: Mapping[str, Segment],
-    customer_ids: Sequence[int],
-    *,
-    variant: str | None = None,
-    channel: str = "email",
-    diversity: Diversity | None = None,
-) -> Preview:
-    """The message ``spec`` would send each of ``customer_ids`` on ``today`` on ``channel``, planned the way a run
-    would (with the campaign's whole audience, so diversity picks the same products) but writing nothing.
-
-    A customer outside today's audience is planned from their latest moment of the campaign's trigger, or one made
-    from their data (their last consumable order, their last order, their cart); the notes say so. A customer in
-    the holdout is shown the first variant (``variant`` chooses one). ``InputError`` for a customer the campaign
-    cannot say anything to (no cart ever, no products)."""
-    if variant is not None and spec.variant(variant) is None:
-        raise InputError(f"campaign {spec.name!r} has no variant {variant!r}; its variants: {', '.join(spec.variants)}")
-    notes: dict[int, list[str]] = {cid: [] for cid in customer_ids}
-    with Session(engine) as session:
-        try:
-            targets = _targets(session, spec, today, segments)
-            present = {t.customer_id for t in targets}
-            for cid in customer_ids:
-                if cid not in present:
-                    targets.append(_preview_target(session, spec, today, cid, notes[cid]))
-            ids = sorted({t.customer_id for t in targets})
-            experiment = session.execute(select(Experiment).where(col(Experiment.name) == spec.name)).scalars().first()
-            variants = _assignments(session, experiment.id if experiment else None, spec, ids, record=False)
-            for cid in customer_ids:
-                arm = variant or variants.get(cid)
-                if arm == HOLDOUT:
-                    notes[cid].append(
-                        f"in the campaign's holdout (never contacted); showing variant {spec.variants[0]}"
-                    )
-                    arm = spec.variants[0]
-                variants[cid] = arm or spec.variants[0]
-            report = PlanReport(spec.name)
-            messages = _plan(
-                session, spec, today, store, targets, variants, diversity or Diversity(), report,
-                only=set(customer_ids), dry_run=True, channels=(channel,),
-            )  # fmt: skip
-        finally:
-            session.rollback()
-    by_customer = {m.customer_id: m for m in messages}
-    for cid in customer_ids:
-        if cid not in by_customer:
-            raise InputError(
-                f"campaign {spec.name!r} has nothing to show customer {cid} (no products to recommend, or the "
-                "moment's products are gone)"
-            )
-    return Preview(by_customer, notes)
 
 
 def plan_audience(
@@ -263,7 +198,7 @@ def plan_audience(
 # ---- the plan --------------------------------------------------------------------------------------------------------
 
 
-def _plan(
+def plan_targets(
     session: Session,
     spec: Campaign,
     today: date,
@@ -442,7 +377,7 @@ def _ensure_campaign(session: Session, spec: Campaign) -> int:
     return int(experiment.id)  # type: ignore[arg-type]
 
 
-def _targets(session: Session, spec: Campaign, today: date, segments: Mapping[str, Segment]) -> list[Target]:
+def campaign_targets(session: Session, spec: Campaign, today: date, segments: Mapping[str, Segment]) -> list[Target]:
     if spec.trigger_kind is None:
         key = broadcast_occurrence(spec, today)
         segment = segments.get(spec.segment or "")
@@ -459,7 +394,7 @@ def _targets(session: Session, spec: Campaign, today: date, segments: Mapping[st
     return [Target(row.occurrence_key, row.customer_id, dict(row.payload or {})) for row in rows]
 
 
-def _assignments(
+def assignments_of(
     session: Session, experiment_id: int | None, spec: Campaign, ids: list[int], *, record: bool
 ) -> dict[int, str]:
     """Existing assignments win; new customers are bucketed (and recorded when ``record``)."""
@@ -480,18 +415,6 @@ def _assignments(
     if record and experiment_id is not None:
         session.add_all(Assignment(experiment_id=experiment_id, customer_id=cid, variant=v) for cid, v in new.items())
     return {**existing, **new}
-
-
-def _global_holdout(variants: dict[int, str], percent: float) -> dict[int, str]:
-    """Members of the global holdout (``models.experiments``) hear no marketing: planned as ``holdout``."""
-    if percent <= 0:
-        return variants
-    from models import experiments
-
-    apply = getattr(experiments, "apply_global_holdout", None)
-    if apply is None:  # pragma: no cover - an older models.experiments
-        raise InputError("a global holdout needs models.experiments.apply_global_holdout")
-    return dict(apply(variants, percent))
 
 
 def _recipients(session: Session, ids: Iterable[int]) -> dict[int, Recipient]:
@@ -583,12 +506,12 @@ def _own_items(session: Session, targets: list[Target]) -> dict[tuple[str, int],
         elif payload.get("product_ids"):
             wanted[_key(target)] = [int(pid) for pid in payload["product_ids"]][:MAX_CART_ITEMS]
             if payload.get("cart_at"):
-                since[_key(target)] = _aware(datetime.fromisoformat(str(payload["cart_at"])))
+                since[_key(target)] = as_aware(datetime.fromisoformat(str(payload["cart_at"])))
     if not wanted:
         return {}
     product_ids = {pid for pids in wanted.values() for pid in pids}
     products = _products(session, product_ids)
-    bought = _bought_since(session, {key[1] for key in since}, product_ids, min(since.values(), default=None))
+    bought = bought_since(session, {key[1] for key in since}, product_ids, min(since.values(), default=None))
     own: dict[tuple[str, int], list[_Item]] = {}
     for key, pids in wanted.items():
         moment = since.get(key)
@@ -618,7 +541,7 @@ def _products(session: Session, ids: set[int]) -> dict[int, Product]:
     return {row.id: row for row in rows if row.id is not None}
 
 
-def _bought_since(
+def bought_since(
     session: Session, customers: set[int], products: set[int], since: datetime | None
 ) -> dict[tuple[int, int], list[datetime]]:
     """When each (customer, product) was bought (an order line of a counted order, or an analytics purchase) since
@@ -639,11 +562,11 @@ def _bought_since(
     )
     found: dict[tuple[int, int], list[datetime]] = defaultdict(list)
     for customer, product, at in session.execute(union_all(orders, events)).tuples():
-        found[(int(customer), int(product))].append(_aware(at))
+        found[(int(customer), int(product))].append(as_aware(at))
     return found
 
 
-def _aware(moment: datetime | str) -> datetime:
+def as_aware(moment: datetime | str) -> datetime:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -686,124 +609,6 @@ def _offer_of(spec: Campaign, variant: Variant | None) -> Offer | None:
 
 
 # ---- preview ---------------------------------------------------------------------------------------------------------
-
-
-def _preview_target(session: Session, spec: Campaign, today: date, customer_id: int, notes: list[str]) -> Target:
-    """A target for a customer outside today's audience: their latest moment of the campaign's trigger, or one made
-    from their data."""
-    if spec.trigger_kind is None:
-        notes.append(f"not in segment {spec.segment} today; showing what they would get")
-        return Target(broadcast_occurrence(spec, today), customer_id)
-    row = (
-        session.execute(
-            select(TriggerOccurrence)
-            .where(col(TriggerOccurrence.kind) == spec.trigger_kind, col(TriggerOccurrence.customer_id) == customer_id)
-            .order_by(col(TriggerOccurrence.due_on).desc(), col(TriggerOccurrence.id).desc())
-            .limit(1)
-        )
-        .scalars()
-        .first()
-    )
-    if row is not None:
-        notes.append(f"no {spec.trigger_kind} moment due today; showing their moment of {row.due_on.isoformat()}")
-        return Target(row.occurrence_key, customer_id, dict(row.payload or {}))
-    payload = _sample_payload(session, spec.trigger_kind, customer_id, today)
-    notes.append(f"has never had a {spec.trigger_kind} moment; showing one made from their data")
-    return Target(f"preview:{spec.name}:{customer_id}", customer_id, payload)
-
-
-def _sample_payload(session: Session, kind: str, customer_id: int, today: date) -> dict[str, Any]:
-    """A trigger payload for a customer who never had one, from their own data (for previews only)."""
-    conn = session.connection()
-    if kind == "churn_risk":
-        last = conn.execute(
-            select(func.max(ORDERS.c.created_at)).where(ORDERS.c.customer_id == customer_id, counted_order())
-        ).scalar()
-        return {"days_since_last_order": (today - _aware(last).date()).days} if last else {}
-    if kind == "replenishment":
-        row = conn.execute(
-            select(ORDER_LINES.c.product_id, ORDERS.c.created_at, ORDER_LINES.c.quantity, PRODUCTS.c.replenish_days)
-            .select_from(
-                ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id).join(
-                    PRODUCTS, PRODUCTS.c.id == ORDER_LINES.c.product_id
-                )
-            )
-            .where(ORDERS.c.customer_id == customer_id, PRODUCTS.c.consumable.is_(True), counted_order())
-            .order_by(ORDERS.c.created_at.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            raise InputError(
-                f"customer {customer_id} never bought a consumable: there is no refill to remind them of; "
-                "preview another customer or use --sample"
-            )
-        ordered = _aware(row.created_at).date()
-        runs_out = ordered + timedelta(days=int(row.replenish_days or 30) * max(int(row.quantity or 1), 1))
-        return {"product_id": int(row.product_id), "last_ordered": ordered.isoformat(),
-                "runs_out_on": runs_out.isoformat()}  # fmt: skip
-    if kind == "abandoned_cart":
-        rows = conn.execute(
-            select(EVENTS.c.product_id, func.max(EVENTS.c.occurred_at).label("at"))
-            .where(
-                EVENTS.c.customer_id == customer_id,
-                EVENTS.c.event_name.in_(CART_EVENTS),
-                EVENTS.c.product_id.is_not(None),
-            )  # fmt: skip
-            .group_by(EVENTS.c.product_id)
-            .order_by(func.max(EVENTS.c.occurred_at).desc())
-            .limit(MAX_CART_ITEMS)
-        ).all()
-        moments = {int(r.product_id): _aware(r.at) for r in rows}
-        bought = _bought_since(session, {customer_id}, set(moments), min(moments.values(), default=None))
-        still = [
-            pid for pid, at in moments.items() if not any(when >= at for when in bought.get((customer_id, pid), []))
-        ]
-        if not still:
-            raise InputError(
-                f"customer {customer_id} has nothing left in a cart (never carted anything, or bought it all): an "
-                "abandoned-cart email would have nothing to show; preview another customer or use --sample"
-            )
-        return {"product_ids": still, "cart_at": max(moments[pid] for pid in still).isoformat()}
-    return {}
-
-
-def preview_sample(
-    engine: Engine, spec: Campaign, today: date, segments: Mapping[str, Segment], count: int
-) -> list[int]:
-    """Up to ``count`` customers to preview ``spec`` for: spread over today's audience, then (for a trigger) people
-    with an earlier moment of it, then anyone with recommendations. Deterministic."""
-    with Session(engine) as session:
-        try:
-            audience = sorted({t.customer_id for t in _targets(session, spec, today, segments)})
-            chosen = _spread(audience, count)
-            if len(chosen) < count and spec.trigger_kind is not None:
-                earlier = session.execute(
-                    select(col(TriggerOccurrence.customer_id))
-                    .where(col(TriggerOccurrence.kind) == spec.trigger_kind)
-                    .group_by(col(TriggerOccurrence.customer_id))
-                    .order_by(func.max(col(TriggerOccurrence.due_on)).desc(), col(TriggerOccurrence.customer_id))
-                    .limit(count * 4)
-                ).scalars()
-                chosen += [cid for cid in _spread([c for c in earlier if c not in chosen], count - len(chosen))]
-            if len(chosen) < count and spec.trigger_kind not in ("abandoned_cart", "replenishment"):
-                more = session.execute(
-                    select(col(Recommendation.customer_id)).distinct().order_by(col(Recommendation.customer_id))
-                    .limit(count * 20)
-                ).scalars()  # fmt: skip
-                chosen += _spread([c for c in more if c not in chosen], count - len(chosen))
-        finally:
-            session.rollback()
-    return chosen[:count]
-
-
-def _spread(ids: Sequence[int], count: int) -> list[int]:
-    """``count`` of ``ids`` spread evenly (first, last and between), in order."""
-    if count <= 0 or not ids:
-        return []
-    if len(ids) <= count:
-        return list(ids)
-    step = (len(ids) - 1) / max(count - 1, 1)
-    return list(dict.fromkeys(ids[round(i * step)] for i in range(count)))
 
 
 def _log() -> logging.Logger | logging.LoggerAdapter[Any]:

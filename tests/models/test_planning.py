@@ -19,8 +19,9 @@ from models.campaigns import HOLDOUT, Campaign, CampaignFile, load_catalog
 from models.context import Candidate, Diversity, DiversityReport, diversify
 from models.errors import InputError
 from models.experiments import assign_variant
-from models.planning import PlanReport, StoreInfo, plan_audience, plan_preview
+from models.planning import PlanReport, StoreInfo, plan_audience
 from models.planning import plan_campaign as plan_one
+from models.preview import plan_preview
 from models.schema import Assignment, Experiment, OfferCode, Product, Recommendation, TriggerOccurrence
 from tests.models.builders import StoreBuilder, at
 
