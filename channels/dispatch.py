@@ -72,7 +72,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from channels import ledger
+from channels import gate, ledger
 from channels.base import (
     Channel,
     ChannelConfigError,
@@ -80,11 +80,10 @@ from channels.base import (
     DeliveryResult,
     RetryableChannelError,
 )
-from channels.consent import MARKETING, consent_states_on, suppression_reason, topic_channel
 from channels.ledger import FINAL_STATES, IN_DOUBT, MESSAGES, payload_of
 from channels.recipients import load_recipients
 from channels.report import ChannelTally, DispatchReport
-from channels.rules import DispatchRules, in_quiet_hours, local_date, next_allowed, priority_rank
+from channels.rules import DispatchRules, priority_rank
 from models import suppression
 from models.message import LedgerKey, OutboundMessage
 
@@ -98,11 +97,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = timedelta(minutes=15)
 DEFAULT_EXPIRY = timedelta(days=7)
 DEFAULT_MAX_ATTEMPTS = 3
-HOLDOUT = "holdout"
 POLL_SECONDS = 0.5
 CAMPAIGN_STOPPED = "campaign_stopped"
-FREQUENCY_CAP = "frequency_cap"
-_CAP_LOOKBACK = timedelta(days=9)  # covers 7 local days ending on a hand-over deferred up to a day, in any zone
 
 
 def dispatch(
@@ -432,86 +428,27 @@ class _BatchRun:
     def _gate(
         self, conn: Connection, messages: Sequence[OutboundMessage], claimed: Mapping[LedgerKey, int]
     ) -> list[OutboundMessage]:
-        """Record a suppression (or a deferral) for every message that must not go now; return the ones that may."""
+        """Record a suppression (or a deferral) for every message that must not go now; return the ones that may
+        (the decisions are ``channels/gate.py``'s)."""
         if not messages:
             return []
-        channel = self.channel.consent_channel
-        topics = {m.campaign: topic_channel(channel, m.campaign) for m in messages if m.campaign}
-        states = consent_states_on(conn, {m.customer_id for m in messages}, {channel, MARKETING, *topics.values()})
-        listed = suppression.suppressed(conn, channel, _addresses(messages, channel))
-        passed: list[OutboundMessage] = []
-        suppressed: dict[int, str] = {}
-        for message in messages:
-            customer = message.customer_id
-            reason = (
-                suppression_reason(
-                    states.get((customer, channel)),
-                    states.get((customer, MARKETING)) if message.marketing else None,
-                    states.get((customer, topics[message.campaign])) if message.campaign else None,
-                )
-                or listed.get(customer)
-                or self.channel.can_reach(message)
-                or (HOLDOUT if message.variant == HOLDOUT else None)
-            )
-            if reason is None:
-                passed.append(message)
-            else:
-                self._count([message], "suppressed", reason=reason)
-                suppressed[claimed[message.ledger_key]] = reason
-        deliverable, deferred = passed, dict[int, datetime]()
+        refused = gate.refusals(conn, self.channel, messages)
+        deliverable = [m for m in messages if m.ledger_key not in refused]
+        deferred: dict[LedgerKey, datetime] = {}
+        now = self.clock()
         if self.rules is not None:
-            deliverable, deferred = self._cap_and_quiet_hours(conn, passed, claimed, suppressed)
-        now = self.clock()
-        ledger.record_suppressed(conn, suppressed, now)
-        ledger.defer(conn, deferred, now)
-        return deliverable
-
-    def _cap_and_quiet_hours(
-        self,
-        conn: Connection,
-        messages: Sequence[OutboundMessage],
-        claimed: Mapping[LedgerKey, int],
-        suppressed: dict[int, str],
-    ) -> tuple[list[OutboundMessage], dict[int, datetime]]:
-        """Frequency cap (in priority order: ``messages`` come sorted) judged on the local day of the hand-over, then
-        quiet hours; adds to ``suppressed``, returns the deliverable messages and the deferred rows (id → not_before).
-        """
-        rules = self.rules
-        assert rules is not None
-        now = self.clock()
-        capped = [m for m in messages if rules.caps(m.marketing, self.channel.name)]
-        if not capped:
-            return list(messages), {}
-        sends: dict[int, list[datetime]] = {}
-        if rules.email_daily_cap or rules.email_weekly_cap:
-            sends = ledger.recent_marketing_sends(
-                conn, {m.customer_id for m in capped}, rules.capped_channels, now - _CAP_LOOKBACK
+            deliverable, capped, deferred = gate.cap_and_quiet_hours(
+                conn, self.channel.name, self.rules, deliverable, now
             )
-        deliverable: list[OutboundMessage] = []
-        deferred: dict[int, datetime] = {}
+            refused.update(capped)
         for message in messages:
-            if not rules.caps(message.marketing, self.channel.name):
-                deliverable.append(message)
-                continue
-            zone = rules.zone(message.recipient.timezone)
-            at = next_allowed(now, zone, rules.quiet_hours)
-            day = local_date(at, zone)
-            days = [local_date(sent, zone) for sent in sends.get(message.customer_id, ())]
-            today = sum(1 for d in days if d == day)
-            week = sum(1 for d in days if timedelta(0) <= day - d < timedelta(days=7))
-            if (rules.email_daily_cap and today >= rules.email_daily_cap) or (
-                rules.email_weekly_cap and week >= rules.email_weekly_cap
-            ):
-                self._count([message], "suppressed", reason=FREQUENCY_CAP)
-                suppressed[claimed[message.ledger_key]] = FREQUENCY_CAP
-            elif at > now:
-                assert not in_quiet_hours(at, zone, rules.quiet_hours)
+            if message.ledger_key in refused:
+                self._count([message], "suppressed", reason=refused[message.ledger_key])
+            elif message.ledger_key in deferred:
                 self._count([message], "deferred")
-                deferred[claimed[message.ledger_key]] = at
-            else:
-                sends.setdefault(message.customer_id, []).append(now)  # the slot is this message's
-                deliverable.append(message)
-        return deliverable, deferred
+        ledger.record_suppressed(conn, {claimed[key]: reason for key, reason in refused.items()}, now)
+        ledger.defer(conn, {claimed[key]: at for key, at in deferred.items()}, now)
+        return deliverable
 
     # hand-over + outcome -----------------------------------------------------------------------------------
 
@@ -664,7 +601,7 @@ class _BatchRun:
     def _suppress_address(self, conn: Connection, message: OutboundMessage, reason: str, now: datetime) -> None:
         """Put the message's address on the suppression list of the channel's consent channel (email)."""
         channel = self.channel.consent_channel
-        address = _addresses([message], channel).get(message.customer_id)
+        address = gate.addresses([message], channel).get(message.customer_id)
         if address is None:
             return
         if reason not in suppression.REASONS:
@@ -673,13 +610,6 @@ class _BatchRun:
             return
         suppression.suppress(conn, channel, address, reason, source=self.channel.name,
                              customer_id=message.customer_id, at=now)  # fmt: skip
-
-
-def _addresses(messages: Iterable[OutboundMessage], consent_channel: str) -> dict[int, str]:
-    """Customer id → the address the suppression list knows for ``consent_channel`` (email only, for now)."""
-    if consent_channel != "email":
-        return {}
-    return {m.customer_id: m.recipient.email for m in messages if m.recipient.email}
 
 
 def _ask_channel(channel: Channel, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str] | None:
