@@ -1,0 +1,51 @@
+"""`omnicast campaigns validate|list|show` as a marketer types them: the shipped files pass, a broken one is refused
+with its file and line (exit 2, one line per broken file), and show reads the audience from the database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from models.campaigns import SHIPPED_DIR
+
+runner = CliRunner()
+
+
+def test_the_shipped_campaigns_validate() -> None:
+    result = runner.invoke(app, ["campaigns", "validate"])
+    assert result.exit_code == 0, result.output
+    assert "5 campaigns, 5 segments and 2 ad audiences" in result.stdout and "all valid" in result.stdout
+
+
+def test_a_broken_file_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "campaigns"
+    shutil.copytree(SHIPPED_DIR, folder)
+    path = folder / "winback.yaml"
+    path.write_text(path.read_text().replace("trigger: churn_risk", "trigger: churn"))
+    result = runner.invoke(app, ["campaigns", "validate", "--dir", str(folder)])
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "winback.yaml, line 5, field audience.trigger" in last and "'churn'" in last
+
+
+def test_list_gives_each_campaign_its_audience_priority_and_next_run() -> None:
+    result = runner.invoke(app, ["campaigns", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["abandoned-cart"]["priority"] == 1 and rows["weekly-picks"]["audience"] == "segment has-picks"
+    assert "0 10 * * 2 America/Los_Angeles" in rows["weekly-picks"]["when"]
+
+
+def test_show_counts_the_audience_in_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNICAST_DATABASE_URL", f"sqlite:///{tmp_path / 'omnicast.db'}")
+    result = runner.invoke(app, ["campaigns", "show", "weekly-picks", "--json"])
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.stdout)
+    assert details["audience_today"] == 0 and len(details["next_runs"]) == 3  # an empty store: nobody yet
+    unknown = runner.invoke(app, ["campaigns", "show", "black-friday"])
+    assert unknown.exit_code == 2 and "known campaigns: abandoned-cart" in unknown.stderr
