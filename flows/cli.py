@@ -35,8 +35,8 @@ from models.errors import ConfigurationError, InputError, OmnicastError  # noqa:
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def one_line(message: str) -> str:

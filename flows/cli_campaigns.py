@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
 campaigns_app = typer.Typer(help="Campaign files: list, validate, show.", no_args_is_help=True)
 
 Folder = Annotated[

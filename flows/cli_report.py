@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
 
 
 def register(app: typer.Typer) -> None:
