@@ -26,8 +26,9 @@ out at most once, across retries, reruns, crashes and parallel workers. A messag
   the customer's local calendar day and the 7 local days ending on the hand-over day, plus what this batch already let
   through (earlier batches are in the ledger by then). The input is materialized and stably sorted by campaign
   priority before batching, so when two messages compete for one slot the higher-priority campaign always takes it;
-  the other is ``suppressed``/``frequency_cap``. Then **quiet hours**: a message whose hand-over would fall inside
-  them stays ``pending`` with ``not_before`` = the end of the quiet hours in the customer's zone (reported
+  the other is ``suppressed``/``frequency_cap``. Then **quiet hours** and the campaign's **send window**: a message
+  whose hand-over would fall inside the quiet hours or outside its window stays ``pending`` with ``not_before`` = the
+  next open instant in the customer's zone (reported
   ``deferred``) and is released; the cap is judged on the day it will be handed over, and judged again then (a
   deferred message takes no slot until it goes). Two workers delivering *different* messages to one customer at the
   same moment can both pass the cap: it is exact per run, not across concurrent runs.
@@ -83,7 +84,7 @@ from channels.base import (
 from channels.ledger import FINAL_STATES, IN_DOUBT, MESSAGES, payload_of
 from channels.recipients import load_recipients
 from channels.report import ChannelTally, DispatchReport
-from channels.rules import DispatchRules, priority_rank
+from channels.rules import DispatchRules
 from models import suppression
 from models.message import LedgerKey, OutboundMessage
 
@@ -129,7 +130,7 @@ def dispatch(
     run = _Run(engine, clock, _max_attempts(max_attempts, rules), lease, rules)
     report = run.report
     if rules is not None:  # higher priority decided first, whatever the input order (sorted() is stable)
-        messages = sorted(messages, key=lambda m: priority_rank(m.campaign))
+        messages = sorted(messages, key=lambda m: m.priority)
     elif progress is not None and not isinstance(messages, Sequence):
         messages = list(messages)
     total = len(messages) if progress is not None and isinstance(messages, Sequence) else 0

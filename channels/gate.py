@@ -3,7 +3,8 @@
 In order, for each message: consent (the channel's, the marketing-contact status, the campaign's topic), the
 suppression list, whether the channel can reach the person at all, the experiment's holdout; then, with rules, the
 frequency cap (messages come sorted by priority, so the higher one takes the slot) judged on the customer's local
-calendar day of the hand-over, and quiet hours (a message due inside them is deferred to their end, never dropped).
+calendar day of the hand-over, and quiet hours and the campaign's send window (a message due outside the open hours
+is deferred to their next start, never dropped).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from channels import ledger
 from channels.base import Channel
 from channels.consent import MARKETING, consent_states_on, suppression_reason, topic_channel
-from channels.rules import DispatchRules, in_quiet_hours, local_date, next_allowed
+from channels.rules import DispatchRules, local_date, next_open
 from models import suppression
 from models.campaigns import HOLDOUT
 from models.message import LedgerKey, OutboundMessage
@@ -70,7 +71,7 @@ def cap_and_quiet_hours(
             deliverable.append(message)
             continue
         zone = rules.zone(message.recipient.timezone)
-        at = next_allowed(now, zone, rules.quiet_hours)
+        at = next_open(now, zone, rules.quiet_hours, message.send_window)
         day = local_date(at, zone)
         days = [local_date(sent, zone) for sent in sends.get(message.customer_id, ())]
         today = sum(1 for d in days if d == day)
@@ -80,7 +81,6 @@ def cap_and_quiet_hours(
         ):
             held[message.ledger_key] = FREQUENCY_CAP
         elif at > now:
-            assert not in_quiet_hours(at, zone, rules.quiet_hours)
             deferred[message.ledger_key] = at
         else:
             sends.setdefault(message.customer_id, []).append(now)  # the slot is this message's

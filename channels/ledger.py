@@ -42,7 +42,8 @@ def payload_of(message: OutboundMessage) -> dict[str, Any]:
     """What the ledger keeps to rebuild ``message`` later: its audience and template context, without the
     customer (rebuilt from the profile at that time, so no stale personal data is kept here)."""
     context = {key: value for key, value in message.context.items() if key != "customer"}
-    return {"audience": message.audience, "marketing": message.marketing, "context": context}
+    return {"audience": message.audience, "marketing": message.marketing, "context": context,
+            "priority": message.priority, "send_window": message.send_window}  # fmt: skip
 
 
 def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> OutboundMessage | None:
@@ -64,6 +65,8 @@ def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> Outb
         audience=payload.get("audience"),
         context=context,
         marketing=bool(payload.get("marketing", True)),
+        priority=int(payload.get("priority", 5)),
+        send_window=payload.get("send_window"),
     )
 
 

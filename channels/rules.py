@@ -3,8 +3,9 @@
 Everything here is pure (no database): ``channels/dispatch.py`` applies it at the gate and around the hand-over.
 
 * **Priority** — when two marketing messages compete for one frequency-cap slot the higher-priority campaign wins:
-  ``abandoned-cart`` > ``replenishment`` > ``birthday`` > ``winback`` > broadcasts (``weekly-picks`` and any campaign
-  not named in :data:`PRIORITY`). Dispatch decides messages in that order, so the input order never matters.
+  each message carries its campaign's ``priority`` (1 = most important; the campaign file's ``priority:``, by default
+  abandoned cart 1, replenishment 2, birthday 3, win-back 4, broadcasts 5). Dispatch decides messages in that order,
+  so the input order never matters.
 * **Frequency cap** — counted per customer over marketing messages on the capped channels (email), ``sent`` or being
   handed over (``sending``). A "day" is the customer's **local calendar day** (``Recipient.timezone``, else the
   store's): 1 a day means one per date on the customer's calendar, so a daily run that starts a few minutes earlier
@@ -16,6 +17,10 @@ Everything here is pure (no database): ``channels/dispatch.py`` applies it at th
   equals its end is empty. Wall-clock semantics across DST: a window end that does not exist that night (spring
   forward skips 02:00-03:00 and the window ends at 02:30) ends the window at the jump (03:00); a window end that
   happens twice (fall back) is the first occurrence that is still in the future.
+* **Send window** — a campaign may narrow the hours further (``send_window: 09:00-20:00``, the customer's local time):
+  its messages are deferred, as by quiet hours, to the first instant that is inside the window and outside the quiet
+  hours (:func:`next_open`). A window lying wholly inside the quiet hours could never open: :func:`window_problem`
+  says so before a run plans anything.
 * **Retries** — a retryable failure is tried again within the run after an exponential backoff with full jitter
   (``uniform(0, min(max, base * 2**n))``), at most ``in_run_retries`` times; then it stays retryable for a later run.
 * **Error-rate stop** — once a campaign has ``error_min_handovers`` hand-overs in a run and more than
@@ -29,27 +34,16 @@ import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final
+from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
-    "BROADCAST_RANK", "PRIORITY", "DispatchRules", "backoff_delay", "in_quiet_hours", "local_date",
-    "next_allowed", "parse_quiet_hours", "priority_rank", "zone_of",
+    "DispatchRules", "backoff_delay", "in_quiet_hours", "local_date", "next_allowed", "next_open",
+    "parse_quiet_hours", "parse_send_window", "window_problem", "zone_of",
 ]  # fmt: skip
 
-PRIORITY: Final[tuple[str, ...]] = ("abandoned-cart", "replenishment", "birthday", "winback", "weekly-picks")
-"""Campaigns from highest to lowest priority; any campaign not named here ranks with the broadcasts (last)."""
-BROADCAST_RANK: Final = PRIORITY.index("weekly-picks")
-
 QuietHours = tuple[time, time]
-
-
-def priority_rank(campaign: str | None) -> int:
-    """0 for the highest-priority campaign; broadcasts and unknown campaigns share the last rank."""
-    try:
-        return min(PRIORITY.index(campaign or ""), BROADCAST_RANK)
-    except ValueError:
-        return BROADCAST_RANK
 
 
 @dataclass(frozen=True)
@@ -143,6 +137,49 @@ def parse_quiet_hours(value: str | None) -> QuietHours | None:
     return (start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0))
 
 
+@cache
+def parse_send_window(value: str | None) -> QuietHours | None:
+    """A campaign's send window ``"09:00-20:00"`` as the quiet hours it implies (``(time(20), time(9))``); ``None``
+    for none. A window whose start equals its end is refused: it would mean both "never" and "always"."""
+    window = parse_quiet_hours(value)
+    if window is None:
+        return None
+    if window[0] == window[1]:
+        raise ValueError(
+            f"send window {value!r} starts where it ends; give the hours messages may arrive, e.g. 09:00-20:00"
+        )
+    return (window[1], window[0])
+
+
+def window_problem(quiet_hours: QuietHours | None, send_window: str | None) -> str | None:
+    """Why a campaign's ``send_window`` can never open under the store's quiet hours, or ``None`` when it can
+    (checked minute by minute over one day: both are whole minutes of wall-clock time)."""
+    closed = parse_send_window(send_window)
+    if closed is None:
+        return None
+    for minute in range(24 * 60):
+        wall = time(minute // 60, minute % 60)
+        if not _within(wall, quiet_hours) and not _within(wall, closed):
+            return None
+    start, end = quiet_hours or (time(), time())
+    return f"send window {send_window} lies wholly inside the quiet hours {start:%H:%M}-{end:%H:%M}"
+
+
+def next_open(now: datetime, zone: ZoneInfo, quiet_hours: QuietHours | None, send_window: str | None) -> datetime:
+    """The first instant at or after ``now`` outside the quiet hours and inside the campaign's send window."""
+    closed = [quiet_hours, parse_send_window(send_window)]
+    at = now
+    for _ in range(16):  # each pass only moves forward, to the end of one window; two windows settle in a few
+        moved = at
+        for window in closed:
+            moved = next_allowed(moved, zone, window)
+        if moved == at:
+            return at
+        at = moved
+    problem = window_problem(quiet_hours, send_window) or "no open hour"
+    raise ValueError(f"{problem} (from {now.isoformat()} in {zone.key})")
+
+
 def zone_of(name: str | None, default: ZoneInfo | None) -> ZoneInfo:
     """``ZoneInfo(name)``; ``default`` when ``name`` is empty or unknown (``ValueError`` without a default)."""
     if name:
@@ -164,10 +201,13 @@ def local_date(instant: datetime, zone: ZoneInfo) -> date:
 def in_quiet_hours(instant: datetime, zone: ZoneInfo, window: QuietHours | None) -> bool:
     """Whether the wall-clock time of ``instant`` in ``zone`` lies in ``[start, end)`` (wrapping midnight when
     ``start > end``); never for an empty window (``start == end``) or ``None``."""
+    return _within(instant.astimezone(zone).time().replace(tzinfo=None), window)
+
+
+def _within(wall: time, window: QuietHours | None) -> bool:
     if window is None:
         return False
     start, end = window
-    wall = instant.astimezone(zone).time().replace(tzinfo=None)
     if start < end:
         return start <= wall < end
     if start > end:

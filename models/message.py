@@ -51,6 +51,12 @@ class OutboundMessage:
     context: dict[str, Any] = field(default_factory=dict)
     marketing: bool = True
     """Marketing messages also need the customer to be a marketing contact (CRM); transactional ones do not."""
+    priority: int = 5
+    """The campaign's priority, 1 = most important: when two marketing messages compete for one frequency-cap slot,
+    the lower number takes it (ties: the order dispatch got them in)."""
+    send_window: str | None = None
+    """``HH:MM-HH:MM``: the local hours (the customer's zone) the campaign's messages may arrive in; a message due
+    outside them is deferred to the window's next opening. ``None`` = any hour (the store's quiet hours still apply)."""
 
     @property
     def customer_id(self) -> int:

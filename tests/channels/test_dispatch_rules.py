@@ -32,6 +32,7 @@ CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # a Friday; noon in UTC, 07:00 in New York
 QUIET = DispatchRules(quiet_hours=(time(21), time(8)))
 NO_QUIET = DispatchRules()
+PRIORITY = {"abandoned-cart": 1, "replenishment": 2, "birthday": 3, "winback": 4}  # the shipped campaigns' defaults
 
 
 def mail(
@@ -40,7 +41,7 @@ def mail(
 ) -> OutboundMessage:  # fmt: skip
     """A planner-shaped email of ``campaign`` (its own occurrence unless given)."""
     base = message(customer_id, occurrence=occurrence or f"{campaign}:2026-11-27", timezone=timezone)
-    return dataclasses.replace(base, campaign=campaign, marketing=marketing)
+    return dataclasses.replace(base, campaign=campaign, marketing=marketing, priority=PRIORITY.get(campaign, 5))
 
 
 def rows(engine: Engine) -> list[dict[str, Any]]:
@@ -252,6 +253,30 @@ def test_quiet_hours_defer_to_the_customers_morning_then_a_later_run_sends(engin
     assert replanned.total_sent == 1 and finished.total_sent == 1 and balanced(replanned) and balanced(finished)
     assert sorted(m.customer_id for m in channel.delivered) == [1, 2, 3]
     assert {r["state"] for r in rows(engine)} == {"sent"} and all(r["not_before"] is None for r in rows(engine))
+
+
+def test_a_campaigns_send_window_defers_it_and_a_leftover_keeps_its_window(engine: Engine) -> None:
+    add_customers(engine, [1, 2])
+    with engine.begin() as conn:
+        conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 1).values(timezone="America/New_York"))
+    windowed = dataclasses.replace(mail(1, timezone="America/New_York"), send_window="10:00-12:00")
+    channel = InMemoryChannel("email")
+
+    first = dispatch(engine, [windowed, mail(2)], {"email": channel}, now=T0, rules=QUIET)  # 07:00 NY, 12:00 UTC
+
+    ten = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # 10:00 in New York
+    assert [m.customer_id for m in channel.delivered] == [2]  # no window, the store's zone (UTC) is awake
+    assert first.channels["email"].deferred == 1 and balanced(first)
+    assert {r["customer_id"]: r["not_before"] for r in rows(engine) if r["state"] == "pending"} == {1: ten}
+
+    # nobody ran until after the window closed: the leftover, rebuilt from the ledger, waits for tomorrow's window
+    afternoon = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)  # 13:00 in New York
+    late = finish_unfinished(engine, {"email": channel}, now=afternoon, rules=QUIET)
+    assert late.total_sent == 0 and late.channels["email"].deferred == 1
+    assert [r["not_before"] for r in rows(engine) if r["state"] == "pending"] == [ten + timedelta(days=1)]
+
+    finished = finish_unfinished(engine, {"email": channel}, now=ten + timedelta(days=1, minutes=5), rules=QUIET)
+    assert finished.total_sent == 1 and [m.send_window for m in channel.delivered] == [None, "10:00-12:00"]
 
 
 def test_a_deferred_message_is_not_expired_for_having_waited(engine: Engine) -> None:

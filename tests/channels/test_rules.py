@@ -1,4 +1,5 @@
-"""Dispatch rules without a database: priority, settings, backoff, and the quiet-hours arithmetic (DST included)."""
+"""Dispatch rules without a database: settings, backoff, and the quiet-hours and send-window arithmetic (DST
+included)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from channels.rules import (
-    BROADCAST_RANK,
-    PRIORITY,
     DispatchRules,
     backoff_delay,
     in_quiet_hours,
     local_date,
     next_allowed,
+    next_open,
     parse_quiet_hours,
-    priority_rank,
+    parse_send_window,
+    window_problem,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -34,15 +35,7 @@ ZONES = [
 ]  # fmt: skip
 
 
-# --- priority and settings ------------------------------------------------------------------------------------
-
-
-def test_priority_order_and_unknown_campaigns_rank_with_broadcasts() -> None:
-    ranks = [priority_rank(c) for c in ("abandoned-cart", "replenishment", "birthday", "winback", "weekly-picks")]
-    assert ranks == sorted(ranks) and len(set(ranks)) == 5
-    assert PRIORITY[0] == "abandoned-cart" and PRIORITY[BROADCAST_RANK] == "weekly-picks"
-    assert priority_rank("spring-sale") == priority_rank("weekly-picks") == priority_rank(None) == BROADCAST_RANK
-    assert priority_rank("audience:churn-risk") == BROADCAST_RANK
+# --- settings --------------------------------------------------------------------------------------------
 
 
 def test_rules_come_from_the_settings() -> None:
@@ -219,3 +212,54 @@ def test_a_deferral_is_never_inside_quiet_hours_never_early_and_never_needless(
         assert allowed - now <= timedelta(days=2)
         just_before = allowed - timedelta(seconds=1)
         assert just_before < now or in_quiet_hours(just_before, zone, window)
+
+
+# --- a campaign's send window ---------------------------------------------------------------------------------
+
+
+def test_a_send_window_defers_to_its_next_opening_in_the_customers_zone() -> None:
+    evening = datetime(2026, 12, 8, 23, 30, tzinfo=UTC)  # 18:30 in New York
+    assert next_open(evening, NY, None, "09:00-20:00") == evening  # inside the window: now
+    assert next_open(evening, NY, None, "10:00-12:00") == datetime(2026, 12, 9, 15, 0, tzinfo=UTC)  # 10:00 NY
+    late = datetime(2026, 12, 9, 2, 0, tzinfo=UTC)  # 21:00 NY, inside the quiet hours 21-08
+    assert next_open(late, NY, NIGHT, "07:00-22:00") == datetime(2026, 12, 9, 13, 0, tzinfo=UTC)  # 08:00 NY
+    assert next_open(late, NY, NIGHT, "09:30-11:00") == datetime(2026, 12, 9, 14, 30, tzinfo=UTC)  # 09:30 NY
+    assert next_open(late, NY, None, "22:00-06:00") == datetime(2026, 12, 9, 3, 0, tzinfo=UTC)  # wraps midnight
+
+
+def test_a_send_window_that_can_never_open_is_named() -> None:
+    assert window_problem(NIGHT, "09:00-20:00") is None and window_problem(None, "22:00-23:00") is None
+    problem = window_problem(NIGHT, "22:00-23:00")
+    assert problem == "send window 22:00-23:00 lies wholly inside the quiet hours 21:00-08:00"
+    assert window_problem(NIGHT, "07:00-08:00") is not None and window_problem(NIGHT, "07:59-08:01") is None
+    with pytest.raises(ValueError, match="lies wholly inside"):
+        next_open(datetime(2026, 12, 9, 2, 0, tzinfo=UTC), NY, NIGHT, "22:00-23:00")
+    with pytest.raises(ValueError, match="starts where it ends"):
+        parse_send_window("09:00-09:00")
+
+
+@settings(max_examples=300, deadline=None)
+@given(point=instants(), quiet=windows, opening=clock_times, closing=clock_times)
+def test_a_send_window_deferral_is_open_never_early_and_never_needless(
+    point: tuple[datetime, ZoneInfo], quiet: tuple[time, time] | None, opening: time, closing: time
+) -> None:
+    now, zone = point
+    window = f"{opening:%H:%M}-{closing:%H:%M}"
+    if opening.replace(second=0) == closing.replace(second=0) or window_problem(
+        None if quiet is None else (quiet[0].replace(second=0), quiet[1].replace(second=0)), window
+    ):
+        return
+    quiet = None if quiet is None else (quiet[0].replace(second=0), quiet[1].replace(second=0))
+    closed = parse_send_window(window)
+
+    def open_at(instant: datetime) -> bool:
+        return not in_quiet_hours(instant, zone, quiet) and not in_quiet_hours(instant, zone, closed)
+
+    allowed = next_open(now, zone, quiet, window)
+    assert allowed >= now and open_at(allowed)
+    if open_at(now):
+        assert allowed == now
+    else:
+        assert allowed - now <= timedelta(days=3)
+        just_before = allowed - timedelta(seconds=1)
+        assert just_before < now or not open_at(just_before)
