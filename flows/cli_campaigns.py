@@ -30,10 +30,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _catalog(folder: Path | None) -> Any:
-    from flows.runtime import load_settings
+    from flows.runtime import check_send_windows, load_settings
     from models.campaigns import load_catalog
 
-    return load_catalog(folder or load_settings().campaigns_dir)
+    settings = load_settings()
+    catalog = load_catalog(folder or settings.campaigns_dir)
+    check_send_windows(catalog, settings.quiet_hours)
+    return catalog
 
 
 def next_runs(schedule: Any, count: int = 3, now: datetime | None = None) -> list[datetime]:
@@ -103,7 +106,7 @@ def show(
     schedule = campaign.spec.schedule
     runs = [run.isoformat() for run in next_runs(schedule, 3)] if schedule else []
     details = {**campaign.spec.model_dump(mode="json"), "file": str(campaign.file), "priority": campaign.priority,
-               "audience_today": size, "next_runs": runs}  # fmt: skip
+               "picks_like": list(campaign.likes), "audience_today": size, "next_runs": runs}  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps(details) + "\n")
         return
@@ -115,6 +118,10 @@ def show(
     console.print(f"  variants: {arms}; holdout: {campaign.holdout_percent:g}%")
     if campaign.spec.offer:
         console.print(f"  offer: {campaign.spec.offer.description}")
+    if campaign.likes:
+        console.print(f"  picks: only products whose notes or tags mention {', '.join(campaign.likes)}", markup=False)
+    if campaign.send_window:
+        console.print(f"  send window: {campaign.send_window} in each customer's time zone (outside it, messages wait)")
     console.print(f"  runs: {', '.join(runs) if runs else 'with the daily run, when its trigger fires'}")
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from flows.settings import SettingError, Settings, load_settings
 from models.campaigns import Catalog, load_catalog
 from models.db import prepare
-from models.errors import InputError, OmnicastError
+from models.errors import ConfigurationError, InputError, OmnicastError
 from models.locks import stage_lock
 
 if TYPE_CHECKING:  # the channels load when a run opens them, so a wrong setting is reported without that cost
@@ -260,7 +260,9 @@ class Resources:
     def campaigns(self) -> Catalog:
         """The run's campaigns and segments (``OMNICAST_CAMPAIGNS_DIR`` or the shipped ones), read once."""
         if self.catalog is None:
-            self.catalog = load_catalog(self.settings.campaigns_dir)
+            catalog = load_catalog(self.settings.campaigns_dir)
+            check_send_windows(catalog, self.settings.quiet_hours)
+            self.catalog = catalog
         return self.catalog
 
     def open_channels(self) -> dict[str, Channel]:
@@ -277,6 +279,20 @@ class Resources:
                 channel.close()
         finally:
             self.engine.dispose()
+
+
+def check_send_windows(catalog: Catalog, quiet_hours: str | None) -> None:
+    """Stop before planning when a campaign's ``send_window`` could never open under ``OMNICAST_QUIET_HOURS``."""
+    from channels.rules import parse_quiet_hours, window_problem
+
+    quiet = parse_quiet_hours(quiet_hours)
+    for campaign in catalog.campaigns:
+        problem = window_problem(quiet, campaign.send_window)
+        if problem:
+            raise ConfigurationError(
+                f"{campaign.file}, field send_window: {problem} (OMNICAST_QUIET_HOURS), so campaign "
+                f"{campaign.name} could never send; widen the window or narrow the quiet hours"
+            )
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import InputError
-from models.segments import SEGMENT_FILE, AudienceDef, Segment, load_segments
+from models.segments import SEGMENT_FILE, AudienceDef, Segment, like_words, load_segments
 from models.yamlfile import YamlFileError, field_name, load_with_lines, where
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "campaigns"
@@ -35,6 +35,7 @@ CHANNELS = ("email", "inapp")
 HOLDOUT = "holdout"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TEMPLATE = re.compile(r"^[a-z0-9_]{1,64}$")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 DEFAULT_PRIORITY = {"abandoned_cart": 1, "replenishment": 2, "birthday": 3, "churn_risk": 4}
 BROADCAST_PRIORITY = 5
 
@@ -137,6 +138,11 @@ class CampaignFile(_Strict):
     holdout_percent: float = Field(10, ge=0, lt=100)
     offer: Offer | None = None
     priority: int | None = Field(None, ge=1, le=9)
+    send_window: str | None = None
+    """``HH:MM-HH:MM`` local hours (the customer's zone) its messages may arrive in; outside them they wait."""
+    products_like: str | list[str] | None = None
+    """Picks only among products whose flavour notes or tags mention one of these words; a segment campaign whose
+    segment has ``likes`` inherits its words."""
     schedule: Schedule | None = None
     start: date | None = None
     end: date | None = None
@@ -153,6 +159,29 @@ class CampaignFile(_Strict):
     def _template(cls, value: str) -> str:
         if not _TEMPLATE.match(value):
             raise ValueError(f"{value!r}: a template name is lower-case letters, digits and _, e.g. weekly_picks")
+        return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _send_window(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().replace(" ", "")
+        if not _WINDOW.match(value):
+            raise ValueError(
+                f"{value!r} is not HH:MM-HH:MM; give the local hours messages may arrive, e.g. 09:00-20:00"
+            )
+        start, end = value.split("-")
+        if start == end:
+            raise ValueError(f"{value!r} starts where it ends; give the hours messages may arrive, e.g. 09:00-20:00")
+        return value
+
+    @field_validator("products_like")
+    @classmethod
+    def _products_like(cls, value: str | list[str] | None) -> str | list[str] | None:
+        words = [value] if isinstance(value, str) else (value or [])
+        if value is not None and (not words or any(not 2 <= len(word.strip()) <= 40 for word in words)):
+            raise ValueError("give a word (2 to 40 letters) or a list of them, e.g. [apricot, lemon, berry]")
         return value
 
     @field_validator("channels")
@@ -183,6 +212,8 @@ class Campaign:
 
     spec: CampaignFile
     file: Path
+    segment_likes: tuple[str, ...] = ()
+    """The words its segment's ``likes`` conditions name (set by the loader, which knows the segments)."""
 
     @property
     def name(self) -> str:
@@ -234,6 +265,17 @@ class Campaign:
         if self.spec.priority is not None:
             return self.spec.priority
         return DEFAULT_PRIORITY.get(self.trigger_kind or "", BROADCAST_PRIORITY)
+
+    @property
+    def likes(self) -> tuple[str, ...]:
+        """Words a pick's flavour notes or tags must mention: ``products_like``, else its segment's; () = any."""
+        if self.spec.products_like is not None:
+            return tuple(dict.fromkeys(like_words(self.spec.products_like)))
+        return self.segment_likes
+
+    @property
+    def send_window(self) -> str | None:
+        return self.spec.send_window
 
     def variant(self, name: str) -> Variant | None:
         return next((variant for variant in self.spec.variants if variant.name == name), None)
@@ -323,7 +365,8 @@ def _load_campaign(path: Path, segments: dict[str, Segment]) -> Campaign:
     for loc, offer in _offers(spec):
         if offer.pool is not None:
             _check_pool(path, lines, loc, offer.pool)
-    return Campaign(spec, path)
+    liked = segments[spec.audience.segment].liked_words() if spec.audience.segment is not None else []
+    return Campaign(spec, path, tuple(dict.fromkeys(liked)))
 
 
 def _offers(spec: CampaignFile) -> list[tuple[tuple[str | int, ...], Offer]]:

@@ -61,7 +61,7 @@ from models.message import OutboundMessage, Recipient
 from models.offers import OfferReport, allocate_codes, offer_context
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
-from models.segments import AudienceDef, Segment
+from models.segments import AudienceDef, Segment, product_likes
 from models.segments import members as segment_members
 
 logger = logging.getLogger(__name__)
@@ -214,8 +214,11 @@ def plan_targets(
 ) -> list[OutboundMessage]:
     """Messages for ``targets`` (only those of ``only`` when given; diversity still sees them all)."""
     ids = sorted({t.customer_id for t in targets})
-    candidates = _candidates(session, ids, max(spec.products * 3, MAX_CANDIDATES))
-    fallback, owned = _popular_fallback(session, ids, today) if spec.products else ([], set())
+    depth = max(spec.products * 3, MAX_CANDIDATES) * (5 if spec.likes else 1)
+    candidates = _candidates(session, ids, depth)
+    fallback, owned = _popular_fallback(session, ids, today, spec.likes) if spec.products else ([], set())
+    if spec.likes:  # a "likes fruity" campaign shows fruity picks: the customer's own first, then popular ones
+        candidates = {c: [item for item in items if _liked(item, spec.likes)] for c, items in candidates.items()}
     own = _own_items(session, targets)
     kept: list[Target] = []
     for target in targets:
@@ -271,6 +274,8 @@ def plan_targets(
                     template=template,
                     variant=arm,
                     context=tag_links(context, spec.name, arm, channel),
+                    priority=spec.priority,
+                    send_window=spec.send_window,
                 )
             )
     report.messages = len(messages)
@@ -446,11 +451,18 @@ def _candidates(session: Session, ids: list[int], limit: int) -> dict[int, list[
     return picks
 
 
-def _popular_fallback(session: Session, ids: list[int], today: date) -> tuple[list[_Item], set[tuple[int, int]]]:
-    """The store's best sellers (``popular``), offered after each customer's own recommendations: when diversity has
-    used those up, an email is filled with what sells rather than left short. Also the (customer, product) pairs of
-    gear a customer already bought, which is not offered again (consumables may be)."""
-    popular = _popular(session, today)
+def _popular_fallback(
+    session: Session, ids: list[int], today: date, likes: Sequence[str] = ()
+) -> tuple[list[_Item], set[tuple[int, int]]]:
+    """The store's best sellers (``popular``; only those mentioning one of ``likes`` when given), offered after each
+    customer's own recommendations: when diversity has used those up, an email is filled with what sells rather
+    than left short. Also the (customer, product) pairs of gear a customer already bought, which is not offered
+    again (consumables may be)."""
+    if likes:
+        popular = [item for item in _popular(session, today, 10 * MAX_CANDIDATES) if _liked(item, likes)]
+        popular = popular[:MAX_CANDIDATES]
+    else:
+        popular = _popular(session, today)
     gear = [item.product.id for item in popular if not item.product.consumable]
     owned: set[tuple[int, int]] = set()
     for start in range(0, len(ids) if gear else 0, 5_000):
@@ -486,6 +498,10 @@ def _popular(session: Session, today: date, count: int = MAX_CANDIDATES) -> list
     products = _products(session, set(recent) | set(ever))
     ranked = [(pid, "Popular this month") for pid in recent] + [(pid, "A customer favourite") for pid in ever]
     return [_Item(products[pid], reason, "popular") for pid, reason in ranked[:count] if pid in products]
+
+
+def _liked(item: _Item, likes: Sequence[str]) -> bool:
+    return product_likes(item.product.flavour_notes, item.product.tags, likes)
 
 
 def _own_items(session: Session, targets: list[Target]) -> dict[tuple[str, int], list[_Item]]:

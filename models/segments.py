@@ -23,6 +23,7 @@ region, city, loyalty_tier, timezone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,32 @@ class Condition(BaseModel):
     def kinds(self) -> list[str]:
         return [name for name, value in self if value is not None and name != "within_days"]
 
+    def liked_words(self) -> list[str]:
+        """The words of a ``likes`` condition, lower-cased (none for other kinds)."""
+        return like_words(self.likes)
+
 
 class Segment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
     where: list[Condition] = Field(default_factory=list)
+
+    def liked_words(self) -> list[str]:
+        """Every word its ``likes`` conditions name: what its members are known to like."""
+        return [word for condition in self.where for word in condition.liked_words()]
+
+
+def like_words(value: str | list[str] | None) -> list[str]:
+    """``likes: fruit`` or ``likes: [fruit, berry]`` as lower-cased words."""
+    words = [value] if isinstance(value, str) else (value or [])
+    return [word.strip().lower() for word in words]
+
+
+def product_likes(flavour_notes: str | None, tags: str | None, words: Sequence[str]) -> bool:
+    """Whether a product's flavour notes or tags mention one of ``words`` (as the ``likes`` condition judges it)."""
+    text = f"{flavour_notes or ''}\n{tags or ''}".lower()
+    return any(word in text for word in words)
 
 
 class AudienceDef(BaseModel):
@@ -179,8 +200,7 @@ def _condition(conn: Connection, c: Condition, today: date) -> set[int]:
             query = query.where(_TRIGGERS_T.c.due_on >= today - timedelta(days=c.within_days))
         return set(conn.execute(query.distinct()).scalars())
     if c.likes is not None:
-        words = [c.likes] if isinstance(c.likes, str) else c.likes
-        patterns = [f"%{word.strip().lower()}%" for word in words]
+        patterns = [f"%{word}%" for word in c.liked_words()]
         query = (
             select(_RECS.c.customer_id)
             .join(Product, _PRODUCTS.c.id == _RECS.c.product_id)

@@ -49,3 +49,20 @@ def test_show_counts_the_audience_in_the_database(tmp_path: Path, monkeypatch: p
     assert details["audience_today"] == 0 and len(details["next_runs"]) == 3  # an empty store: nobody yet
     unknown = runner.invoke(app, ["campaigns", "show", "black-friday"])
     assert unknown.exit_code == 2 and "known campaigns: abandoned-cart" in unknown.stderr
+
+
+def test_a_send_window_inside_the_quiet_hours_is_refused_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "campaigns"
+    shutil.copytree(SHIPPED_DIR, folder)
+    with (folder / "winback.yaml").open("a") as handle:
+        handle.write("send_window: 22:00-23:30\n")
+    monkeypatch.setenv("OMNICAST_QUIET_HOURS", "21:00-08:00")
+    result = runner.invoke(app, ["campaigns", "validate", "--dir", str(folder)])
+    assert result.exit_code == 2
+    assert "winback.yaml, field send_window: send window 22:00-23:30 lies wholly inside the quiet" in result.stderr
+    monkeypatch.setenv("OMNICAST_QUIET_HOURS", "23:00-08:00")
+    monkeypatch.setenv("OMNICAST_DATABASE_URL", f"sqlite:///{tmp_path / 'omnicast.db'}")
+    shown = runner.invoke(app, ["campaigns", "show", "winback", "--dir", str(folder)])
+    assert shown.exit_code == 0 and "send window: 22:00-23:30" in shown.stdout

@@ -57,6 +57,7 @@ class StoreBuilder:
         roast: str | None = None,
         origin: str | None = None,
         flavour_notes: str | None = None,
+        tags: str | None = None,
         price: float = 10.0,
         active: bool = True,
     ) -> int:
@@ -69,6 +70,7 @@ class StoreBuilder:
             "roast": roast,
             "origin": origin,
             "flavour_notes": flavour_notes,
+            "tags": tags,
             "price": price,
             "consumable": consumable,
             "replenish_days": replenish_days,

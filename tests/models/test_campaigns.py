@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
@@ -63,6 +64,11 @@ def _edit(path: Path, old: str, new: str) -> None:
           r"segments.yaml, line \d+, field segments.high-value"),
         ("abandoned-cart.yaml", "channels: [email, inapp]", "channels: [email, inapp",
           r"abandoned-cart.yaml, line \d+: not valid YAML"),
+        ("winback.yaml", "products: 3", "products: 3\nsend_window: 9am-8pm",
+          r"winback.yaml, line 9, field send_window: .*is not HH:MM-HH:MM"),
+        ("winback.yaml", "products: 3", "products: 3\nsend_window: 09:00-09:00",
+          r"line 9, field send_window: .*starts where it ends"),
+        ("winback.yaml", "products: 3", "products: 3\nproducts_like: []", r"line 9, field products_like: give a word"),
     ],
 )  # fmt: skip
 def test_a_broken_file_names_its_file_line_and_field(
@@ -81,6 +87,19 @@ def test_every_broken_file_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(YamlFileError) as raised:
         load_catalog(folder)
     assert "birthday.yaml" in str(raised.value) and "winback.yaml" in str(raised.value)
+
+
+def test_a_segment_campaign_picks_what_its_segment_likes_unless_it_says_otherwise(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    fruity = (folder / "weekly-picks.yaml").read_text().replace("name: weekly-picks", "name: fruity-picks")
+    (folder / "fruity-picks.yaml").write_text(fruity.replace("segment: has-picks", "segment: fruity-fans"))
+    (folder / "lemon-picks.yaml").write_text(
+        fruity.replace("name: fruity-picks", "name: lemon-picks") + "products_like: [Lemon, citrus]\n"
+    )
+    catalog = load_catalog(folder)
+    assert catalog.campaign("fruity-picks").likes[:3] == ("fruit", "berry", "apricot")  # from segments.yaml
+    assert catalog.campaign("lemon-picks").likes == ("lemon", "citrus")  # its own words win
+    assert catalog.campaign("weekly-picks").likes == ()  # has-picks has no taste: any product
 
 
 def test_two_campaigns_with_one_name_are_refused(tmp_path: Path) -> None:
@@ -143,3 +162,16 @@ def test_weekly_picks_next_runs_fall_on_tuesdays_as_cron_and_prefect_read_2() ->
     runs = next_runs(schedule.cron, schedule.timezone, 3, datetime(2026, 12, 3, tzinfo=ZoneInfo("UTC")))
     assert [run.strftime("%a %H:%M") for run in runs] == ["Tue 10:00"] * 3
     assert runs[0].date().isoformat() == "2026-12-08"
+
+
+def test_the_readme_examples_are_valid_files(tmp_path: Path) -> None:
+    """The campaign and segment the README shows a marketer load as written (every field it names exists)."""
+    readme = (SHIPPED_DIR.parent / "README.md").read_text()
+    section = readme[readme.index("## Campaigns and segments (YAML)") :]
+    campaign, segments = (block.split("```", 1)[0] for block in section.split("```yaml\n")[1:3])
+    folder = _folder(tmp_path)
+    (folder / "weekly-picks.yaml").write_text(campaign)
+    spec = load_catalog(folder).campaign("weekly-picks")
+    assert spec.send_window == "09:00-20:00" and spec.likes == ("apricot", "citrus") and spec.priority == 5
+    segment = Segment.model_validate(yaml.safe_load(segments)["segments"]["fruity-fans"])
+    assert segment.liked_words() == ["apricot", "berry", "cherry", "lemon"]

@@ -445,3 +445,23 @@ def test_when_every_pick_is_over_used_an_email_keeps_the_least_used_one() -> Non
     uses = Counter(c.sku for picks in chosen.values() for c in picks)
     assert all(len(picks) == 1 for picks in chosen.values())  # nobody's email is empty
     assert report.share_limit == 12 and report.relaxed == 16 and abs(uses["A"] - uses["B"]) <= 1  # spread, not A
+
+
+def test_a_campaign_that_likes_fruit_shows_only_fruity_picks_and_carries_its_priority_and_window(
+    engine: Engine, store: StoreBuilder, tmp_path: Path
+) -> None:
+    fruity = [store.product(f"Fruity {i}", flavour_notes="apricot|jasmine", product_type=f"Kind {i}") for i in range(3)]
+    dark = [store.product(f"Dark {i}", flavour_notes="cocoa|caramel", product_type=f"Sort {i}") for i in range(4)]
+    lemon = store.product("Lemon tea", tags="tea, citrus", product_type="Tea")
+    ann, ben = store.customer(), store.customer()
+    _recommend(engine, ann, [*dark, fruity[0]])  # her one fruity pick ranks last
+    _recommend(engine, ben, dark)  # nothing fruity: filled from what sells that is fruity
+    store.order(ben, at("2026-11-20"), [(lemon, 4), (fruity[2], 2), (dark[0], 9)])
+    spec = _campaign(tmp_path, products=3, products_like=["apricot", "citrus"], priority=2, send_window="09:00-18:00")
+
+    messages = {m.customer_id: m for m in plan_one(engine, spec, TODAY, STORE, CATALOG.segments)}
+
+    titles = {cid: [p["title"] for p in m.context["products"]] for cid, m in messages.items()}
+    assert titles[ann][0] == "Fruity 0" and not any(t.startswith("Dark") for t in titles[ann])
+    assert set(titles[ben]) <= {"Lemon tea", "Fruity 2"} and titles[ben]  # best sellers that match, never dark
+    assert {(m.priority, m.send_window) for m in messages.values()} == {(2, "09:00-18:00")}
