@@ -22,7 +22,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
@@ -31,12 +30,13 @@ from flows.cli_campaigns import register as register_campaigns  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_report import register as register_report  # noqa: E402
 from flows.cli_schedule import register as register_schedule  # noqa: E402
+from flows.console import make_console  # noqa: E402
 from models.errors import ConfigurationError, InputError, OmnicastError  # noqa: E402
 
 MAX_SAMPLE_CUSTOMERS = 2_000_000
 
-console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
-err = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def one_line(message: str) -> str:

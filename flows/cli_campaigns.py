@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
+from flows.console import make_console
+
+console = make_console()
 campaigns_app = typer.Typer(help="Campaign files: list, validate, show.", no_args_is_help=True)
 
 Folder = Annotated[

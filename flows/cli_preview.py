@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True, soft_wrap=True)
+from flows.console import make_console
+
+err = make_console(stderr=True)
 MAX_SAMPLE = 200
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=True)  # a line holding a path must stay one line (copyable, greppable)
+from flows.console import make_console
+
+console = make_console()
 
 
 def register(app: typer.Typer) -> None:

@@ -69,10 +69,14 @@ TEXT_COLUMNS = {"variant", "reason", "error", "note", "suppressed by reason"}
 
 def _table(title: str, header: list[str], rows: list[list[str]], *, numbers: bool = True) -> Table:
     """A table whose first column and text columns (all columns unless ``numbers``) are left-aligned, the others
-    right-aligned."""
+    right-aligned. The first column names the row (a campaign, a channel) and is never cut: on a narrow terminal
+    the headers of the number columns wrap instead."""
     table = Table(title=title, title_justify="left", show_lines=False)
     for i, column in enumerate(header):
-        table.add_column(column, justify="right" if numbers and i > 0 and column not in TEXT_COLUMNS else "left")
+        whole = i == 0 or (numbers and column not in TEXT_COLUMNS)  # names and numbers are never cut
+        widest = max((len(row[i]) for row in rows if i < len(row)), default=0) if whole else None
+        table.add_column(column, justify="right" if numbers and i > 0 and column not in TEXT_COLUMNS else "left",
+                         min_width=widest)  # fmt: skip
     for row in rows:
         table.add_row(*row)
     return table

@@ -223,3 +223,14 @@ def test_the_days_summary_has_the_per_campaign_and_variant_tables() -> None:
     assert "| weekly-picks | b | 2 | 0 | 2 | 0 | 0 |\n" in text
     assert "- **weekly-picks / b**: suppressed opted_out 2" in text  # under the table: the UI clips wide tables
     assert "- **weekly-picks**: 1 retryable: `RetryableChannelError: 451 greylisted`" in text
+
+
+def test_on_a_narrow_terminal_names_and_numbers_stay_whole() -> None:
+    report = _report()
+    report.count("email", "audience:churn-risk", None, "planned", 12_345)
+    plans = [CampaignPlan("audience:churn-risk", 12_345, 12_345), CampaignPlan("weekly-picks", 7, 8, holdout=1)]
+    console = Console(width=80, record=True)
+    print_run_summary(console, Planned([], Delivery(planned=report), plans=plans))
+    text = console.export_text()
+    assert "audience:churn-risk" in text and "12,345" in text and "weekly-picks" in text
+    assert not [line for line in text.splitlines() if "│" in line and "…" in line]  # no cell is cut
