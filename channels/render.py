@@ -157,7 +157,9 @@ _COMPILE_LOCK = threading.Lock()
 
 
 _PRODUCT_KEYS = ("sku", "title", "url", "image_url", "price", "explanation", "kind", "product_type", "topic")
-_CONTRACT = ("store", "customer", "products", "cart", "refill", "trigger", "offer", "subject", "topic", "picks")
+_CONTRACT = (
+    "store", "customer", "products", "cart", "refill", "trigger", "offer", "subject", "topic", "picks", "taste_known",
+)  # fmt: skip
 
 
 def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -166,7 +168,8 @@ def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]
     Contract (``templates/email/README.md``, filled by ``models/planning.py``): ``store{name,url,address,currency}``,
     ``customer{first_name}``, ``campaign``, ``variant``, ``subject`` (a variant's subject line, else ``None``),
     ``offer{code,description}`` (or ``None``: no gift is promised), ``topic`` (``coffee``, ``tea``, ``coffee and
-    tea`` or ``""``), ``picks`` (``personal``, ``popular``, ``mixed``, ``none``), ``products`` (recommendations),
+    tea`` or ``""``), ``picks`` (``personal``, ``popular``, ``mixed``, ``none``), ``taste_known`` (the customer has
+    personal recommendations, even when none made it into this email), ``products`` (recommendations),
     ``cart`` (the items in an abandoned cart), ``refill`` (the product running low, or ``None``), each product
     ``{sku,title,url,image_url,price,explanation,kind,product_type,topic}``, and ``trigger{kind,…}``; channels add
     more via ``extra`` (the email channel adds ``unsubscribe_url``), which is trusted and left as it is. A key the
@@ -215,6 +218,7 @@ def template_context(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]
         "subject": clean_text(str(context["subject"])).strip() or None if context.get("subject") else None,
         "topic": clean_text(str(topic)),
         "picks": clean_text(str(picks)),
+        "taste_known": bool(context.get("taste_known", picks != "popular")),
         **extra,
     }
 

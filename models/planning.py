@@ -217,6 +217,7 @@ def plan_targets(
     depth = max(spec.products * 3, MAX_CANDIDATES) * (5 if spec.likes else 1)
     candidates = _candidates(session, ids, depth)
     fallback, owned = _popular_fallback(session, ids, today, spec.likes) if spec.products else ([], set())
+    known = {c for c, items in candidates.items() if any(item.kind != "popular" for item in items)}
     if spec.likes:  # a "likes fruity" campaign shows fruity picks: the customer's own first, then popular ones
         candidates = {c: [item for item in items if _liked(item, spec.likes)] for c, items in candidates.items()}
     own = _own_items(session, targets)
@@ -261,7 +262,7 @@ def plan_targets(
             continue  # a picks email with no picks says nothing
         report.holdout += arm == HOLDOUT
         context = _context(spec, today, store, target, recipient, arm, own.get(_key(target), []), picks,
-                           offers.get(_key(target)))  # fmt: skip
+                           offers.get(_key(target)), taste_known=target.customer_id in known)  # fmt: skip
         chosen_variant = spec.variant(arm)
         template = (chosen_variant.template if chosen_variant else None) or spec.template
         for channel in channels or spec.channels:
@@ -311,6 +312,8 @@ def _context(
     own: list[_Item],
     picks: list[_Item],
     offer: dict[str, str] | None,
+    *,
+    taste_known: bool,
 ) -> dict[str, Any]:
     """The template contract for one message (before the per-channel UTM tags)."""
     kind = spec.trigger_kind or "broadcast"
@@ -331,6 +334,7 @@ def _context(
         "offer": offer,
         "topic": topic_of(item.product.product_type for item in shown),
         "picks": picks_kind(item.kind for item in picks),
+        "taste_known": taste_known,
         "products": products,
         "cart": cart,
         "refill": refill,

@@ -465,3 +465,7 @@ def test_a_campaign_that_likes_fruit_shows_only_fruity_picks_and_carries_its_pri
     assert titles[ann][0] == "Fruity 0" and not any(t.startswith("Dark") for t in titles[ann])
     assert set(titles[ben]) <= {"Lemon tea", "Fruity 2"} and titles[ben]  # best sellers that match, never dark
     assert {(m.priority, m.send_window) for m in messages.values()} == {(2, "09:00-18:00")}
+    assert messages[ben].context["picks"] == "popular" and messages[ben].context["taste_known"] is True
+    context = {**messages[ben].context, "unsubscribe_url": "https://x.example/u"}
+    text = EmailRenderer(strict=True).render("weekly_picks", context).text  # he has a taste, none of it fruity
+    assert "what other customers are loving right now" in text and "We don't know your taste" not in text
