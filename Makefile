@@ -24,7 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy flows channels models sources
+	$(BIN)/mypy flows channels models sources web reports
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py

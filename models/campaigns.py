@@ -124,6 +124,13 @@ class Schedule(_Strict):
         return value
 
 
+class Topic(_Strict):
+    """How the preference centre names the campaign to customers, who may opt out of it alone."""
+
+    label: str = Field(..., min_length=1, max_length=60)
+    description: str = Field("", max_length=160)
+
+
 class CampaignFile(_Strict):
     """One campaign file, as written."""
 
@@ -138,6 +145,8 @@ class CampaignFile(_Strict):
     holdout_percent: float = Field(10, ge=0, lt=100)
     offer: Offer | None = None
     priority: int | None = Field(None, ge=1, le=9)
+    topic: Topic | None = None
+    """The preference centre's label and line for it (default: its name, capitalized, and no line)."""
     send_window: str | None = None
     """``HH:MM-HH:MM`` local hours (the customer's zone) its messages may arrive in; outside them they wait."""
     products_like: str | list[str] | None = None
@@ -274,6 +283,11 @@ class Campaign:
         return self.segment_likes
 
     @property
+    def topic(self) -> Topic:
+        """What the preference centre shows customers for this campaign."""
+        return self.spec.topic or Topic(label=topic_label(self.name))
+
+    @property
     def send_window(self) -> str | None:
         return self.spec.send_window
 
@@ -308,6 +322,11 @@ class Catalog:
 
 
 @cache
+def topic_label(name: str) -> str:
+    """A campaign name as a customer may read it: ``spring-sale`` → ``Spring sale``."""
+    return name.replace("-", " ").replace("_", " ").capitalize()
+
+
 def shipped_campaigns() -> tuple[Campaign, ...]:
     """The campaigns shipped in ``campaigns/`` (read once), in the order of their priority."""
     return tuple(sorted(load_catalog().campaigns, key=lambda campaign: (campaign.priority, campaign.name)))

@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from channels.email import signing_key
 from channels.tokens import ClickClaim, InvalidTokenError, TokenSigner, UnsubscribeClaim
 from flows.settings import Settings
+from models.campaigns import load_catalog
 from web.clicks import record_click, with_utm
 from web.forms import MAX_FORM_BYTES, BodyError, parse_form, read_body
 from web.pages import SECURITY_HEADERS, render
@@ -60,7 +61,8 @@ Clock = Callable[[], datetime]
 
 def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None) -> FastAPI:
     """The app for ``settings`` on a migrated ``engine``; ``ChannelConfigError`` (a configuration error) when
-    ``OMNICAST_SECRET_KEY`` is unset: it must be the key the emails' links were signed with."""
+    ``OMNICAST_SECRET_KEY`` is unset: it must be the key the emails' links were signed with. The campaign files
+    (``OMNICAST_CAMPAIGNS_DIR``) are read once, for the preference centre's topics: restart it after editing them."""
     answers = _Answers(settings, engine, TokenSigner(signing_key(settings)), clock or (lambda: datetime.now(UTC)))
     app = FastAPI(title="omnicast", docs_url=None, redoc_url=None, openapi_url=None)
     router = answers.router()
@@ -80,6 +82,7 @@ class _Answers:
         self.engine = engine
         self.signer = signer
         self.clock = clock
+        self.campaigns = load_catalog(settings.campaigns_dir).campaigns  # the preference centre's topics, read once
         self.page = {
             "store_name": settings.store_name,
             "store_address": settings.store_address,
@@ -165,7 +168,7 @@ class _Answers:
             return self._notice("Nothing to manage", "We no longer hold any details for this address.", 200)
         chosen = {value for name, value in fields if name == "topic"}
         await run_in_threadpool(
-            apply_choices, self.engine, claim.customer_id, claim.channel, action, chosen, self.clock()
+            apply_choices, self.engine, claim.customer_id, claim.channel, action, chosen, self.clock(), self.campaigns
         )
         # Relative to .../u/{token}/preferences, so right behind a proxy that keeps or strips the path prefix.
         return RedirectResponse(f"../{token}?done={DONE[action]}", status_code=303, headers=SECURITY_HEADERS)
@@ -182,7 +185,7 @@ class _Answers:
 
     def _preferences(self, claim: UnsubscribeClaim) -> Any:
         with self.engine.connect() as conn:
-            return read_preferences(conn, claim.customer_id, claim.channel)
+            return read_preferences(conn, claim.customer_id, claim.channel, self.campaigns)
 
     def _notice(self, title: str, message: str, status: int) -> Response:
         html = render("notice.html", **self.page, title=title, message=message)

@@ -9,13 +9,14 @@ Conventions (docs/notes of issue 6, ``channels.consent``):
 * re-subscribing is a ``granted`` statement on the channel, source ``preference_centre``, dated after every earlier
   statement on that channel, so it wins over the opt-out (the newest statement wins; a later one-click wins again).
 
-Topics are the campaigns that send on the channel: the shipped ones first (``campaigns/*.yaml``),
-then any other active campaign of the ``campaigns`` table, each with a human label.
+Topics are the campaigns that send on the channel: the store's campaign files first (``OMNICAST_CAMPAIGNS_DIR``, each
+with the ``topic:`` label and line it gives customers), then any other active campaign of the ``campaigns`` table
+(named after itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -24,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from channels.consent import CONSENTS, DENIED, GRANTED, ConsentState, latest_state, record_unsubscribe
-from models.campaigns import shipped_campaigns
+from models.campaigns import Campaign as CampaignSpec
+from models.campaigns import topic_label
 from models.db import dialect_insert
 from models.schema import Campaign, Customer
 
@@ -33,15 +35,6 @@ CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
 SOURCE = "preference_centre"
 Action = Literal["unsubscribe_all", "resubscribe", "topics"]
 ACTIONS: tuple[Action, ...] = ("unsubscribe_all", "resubscribe", "topics")
-
-TOPIC_LABELS: dict[str, tuple[str, str]] = {
-    "weekly-picks": ("Weekly picks", "A few products picked for you, once a week."),
-    "birthday": ("Birthday treat", "A little something on your birthday."),
-    "replenishment": ("Restock reminders", "A nudge when something you buy regularly is likely running low."),
-    "winback": ("We miss you", "An occasional note when we haven't seen you for a while."),
-    "abandoned-cart": ("Cart reminders", "A reminder about things you left in your cart."),
-}
-
 
 @dataclass(frozen=True)
 class Topic:
@@ -73,21 +66,17 @@ class Preferences:
         return self.state == GRANTED
 
 
-def topics(conn: Connection, channel: str) -> list[Topic]:
-    """The topics of ``channel``: built-in campaigns that use it, then the stored active campaigns that do."""
-    names = [spec.name for spec in shipped_campaigns() if channel in spec.channels]
+def topics(conn: Connection, channel: str, campaigns: Sequence[CampaignSpec]) -> list[Topic]:
+    """The topics of ``channel``: the campaign files' campaigns that use it, then the stored active ones that do."""
+    found = [Topic(c.name, c.topic.label, c.topic.description) for c in campaigns if channel in c.channels]
+    names = {topic.name for topic in found}
     stored = conn.execute(
         select(CAMPAIGNS.c.name, CAMPAIGNS.c.channels).where(CAMPAIGNS.c.active).order_by(CAMPAIGNS.c.name)
     )
     for name, channels in stored:
         if name not in names and channel in {part.strip() for part in (channels or "").split(",")}:
-            names.append(name)
-    return [_topic(name) for name in names]
-
-
-def _topic(name: str) -> Topic:
-    label, description = TOPIC_LABELS.get(name, (name.replace("-", " ").replace("_", " ").capitalize(), ""))
-    return Topic(name=name, label=label, description=description)
+            found.append(Topic(name, topic_label(name), ""))
+    return found
 
 
 def customer_exists(conn: Connection, customer_id: int) -> tuple[bool, bool]:
@@ -96,12 +85,14 @@ def customer_exists(conn: Connection, customer_id: int) -> tuple[bool, bool]:
     return (row is not None, row is not None and row[0] is not None)
 
 
-def read_preferences(conn: Connection, customer_id: int, channel: str) -> Preferences | None:
+def read_preferences(
+    conn: Connection, customer_id: int, channel: str, campaigns: Sequence[CampaignSpec]
+) -> Preferences | None:
     """The customer's preferences on ``channel``; ``None`` when no such customer exists."""
     exists, erased = customer_exists(conn, customer_id)
     if not exists:
         return None
-    available = topics(conn, channel)
+    available = topics(conn, channel, campaigns)
     statements = _statements(conn, customer_id, [channel, *(_topic_channel(channel, t.name) for t in available)])
     choices = tuple(
         TopicChoice(topic, latest_state(statements.get(_topic_channel(channel, topic.name), [])) != DENIED)
@@ -117,13 +108,14 @@ def apply_choices(
     action: Action,
     chosen: Collection[str],
     now: datetime,
+    campaigns: Sequence[CampaignSpec],
 ) -> None:
     """Record what the customer asked for (see the module docstring); topics not offered are ignored."""
     if action == "unsubscribe_all":
         unsubscribe(engine, customer_id, channel, now)
         return
     with engine.begin() as conn:
-        available = [topic.name for topic in topics(conn, channel)]
+        available = [topic.name for topic in topics(conn, channel, campaigns)]
         channels = [_topic_channel(channel, name) for name in available]
         statements = _statements(conn, customer_id, [channel, *channels])
         for name, topic_channel in zip(available, channels, strict=True):

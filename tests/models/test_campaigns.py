@@ -113,7 +113,7 @@ def test_an_offer_pool_must_exist_and_have_a_code_column(tmp_path: Path) -> None
     folder = _folder(tmp_path)
     with (folder / "birthday.yaml").open("a") as handle:
         handle.write("offer:\n  pool: codes.csv\n  description: 15% off your next order\n")
-    with pytest.raises(YamlFileError, match=r"line 11, field offer.pool: the code pool .*codes.csv cannot be read"):
+    with pytest.raises(YamlFileError, match=r"line 14, field offer.pool: the code pool .*codes.csv cannot be read"):
         load_catalog(folder)
     (folder / "codes.csv").write_text("voucher\nA1\n")
     with pytest.raises(YamlFileError, match="no 'code' column"):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Engine
 from channels.consent import consent_states
 from channels.links import click_url
 from channels.tokens import ClickClaim, TokenSigner
+from models.campaigns import SHIPPED_DIR
 from models.schema import Click, Consent, Message, Suppression, WebhookEvent
 from models.suppression import is_suppressed
 from tests.channels.conftest import LONG_AGO, add_customers, message
@@ -167,6 +170,29 @@ def test_preference_centre_unsubscribe_topics_and_resubscribe(engine: Engine, cl
     clock.now += timedelta(minutes=1)
     assert client.post(f"/u/{token}", data=ONE_CLICK).status_code == 200
     assert state(engine, 1) == "denied"
+
+
+def test_the_preference_centre_lists_the_stores_campaigns_as_their_files_name_them(
+    sqlite_engine: Engine, clock: Clock, tmp_path: Path
+) -> None:
+    folder = tmp_path / "campaigns"
+    shutil.copytree(SHIPPED_DIR, folder)
+    (folder / "birthday.yaml").unlink()  # this store sends no birthday emails
+    picks = (folder / "weekly-picks.yaml").read_text().replace("name: weekly-picks", "name: fruity-fans")
+    picks = picks.replace("label: Weekly picks", "label: Fruity finds").replace(
+        "A few products picked for you, once a week.", "Bright, fruity coffees when new ones land."
+    )
+    (folder / "fruity-fans.yaml").write_text(picks)
+    add_customers(sqlite_engine, [1])
+    client = TestClient(create_app(make_settings(campaigns_dir=folder), sqlite_engine, clock=clock))
+    token = SIGNER.sign(1, "email")
+
+    page = client.get(f"/u/{token}").text
+    assert "Fruity finds" in page and "Bright, fruity coffees when new ones land." in page
+    assert "Weekly picks" in page and "Birthday treat" not in page and "Cart reminders" in page
+    client.post(f"/u/{token}/preferences", data={"action": "topics", "topic": ["weekly-picks"]})
+    assert state(sqlite_engine, 1, "email:fruity-fans") == "denied"
+    assert state(sqlite_engine, 1, "email:birthday") is None  # not offered by this store: nothing recorded
 
 
 def test_a_resubscription_beats_an_opt_out_dated_ahead_of_the_clock(sqlite_engine: Engine, clock: Clock) -> None:
