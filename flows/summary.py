@@ -73,7 +73,7 @@ def _table(title: str, header: list[str], rows: list[list[str]], *, numbers: boo
     the headers of the number columns wrap instead."""
     table = Table(title=title, title_justify="left", show_lines=False)
     for i, column in enumerate(header):
-        whole = i == 0 or (numbers and column not in TEXT_COLUMNS)  # names and numbers are never cut
+        whole = i == 0 or column == "variant" or (numbers and column not in TEXT_COLUMNS)  # names, numbers: whole
         widest = max((len(row[i]) for row in rows if i < len(row)), default=0) if whole else None
         table.add_column(column, justify="right" if numbers and i > 0 and column not in TEXT_COLUMNS else "left",
                          min_width=widest)  # fmt: skip
@@ -208,7 +208,8 @@ CAMPAIGN_HEADER = [
     "campaign", "planned", "sent", "suppressed", "failed", "deferred", "already in ledger", "unfinished", "note",
 ]  # fmt: skip
 VARIANT_HEADER = [
-    "campaign", "variant", "planned", "sent", "suppressed", "failed", "already in ledger", "suppressed by reason",
+    "campaign", "variant", "planned", "sent", "suppressed", "failed", "deferred", "already in ledger", "unfinished",
+    "suppressed by reason",
 ]  # fmt: skip
 FAILURE_HEADER = ["campaign", "reason", "messages", "error"]
 PLAN_HEADER = ["campaign", "customers", "messages planned", "holdout", "note"]
@@ -280,7 +281,7 @@ def variant_rows(report: DispatchReport) -> list[list[str]]:
     """One row per campaign and variant (``-``: none; ``holdout``: recorded, never contacted)."""
     return [
         [campaign, variant, f"{t.planned:,}", f"{t.sent:,}", f"{t.suppressed.total():,}", f"{t.failed.total():,}",
-         f"{t.already_done:,}", _by_count(t.suppressed)]
+         f"{t.deferred:,}", f"{t.already_done:,}", f"{t.unfinished:,}", _by_count(t.suppressed)]
         for (campaign, variant), t in sorted(report.variants.items())
     ]  # fmt: skip
 
@@ -392,7 +393,9 @@ def run_headline(planned: Planned) -> str:
         return f"{whys[0][1]}."
     if report.total_sent == 0 and any(why for _, why in whys):
         return "0 sent — " + "; ".join(f"{name}: {why.removeprefix('0 sent: ')}" for name, why in whys if why) + "."
-    return f"{report.total_sent:,} sent of {report.total_planned:,} planned."
+    deferred = sum(tally.deferred for tally in report.channels.values())
+    waiting = f"; {deferred:,} wait for their send window or the end of quiet hours" if deferred else ""
+    return f"{report.total_sent:,} sent of {report.total_planned:,} planned{waiting}."
 
 
 def run_summary_markdown(title: str, planned: Planned, problem: str | None = None) -> str:

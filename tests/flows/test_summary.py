@@ -86,10 +86,10 @@ def test_per_campaign_and_per_variant_tables_add_up_and_say_why() -> None:
          "0 planned: no churn_risk occurrence due from 2026-11-24 to 2026-12-01"],
     ]  # fmt: skip
     assert variant_rows(report) == [
-        ["birthday", "-", "3", "0", "0", "0", "3", ""],
-        ["weekly-picks", "a", "5", "3", "0", "2", "0", ""],
-        ["weekly-picks", "b", "2", "0", "2", "0", "0", "opted_out 2"],
-        ["weekly-picks", "holdout", "1", "0", "1", "0", "0", "holdout 1"],
+        ["birthday", "-", "3", "0", "0", "0", "0", "3", "0", ""],
+        ["weekly-picks", "a", "5", "3", "0", "2", "0", "0", "0", ""],
+        ["weekly-picks", "b", "2", "0", "2", "0", "0", "0", "0", "opted_out 2"],
+        ["weekly-picks", "holdout", "1", "0", "1", "0", "0", "0", "0", "holdout 1"],
     ]
 
 
@@ -220,7 +220,7 @@ def test_the_days_summary_has_the_per_campaign_and_variant_tables() -> None:
     text = day_summary_markdown(day)
 
     assert "## Campaigns" in text and "| campaign | planned | sent |" in text
-    assert "| weekly-picks | b | 2 | 0 | 2 | 0 | 0 |\n" in text
+    assert "| weekly-picks | b | 2 | 0 | 2 | 0 | 0 | 0 | 0 |\n" in text
     assert "- **weekly-picks / b**: suppressed opted_out 2" in text  # under the table: the UI clips wide tables
     assert "- **weekly-picks**: 1 retryable: `RetryableChannelError: 451 greylisted`" in text
 
@@ -234,3 +234,13 @@ def test_on_a_narrow_terminal_names_and_numbers_stay_whole() -> None:
     text = console.export_text()
     assert "audience:churn-risk" in text and "12,345" in text and "weekly-picks" in text
     assert not [line for line in text.splitlines() if "│" in line and "…" in line]  # no cell is cut
+
+
+def test_the_headline_says_how_many_wait_for_their_window() -> None:
+    report = DispatchReport()
+    report.count("email", "fruity-fans", "A", "planned", 10)
+    report.count("email", "fruity-fans", "A", "sent", 3)
+    report.count("email", "fruity-fans", "A", "deferred", 7)
+    planned = Planned([], Delivery(planned=report), plans=[CampaignPlan("fruity-fans", 10, 10)])
+    assert run_headline(planned) == "3 sent of 10 planned; 7 wait for their send window or the end of quiet hours."
+    assert variant_rows(report)[0][2:9] == ["10", "3", "0", "0", "7", "0", "0"]  # planned = sent + ... + deferred
