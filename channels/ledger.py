@@ -43,7 +43,7 @@ def payload_of(message: OutboundMessage) -> dict[str, Any]:
     customer (rebuilt from the profile at that time, so no stale personal data is kept here)."""
     context = {key: value for key, value in message.context.items() if key != "customer"}
     return {"audience": message.audience, "marketing": message.marketing, "context": context,
-            "priority": message.priority, "send_window": message.send_window}  # fmt: skip
+            "priority": message.priority, "send_window": message.send_window, "retract": message.retract}  # fmt: skip
 
 
 def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> OutboundMessage | None:
@@ -67,6 +67,7 @@ def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> Outb
         marketing=bool(payload.get("marketing", True)),
         priority=int(payload.get("priority", 5)),
         send_window=payload.get("send_window"),
+        retract=bool(payload.get("retract", False)),
     )
 
 

@@ -54,6 +54,10 @@ class OutboundMessage:
     priority: int = 5
     """The campaign's priority, 1 = most important: when two marketing messages compete for one frequency-cap slot,
     the lower number takes it (ties: the order dispatch got them in)."""
+    retract: bool = False
+    """Take back what an earlier message delivered instead of delivering: remove the person from the ad audience,
+    withdraw the in-app card. The gate never holds a retraction back (no consent is needed to stop targeting someone),
+    and adapters that cannot take anything back refuse it as a permanent failure."""
     send_window: str | None = None
     """``HH:MM-HH:MM``: the local hours (the customer's zone) the campaign's messages may arrive in; a message due
     outside them is deferred to the window's next opening. ``None`` = any hour (the store's quiet hours still apply)."""
