@@ -1,11 +1,14 @@
-"""Ad audiences as hashed CSV files: Meta custom audiences and Google Customer Match.
+"""Ad audiences as hashed CSV files: Meta custom audiences, Google Customer Match and TikTok custom audiences.
 
 Identifiers are normalized the way each platform normalizes them, then SHA-256 hashed (lowercase hex), so the
 platform's own hash of the same person matches ours. No plaintext identifier is ever written (DESIGN invariant
 5). The normalizers are pure functions, one per field, so they can be property-tested.
 
-File per batch: ``<platform>-<audience>-<YYYYMMDD>-<n>.csv``, at most 10,000 rows (the platforms' per-request
-limit), published atomically under the first free ``n``: a rerun the same day adds files, it never overwrites.
+File per batch: ``<platform>-<audience>-<YYYYMMDD>-<n>.csv`` (additions) or ``<platform>-<audience>-remove-…``
+(removals, ``OutboundMessage.retract``: the rows to upload in the platform's "remove customers" flow, built from the
+hashes the addition uploaded, ``context["identifiers"]``), at most 10,000 rows (the platforms' per-request limit),
+published atomically under the first free ``n`` with mode 0600: a rerun the same day adds files, it never
+overwrites. Google wants Country and Zip unhashed (its template); they are the only plaintext cells written.
 Before a CSV is published, ``.ledger/<same name>.keys`` lists the ledger hashes of its rows (no identifier, hashed or
 not): after a crash, the channel can tell which messages a published file already holds, so none is added twice.
 """
@@ -30,10 +33,11 @@ from channels.outbox import ensure_writable_dir, file_folder, ledger_hash, remov
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import LedgerKey, OutboundMessage
 
-Platform = Literal["meta", "google"]
+Platform = Literal["meta", "google", "tiktok"]
 
 META_COLUMNS = ("email", "phone", "fn", "ln", "ct", "st", "zip", "country", "doby", "dobm", "dobd")
 GOOGLE_COLUMNS = ("Email", "Phone", "First Name", "Last Name", "Country", "Zip")
+TIKTOK_COLUMNS = ("Email_SHA256", "Phone_SHA256")
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 LEDGER_DIR = ".ledger"
 
@@ -178,8 +182,18 @@ def meta_row(message: OutboundMessage) -> list[str]:
     return [hashed(value) for value in values]
 
 
+def google_zip(value: str | None, country: str | None) -> str | None:
+    """Customer Match's Zip, unhashed as its template asks: US codes as their 5 digits, others trimmed."""
+    code = " ".join((value or "").split())
+    if (country or "").upper() == "US":
+        digits = "".join(c for c in code if c.isdigit())
+        return digits[:5] if len(digits) >= 5 else None
+    return code or None
+
+
 def google_row(message: OutboundMessage) -> list[str]:
-    """One Customer Match row in ``GOOGLE_COLUMNS`` order; Country and Zip stay blank (see ``AudienceFileChannel``)."""
+    """One Customer Match row in ``GOOGLE_COLUMNS`` order: email, phone and names normalized then hashed, Country
+    (ISO alpha-2, upper case) and Zip in plain text, as Google's template requires for address matching."""
     r = message.recipient
     values = [
         normalize_email_google(r.email),
@@ -187,22 +201,44 @@ def google_row(message: OutboundMessage) -> list[str]:
         normalize_name_google(r.first_name),
         normalize_name_google(r.last_name),
     ]
-    return [hashed(value) for value in values] + ["", ""]
+    country = normalize_country(r.country)
+    return [hashed(value) for value in values] + [(country or "").upper(), google_zip(r.zip, r.country) or ""]
+
+
+def normalize_email_tiktok(value: str | None) -> str | None:
+    """TikTok's email: lowercase, and no ``+tag`` before the ``@`` (any domain)."""
+    email = normalize_email(value)
+    if email is None:
+        return None
+    local, _, domain = email.rpartition("@")
+    local = local.split("+", 1)[0]
+    return f"{local}@{domain}" if local else None
+
+
+def tiktok_row(message: OutboundMessage) -> list[str]:
+    """One TikTok customer-file row in ``TIKTOK_COLUMNS`` order: email and phone (country code first, digits only,
+    as Meta's) normalized then hashed."""
+    r = message.recipient
+    return [hashed(normalize_email_tiktok(r.email)), hashed(normalize_phone_meta(r.phone, r.country))]
 
 
 _PLATFORMS: dict[str, tuple[tuple[str, ...], Callable[[OutboundMessage], list[str]]]] = {
     "meta": (META_COLUMNS, meta_row),
     "google": (GOOGLE_COLUMNS, google_row),
+    "tiktok": (TIKTOK_COLUMNS, tiktok_row),
 }
 
 
-class AudienceFileChannel(Channel):
-    """Hashed audience files for one ad platform (``meta`` or ``google``), one CSV per audience and batch.
+def identifiers(platform: str, message: OutboundMessage) -> dict[str, str]:
+    """The cells an addition uploads for ``platform`` (column → value, empty cells left out): what the audience
+    member table keeps so that the removal can upload the same hashes later, whatever became of the profile."""
+    columns, row = _PLATFORMS[platform]
+    return {column: value for column, value in zip(columns, row(message), strict=True) if value}
 
-    Google Customer Match wants Country and Zip *unhashed*; we leave both columns blank rather than write a
-    plaintext identifier into an ad file (DESIGN invariant 5). Email and phone matching are unaffected; address
-    matching (first + last name + country + zip together) is given up.
-    """
+
+class AudienceFileChannel(Channel):
+    """Hashed audience files for one ad platform (``meta``, ``google`` or ``tiktok``), one CSV per audience, kind
+    (additions or removals) and batch. Google's Country and Zip are the only plaintext cells (its template)."""
 
     consent_channel = "ads"
     batch_size = 10_000
@@ -234,13 +270,20 @@ class AudienceFileChannel(Channel):
         for audience, members in _by_audience(messages):
             rows: list[tuple[int, LedgerKey, list[str]]] = []
             for index, message in members:
-                row = self._row(message)
+                row = self.row(message)
                 if row[0] or row[1]:
                     rows.append((index, message.ledger_key, row))
                 else:
                     results[index] = DeliveryResult.failed(PermanentChannelError("no usable email or phone"))
             results.update(self._write(audience, rows))
         return [results[index] for index in range(len(messages))]
+
+    def row(self, message: OutboundMessage) -> list[str]:
+        """The CSV row: for a removal, the cells its addition uploaded (``context["identifiers"]``) when known."""
+        stored = message.context.get("identifiers") if message.retract else None
+        if isinstance(stored, dict) and stored:
+            return [str(stored.get(column, "")) for column in self.columns]
+        return self._row(message)
 
     def already_delivered(self, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str]:
         """Messages whose hash is listed in a ``.keys`` file whose CSV was published, with that CSV's name."""
@@ -293,9 +336,11 @@ def audience_slug(message: OutboundMessage) -> str:
 
 
 def _by_audience(messages: Sequence[OutboundMessage]) -> list[tuple[str, list[tuple[int, OutboundMessage]]]]:
+    """Messages by file-name part: the audience, with ``-remove`` for removals (they go in files of their own)."""
     groups: dict[str, list[tuple[int, OutboundMessage]]] = {}
     for index, message in enumerate(messages):
-        groups.setdefault(audience_slug(message), []).append((index, message))
+        part = audience_slug(message) + ("-remove" if message.retract else "")
+        groups.setdefault(part, []).append((index, message))
     return list(groups.items())
 
 
@@ -329,3 +374,9 @@ class GoogleAudienceFiles(_AudienceFiles):
     """``OMNICAST_GOOGLE_AUDIENCE_URL=file:///folder``: Google Customer Match files."""
 
     platform = "google"
+
+
+class TiktokAudienceFiles(_AudienceFiles):
+    """``OMNICAST_TIKTOK_AUDIENCE_URL=file:///folder``: TikTok customer files (hashed email and phone)."""
+
+    platform = "tiktok"

@@ -27,13 +27,16 @@ CAP_LOOKBACK = timedelta(days=9)  # covers 7 local days ending on a hand-over de
 
 
 def refusals(conn: Connection, channel: Channel, messages: Sequence[OutboundMessage]) -> dict[LedgerKey, str]:
-    """The messages that must never go, with the reason: consent, suppression list, no address, holdout."""
+    """The messages that must never go, with the reason: consent, suppression list, no address, holdout. A
+    retraction (``OutboundMessage.retract``) always may: stopping is never refused."""
     consent = channel.consent_channel
     topics = {m.campaign: topic_channel(consent, m.campaign) for m in messages if m.campaign}
     states = consent_states_on(conn, {m.customer_id for m in messages}, {consent, MARKETING, *topics.values()})
     listed = suppression.suppressed(conn, consent, addresses(messages, consent))
     refused: dict[LedgerKey, str] = {}
     for message in messages:
+        if message.retract:
+            continue  # taking back what was delivered (an audience removal) needs no consent and is never held back
         customer = message.customer_id
         reason = (
             suppression_reason(
@@ -55,7 +58,7 @@ def cap_and_quiet_hours(
 ) -> tuple[list[OutboundMessage], dict[LedgerKey, str], dict[LedgerKey, datetime]]:
     """Of ``messages`` (in priority order), the ones that may go now, the ones the frequency cap holds back
     (``frequency_cap``) and the ones deferred by quiet hours (ledger key → not before)."""
-    capped = [m for m in messages if rules.caps(m.marketing, channel)]
+    capped = [m for m in messages if rules.caps(m.marketing, channel) and not m.retract]
     if not capped:
         return list(messages), {}, {}
     sends: dict[int, list[datetime]] = {}
@@ -67,7 +70,7 @@ def cap_and_quiet_hours(
     held: dict[LedgerKey, str] = {}
     deferred: dict[LedgerKey, datetime] = {}
     for message in messages:
-        if not rules.caps(message.marketing, channel):
+        if message.retract or not rules.caps(message.marketing, channel):
             deliverable.append(message)
             continue
         zone = rules.zone(message.recipient.timezone)

@@ -50,6 +50,8 @@ def rebuild(row: Mapping[Any, Any], recipients: Mapping[int, Recipient]) -> Outb
     """The message a ledger row stands for, or ``None`` when its customer or its planned content is gone."""
     recipient = recipients.get(row["customer_id"])
     payload = row["payload"]
+    if recipient is None and payload and payload.get("retract"):
+        recipient = Recipient(customer_id=row["customer_id"])  # a removal carries its own hashes: no profile needed
     if recipient is None or (payload is None and row["template"]):
         return None
     payload = payload or {}

@@ -125,7 +125,10 @@ CHANNELS: tuple[ChannelSpec, ...] = (
         "Meta customer-list CSV files, SHA-256 hashed identifiers only", files="meta-*.csv"),)),  # fmt: skip
     ChannelSpec("google", "google_audience_url", "Google Customer Match", "audiences", (AdapterSpec(
         ("file",), "channels.ads:GoogleAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
-        "Google Customer Match CSV files, SHA-256 hashed identifiers only", files="google-*.csv"),)),  # fmt: skip
+        "Customer Match CSV files per Google's template (Country, Zip plain)", files="google-*.csv"),)),  # fmt: skip
+    ChannelSpec("tiktok", "tiktok_audience_url", "TikTok custom audiences", "audiences", (AdapterSpec(
+        ("file",), "channels.ads:TiktokAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
+        "TikTok customer files, SHA-256 hashed email and phone", files="tiktok-*.csv"),)),  # fmt: skip
     ChannelSpec("inapp", "inapp_url", "In-app cards", "inapp", (AdapterSpec(
         ("file",), "channels.inapp:InAppFeedChannel", "file:///var/lib/omnicast/outbox/inapp",
         "content cards appended to a JSONL feed per day, checked against the card JSON Schema",

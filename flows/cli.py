@@ -366,10 +366,14 @@ def campaign_run(
 
 @audiences_app.command("sync")
 def audiences_sync(
-    platform: Annotated[str | None, typer.Option(help="meta or google (default both).")] = None,
+    platform: Annotated[str | None, typer.Option(help="meta, google or tiktok (default every one configured).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Upload every eligible member again (a replaced list).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print per audience and platform added, removed, "
+                                                          "unchanged and size as JSON.")] = False,  # fmt: skip
     as_of: AsOf = None,
 ) -> None:
-    """Add new audience members on the ad platforms (hashed identifiers only)."""
+    """Keep ad-platform audiences in step with their segments: add who joined, remove who left or withdrew ads
+    consent (hashed identifiers only)."""
     from flows.runtime import check_platform
 
     check_platform(platform)
@@ -377,7 +381,20 @@ def audiences_sync(
     preflight(channels=True)
     from flows.audiences import audiences_flow
 
-    finish_run(audiences_flow(platform=platform, as_of=day, return_state=True))
+    state = audiences_flow(platform=platform, as_of=day, full=full, return_state=True)
+    if not as_json:
+        finish_run(state)
+        return
+    run: Any = state.result(raise_on_failure=False)
+    if isinstance(run, BaseException):
+        raise run
+    result: dict[str, dict[str, Any]] = {}
+    for sync in run.syncs:
+        result.setdefault(sync.audience, {})[sync.platform] = sync.as_json()
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    if state.is_failed():
+        err.print(Text("incomplete:", style="bold red") + Text(f" {state.message}"), soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("channels")

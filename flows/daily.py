@@ -82,8 +82,10 @@ def daily_flow(as_of: str | None = None, demo_workdir: str | None = None) -> Sta
         synced = run_sync(resources)
         trained = run_train(resources)
         found = run_triggers(resources, day)
-        messages = plan_campaigns(resources, day, None, kinds=kinds) + plan_audiences(resources, day, None)
+        audiences = plan_audiences(resources, day, None)
+        messages = plan_campaigns(resources, day, None, kinds=kinds) + audiences.messages
         delivery: Delivery = deliver(resources, messages)
+        audiences.settle(resources)
     day_report = DayReport(
         day=day, sync=synced, train=trained, triggers=found, dispatch=delivery.planned, leftovers=delivery.leftovers
     )

@@ -98,6 +98,9 @@ def demo_settings(workdir: Path) -> dict[str, Any]:
         "crm_path": data / "hubspot_contacts.csv",
         "analytics_path": data / "ga4_events.jsonl",
         "secret_key": demo_secret(workdir),
+        # The sample store's audiences (a few dozen people with ads consent) are under every platform's minimum;
+        # the demo writes their files anyway so they can be looked at. A real store keeps the platforms' minimums.
+        "audience_min_size": 0,
         **{spec.field: None for spec in CHANNELS},  # every channel in its folder under the demo's outbox
     }
 

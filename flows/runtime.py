@@ -208,7 +208,7 @@ def parse_day(value: str, what: str = "as_of") -> date:
         raise InputError(f"{what}={value!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-27") from exc
 
 
-AD_PLATFORMS = ("meta", "google")
+AD_PLATFORMS = ("meta", "google", "tiktok")
 
 
 def check_platform(platform: str | None) -> None:

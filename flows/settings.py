@@ -90,6 +90,12 @@ class BaseOmnicastSettings(BaseSettings):
         description="HH:MM-HH:MM in the customer's time zone (e.g. 21:00-08:00): marketing email due then is deferred "
         "to the end of the quiet hours, never dropped. Unset = send at any hour.",
     )
+    audience_min_size: int | None = Field(
+        None,
+        ge=0,
+        description="Members an ad audience needs before anyone is added (unset: each platform's documented minimum, "
+        "Meta and Google 100, TikTok 1,000; 0 = none). Removals always go.",
+    )
     campaign_error_threshold: float = Field(
         0.2,
         gt=0,

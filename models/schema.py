@@ -354,3 +354,22 @@ class OfferCode(SQLModel, table=True):
     occurrence_key: str
     customer_id: int = Field(index=True, description="no foreign key: the record of a used code outlives erasure")
     assigned_at: datetime = Field(default_factory=utcnow)
+
+
+class AudienceMember(SQLModel, table=True):
+    """Who omnicast last put into an ad audience on a platform, with the hashed identifiers it uploaded.
+
+    The sync compares this with who should be there today (the segment, ads consent, not erased, not suppressed)
+    and plans the additions and removals; a removal uploads the hashes stored here, so a person who changed their
+    email or was erased is still taken out. ``state`` is ``adding`` or ``removing`` while that message is in the ledger
+    and not yet sent (a crashed sync is reconciled from the ledger on the next one), ``member`` after. Hashes only,
+    never a plaintext identifier (except what a platform requires unhashed: Google's country and zip)."""
+
+    __tablename__ = "audience_members"
+    audience: str = Field(primary_key=True)
+    platform: str = Field(primary_key=True)
+    customer_id: int = Field(primary_key=True, description="no foreign key: a removal must outlive erasure")
+    state: str = Field(description="adding | member | removing")
+    identifiers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurrence_key: str = Field(description="the ledger key of the addition or removal in flight (or the last one)")
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -121,15 +121,15 @@ class AudienceDef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     segment: str
-    platforms: list[str] = Field(default_factory=lambda: ["meta", "google"], min_length=1)
+    platforms: list[str] = Field(default_factory=lambda: ["meta", "google", "tiktok"], min_length=1)
     description: str = ""
 
     @field_validator("platforms")
     @classmethod
     def _platforms(cls, value: list[str]) -> list[str]:
-        unknown = [p for p in value if p not in ("meta", "google")]
+        unknown = [p for p in value if p not in ("meta", "google", "tiktok")]
         if unknown:
-            raise ValueError(f"unknown ad platform {unknown[0]!r}; one of: meta, google")
+            raise ValueError(f"unknown ad platform {unknown[0]!r}; one of: meta, google, tiktok")
         return value
 
 
