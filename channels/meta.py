@@ -1,0 +1,728 @@
+"""Meta custom audiences through the Marketing API: ``OMNICAST_META_AUDIENCE_URL=meta://AD_ACCOUNT_ID``.
+
+Each audience of ours is a customer-list custom audience named ``omnicast: <audience>`` under ``act_<AD_ACCOUNT_ID>``
+(found with ``GET /{version}/act_{id}/customaudiences?fields=id,name``, following the paging cursors, and created
+with ``POST`` of ``name``, ``subtype=CUSTOM`` and ``customer_file_source=USER_PROVIDED_ONLY`` when missing). Members
+are added with ``POST /{version}/{audience_id}/users`` and removed (``OutboundMessage.retract``) with ``DELETE`` of
+the same endpoint, in calls of at most 10,000 rows with Meta's multi-key schema (``SCHEMA``): every value normalized
+as Meta documents ("Hashing and normalization for multi-key") and SHA-256 hashed, except ``EXTERN_ID`` (our customer
+id), which Meta takes as it is. The calls of one audience and operation in one ``send_batch`` form one upload
+session (``session_id``, ``batch_seq`` from 1, ``last_batch_flag``, ``estimated_num_total``).
+
+The access token is ``OMNICAST_META_ACCESS_TOKEN`` (a system user's token with ``ads_management``), sent as an
+``Authorization: Bearer`` header so it is never part of a URL; the Graph base URL is ``OMNICAST_META_GRAPH_URL``
+(a local stand-in in tests).
+
+How answers map onto the error tree (Graph API "Handling errors" and the Marketing API rate-limiting guide):
+
+* Throttling, HTTP 429 or an error with code 4, 17, 32, 613, 80003 or 80004, and any error Meta marks
+  ``is_transient``, and HTTP 5xx: retried with exponential backoff and jitter (honouring ``Retry-After`` and the
+  ``estimated_time_to_regain_access`` of Meta's usage headers), at most ``max_retries`` times and ``max_retry_wait``
+  seconds in all; then every message of the call is ``RetryableChannelError``.
+* No connection, a timeout, or a connection dropped after the request was sent: retried the same way. This is safe
+  because Meta matches members by their hashes: adding a person twice, or removing one who is not (or no longer) in
+  the audience, leaves the audience as one call would, so repeating a ``/users`` call whose answer was lost cannot
+  double anything. (Creating an audience is not idempotent: after a lost answer the list is read again before
+  creating, so a retry does not make a second audience.)
+* OAuthException 190 (bad or expired token), permission errors (10, 200-299), a deprecated API version, an ad
+  account Meta does not know, a redirect or a 404 without a Graph error: ``ChannelConfigError`` (stop the run),
+  raised only while nothing of the ``send_batch`` call was handed over; afterwards the rest is retryable and the next
+  call stops the run.
+* Any other 4xx (code 100 *invalid parameter*, …): ``PermanentChannelError`` for the messages of that call.
+* HTTP 200: ``num_received`` and ``num_invalid_entries`` are counted (``stats``); Meta does not say which rows were
+  invalid, so the call's messages are sent unless every row was invalid (then permanent).
+
+A message without a usable email or phone fails permanently before any upload. Logs and errors carry counts, HTTP
+statuses and Graph error codes only: never an identifier (plain or hashed), never the token, and never Meta's
+``message`` or ``invalid_entry_samples`` texts, which may quote the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import random
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field
+
+from channels.ads import (
+    birth_parts,
+    normalize_city,
+    normalize_country,
+    normalize_email,
+    normalize_name_meta,
+    normalize_phone_meta,
+    normalize_state,
+    normalize_zip,
+)
+from channels.base import (
+    Channel,
+    ChannelConfigError,
+    ChannelError,
+    DeliveryResult,
+    PermanentChannelError,
+    RetryableChannelError,
+)
+from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
+from models.message import OutboundMessage
+
+__all__ = [
+    "AUDIENCE_PREFIX", "MAX_ROWS", "SCHEMA", "MetaAudienceApi", "MetaAudienceChannel", "MetaOptions", "graph_row",
+    "normalize_state_meta",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+TOKEN_SETTING = "OMNICAST_META_ACCESS_TOKEN"
+GRAPH_SETTING = "OMNICAST_META_GRAPH_URL"
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v21.0"
+AUDIENCE_PREFIX = "omnicast: "
+MAX_ROWS = 10_000
+"""Rows per ``/users`` call: Meta's limit."""
+SCHEMA: tuple[str, ...] = (
+    "EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY", "DOBY", "DOBM", "DOBD", "GEN", "EXTERN_ID",
+)  # fmt: skip
+"""Meta's multi-key schema, in the order of every row; ``EXTERN_ID`` is the only value not hashed."""
+UNHASHED = frozenset({"EXTERN_ID"})
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80003, 80004})
+"""Graph error codes that mean "too many calls, try later" (application, user, page, ad-account and custom-audience
+rate limits)."""
+PAGE_LIMIT = 500
+MAX_PAGES = 1_000
+
+Operation = Literal["add", "remove"]
+_METHOD: dict[Operation, str] = {"add": "POST", "remove": "DELETE"}
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+_ACCOUNT = re.compile(r"(?:act_)?([0-9]{1,20})")
+
+US_STATES: dict[str, str] = {
+    "alabama": "al", "alaska": "ak", "arizona": "az", "arkansas": "ar", "california": "ca", "colorado": "co",
+    "connecticut": "ct", "delaware": "de", "districtofcolumbia": "dc", "florida": "fl", "georgia": "ga",
+    "hawaii": "hi", "idaho": "id", "illinois": "il", "indiana": "in", "iowa": "ia", "kansas": "ks", "kentucky": "ky",
+    "louisiana": "la", "maine": "me", "maryland": "md", "massachusetts": "ma", "michigan": "mi", "minnesota": "mn",
+    "mississippi": "ms", "missouri": "mo", "montana": "mt", "nebraska": "ne", "nevada": "nv", "newhampshire": "nh",
+    "newjersey": "nj", "newmexico": "nm", "newyork": "ny", "northcarolina": "nc", "northdakota": "nd", "ohio": "oh",
+    "oklahoma": "ok", "oregon": "or", "pennsylvania": "pa", "rhodeisland": "ri", "southcarolina": "sc",
+    "southdakota": "sd", "tennessee": "tn", "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va",
+    "washington": "wa", "westvirginia": "wv", "wisconsin": "wi", "wyoming": "wy", "puertorico": "pr", "guam": "gu",
+    "americansamoa": "as", "northernmarianaislands": "mp", "usvirginislands": "vi", "virginislands": "vi",
+}  # fmt: skip
+"""US state and territory names (lowercase, letters only) → their 2-letter USPS/ANSI codes."""
+
+
+# rows ------------------------------------------------------------------------------------------------------------
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def normalize_state_meta(value: str | None, country: str | None = None) -> str | None:
+    """Meta's ST: a US state as its 2-letter code, lowercase (``"California"`` and ``"CA"`` → ``ca``); elsewhere
+    lowercase letters without punctuation or spaces. A state is read as American when the country is US or unknown."""
+    state = normalize_state(value)
+    if state is None:
+        return None
+    if (country or "US").strip().upper() == "US":
+        return US_STATES.get(state, state)
+    return state
+
+
+def graph_row(message: OutboundMessage, default_country: str | None = None) -> list[str]:
+    """One row in ``SCHEMA`` order: each value normalized then hashed, ``""`` where unknown; ``EXTERN_ID`` plain.
+
+    ``default_country`` (ISO alpha-2) reads phone numbers and ZIP codes of a recipient without a country; the
+    ``COUNTRY`` cell stays empty for them (we do not know it). Gender is not known to omnicast: ``GEN`` is empty.
+    """
+    r = message.recipient
+    region = r.country or default_country
+    doby, dobm, dobd = birth_parts(r.birthday)
+    values = {
+        "EMAIL": normalize_email(r.email),
+        "PHONE": normalize_phone_meta(r.phone, region),
+        "FN": normalize_name_meta(r.first_name),
+        "LN": normalize_name_meta(r.last_name),
+        "ZIP": normalize_zip(r.zip, region),
+        "CT": normalize_city(r.city),
+        "ST": normalize_state_meta(r.region, region),
+        "COUNTRY": normalize_country(r.country),
+        "DOBY": doby,
+        "DOBM": dobm,
+        "DOBD": dobd,
+        "GEN": None,
+    }
+    row = [sha256_hex(value) if value else "" for value in (values[key] for key in SCHEMA[:-1])]
+    return [*row, str(r.customer_id)]
+
+
+def audience_name(message: OutboundMessage) -> str:
+    """The custom audience's name at Meta: ``omnicast: <audience>`` (the campaign when the message names none)."""
+    return AUDIENCE_PREFIX + (message.audience or message.campaign or "audience").strip()
+
+
+# the adapter -----------------------------------------------------------------------------------------------------
+
+
+class MetaOptions(AdapterOptions):
+    """``meta://AD_ACCOUNT_ID?api_version=v21.0&timeout=60&max_retries=4&max_retry_wait=120``."""
+
+    api_version: str = Field(DEFAULT_API_VERSION, pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$",
+                             description="Graph API version, e.g. v21.0")  # fmt: skip
+    timeout: float = Field(60.0, gt=0, le=600, description="seconds to connect, send and wait for each answer")
+    max_retries: int = Field(4, ge=0, le=10, description="retries of a call that was throttled, 5xx or not answered")
+    max_retry_wait: float = Field(120.0, ge=0, le=900, description="seconds of backoff a call may wait in all")
+
+
+class MetaAudienceApi:
+    """The adapter: ``meta://AD_ACCOUNT_ID`` (digits, or ``act_`` and digits) opens a ``MetaAudienceChannel``."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("meta",)
+    Options: ClassVar[type[AdapterOptions]] = MetaOptions
+
+    @classmethod
+    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
+        options: MetaOptions = target.options
+        account = ad_account(target)
+        token = _secret(getattr(resources.settings, "meta_access_token", None))
+        if not token:
+            raise ChannelConfigError(
+                f"{target.setting}=meta://{account} needs {TOKEN_SETTING}: a Marketing API access token with "
+                "ads_management (a system user's token from Business Settings)"
+            )
+        base_url = graph_url(getattr(resources.settings, "meta_graph_url", None) or DEFAULT_GRAPH_URL)
+        default_country = getattr(resources.settings, "default_country", None)
+        return MetaAudienceChannel(
+            token, account, api_version=options.api_version, base_url=base_url, timeout=options.timeout,
+            max_retries=options.max_retries, max_retry_wait=options.max_retry_wait,
+            default_country=default_country if isinstance(default_country, str) else None, setting=target.setting,
+        )  # fmt: skip
+
+
+# the channel -----------------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """An answer that says the configuration is wrong: every further call would fail the same way."""
+
+    def __init__(self, error: ChannelConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Lost(Exception):
+    """A call that may have been processed but whose answer never came (only for calls that are not idempotent)."""
+
+
+@dataclass
+class _GraphError(Exception):
+    """A final (not retried) error answer, by its numbers only (Meta's texts may quote the data)."""
+
+    status: int
+    code: int | None
+    subcode: int | None
+    kind: str | None
+
+    def describe(self) -> str:
+        parts = [f"HTTP {self.status}"]
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        if self.subcode is not None:
+            parts.append(f"subcode {self.subcode}")
+        if self.kind:
+            parts.append(self.kind)
+        return ", ".join(parts)
+
+
+@dataclass
+class _Call:
+    """State of one ``send_batch``: whether Meta may hold something of it, and the stop once one was answered."""
+
+    handed_over: bool = False
+    stop: ChannelConfigError | None = None
+
+
+class MetaAudienceChannel(Channel):
+    """Meta customer-list custom audiences kept in sync through the Marketing API (see the module docstring).
+
+    ``client`` is used as given (tests inject one) and then left open by ``close``; without one the channel builds
+    its own and closes it. ``sleep``, ``jitter`` (a float in [0, 1)), ``now`` (for an HTTP-date ``Retry-After``) and
+    ``session_ids`` (a new upload session's id) are injectable so tests run without waiting. ``max_rows`` is the rows
+    per ``/users`` call (Meta's limit, 10,000; smaller in tests). ``stats`` counts calls, rows and invalid rows.
+    """
+
+    name = "meta"
+    consent_channel = "ads"
+    batch_size = MAX_ROWS
+    knows_deliveries = False
+    hands_over_batches = True
+    """Meta cannot be asked who an audience holds, but takes up to 10,000 rows per call: whole batches go over."""
+
+    def __init__(
+        self,
+        token: str,
+        ad_account: str,
+        *,
+        client: httpx.Client | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        base_url: str = DEFAULT_GRAPH_URL,
+        timeout: float = 60.0,
+        max_rows: int = MAX_ROWS,
+        max_retries: int = 4,
+        max_retry_wait: float = 120.0,
+        default_country: str | None = None,
+        setting: str = "OMNICAST_META_AUDIENCE_URL",
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        session_ids: Callable[[], int] | None = None,
+    ) -> None:
+        if not token or not _TOKEN.fullmatch(token):
+            raise ChannelConfigError(f"{TOKEN_SETTING} is empty or has spaces or control characters")
+        match = _ACCOUNT.fullmatch(ad_account)
+        if match is None:
+            raise ChannelConfigError(f"{setting}: the ad account id must be digits (or act_ and digits)")
+        if not 1 <= max_rows <= MAX_ROWS:
+            raise ValueError(f"max_rows must be between 1 and {MAX_ROWS}")
+        self._token = token
+        self.account = match.group(1)
+        self.owns_client = client is None
+        self.client = client if client is not None else httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False,
+            headers={"User-Agent": "omnicast (meta custom audiences)"},
+        )  # fmt: skip
+        self.api_version = api_version
+        self.base_url = base_url.rstrip("/")
+        self.max_rows = max_rows
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.default_country = default_country
+        self.setting = setting
+        self.sleep = sleep
+        self.jitter = jitter
+        self.now = now
+        self.session_ids = session_ids or (lambda: secrets.randbelow(2**63 - 1) + 1)
+        self.audience_ids: dict[str, str] = {}
+        """Audience name → Meta's custom audience id, found or created once per channel."""
+        self.stats: Counter[str] = Counter()
+        self._stopped: ChannelConfigError | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:  # never the token
+        return f"MetaAudienceChannel(account='act_{self.account}', api_version={self.api_version!r})"
+
+    # channel ---------------------------------------------------------------------------------------------------
+
+    def can_reach(self, message: OutboundMessage) -> str | None:
+        """An audience member needs an email or a phone number to be matched (or removed)."""
+        return None if message.recipient.email or message.recipient.phone else "no_address"
+
+    def send(self, message: OutboundMessage) -> DeliveryResult:
+        """One message is a one-row batch."""
+        return self.send_batch([message])[0]
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
+        """Add (or, for a retraction, remove) each message's person to its audience; one result per message, in order.
+
+        Raises ``ChannelConfigError`` (stop the run) only while nothing of this call was handed over to Meta.
+        """
+        if self._stopped is not None:
+            raise self._stopped
+        results: list[DeliveryResult | None] = [None] * len(messages)
+        groups: dict[tuple[str, Operation], list[tuple[int, list[str]]]] = {}
+        for index, message in enumerate(messages):
+            row = graph_row(message, self.default_country)
+            if not row[0] and not row[1]:
+                results[index] = DeliveryResult.failed(PermanentChannelError("no usable email or phone"))
+                continue
+            operation: Operation = "remove" if message.retract else "add"
+            groups.setdefault((audience_name(message), operation), []).append((index, row))
+        call = _Call()
+        for (name, operation), members in groups.items():
+            for index, result in self._sync_group(call, name, operation, members).items():
+                results[index] = result
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]  # every slot was filled above
+
+    def close(self) -> None:
+        """Close the HTTP client when the channel built it (an injected one is the caller's)."""
+        if self.owns_client and not self._closed:
+            self.client.close()
+        self._closed = True
+
+    # one audience and operation ------------------------------------------------------------------------------------
+
+    def _sync_group(
+        self, call: _Call, name: str, operation: Operation, members: list[tuple[int, list[str]]]
+    ) -> dict[int, DeliveryResult]:
+        if call.stop is not None:
+            return _all(members, _after_stop(call.stop))
+        try:
+            audience_id = self._audience_id(name)
+        except _Stop as stop:
+            return self._stopping(call, stop.error, members)
+        except ChannelError as exc:
+            log.warning("Meta audience lookup failed (%s); %d message(s) not sent", type(exc).__name__, len(members))
+            return _all(members, DeliveryResult.failed(exc))
+        return self._upload(call, audience_id, name, operation, members)
+
+    def _upload(
+        self, call: _Call, audience_id: str, name: str, operation: Operation, members: list[tuple[int, list[str]]]
+    ) -> dict[int, DeliveryResult]:
+        """One upload session: ``/users`` calls of at most ``max_rows`` rows, ``batch_seq`` 1, 2, …"""
+        results: dict[int, DeliveryResult] = {}
+        session_id = self.session_ids()
+        chunks = [members[i : i + self.max_rows] for i in range(0, len(members), self.max_rows)]
+        given_up: DeliveryResult | None = None
+        for seq, chunk in enumerate(chunks, start=1):
+            if call.stop is not None:
+                results.update(_all(chunk, _after_stop(call.stop)))
+                continue
+            if given_up is not None:
+                results.update(_all(chunk, given_up))
+                continue
+            session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == len(chunks),
+                       "estimated_num_total": len(members)}  # fmt: skip
+            payload = {"schema": list(SCHEMA), "data": [row for _, row in chunk]}
+            data = {"payload": json.dumps(payload, separators=(",", ":")), "session": json.dumps(session)}
+            path = f"/{self.api_version}/{audience_id}/users"
+            try:
+                answer = self._request(_METHOD[operation], path, data=data)
+            except _Stop as stop:
+                results.update(self._stopping(call, stop.error, chunk))
+                continue
+            except _GraphError as exc:
+                error = self._users_error(exc, name)
+                if isinstance(error, RetryableChannelError):
+                    given_up = DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
+                results.update(_all(chunk, DeliveryResult.failed(error)))
+                continue
+            except RetryableChannelError as exc:
+                given_up = DeliveryResult.failed(RetryableChannelError(f"not sent: {exc}"))
+                results.update(_all(chunk, DeliveryResult.failed(exc)))
+                continue
+            call.handed_over = True
+            results.update(self._accepted(answer, chunk, operation, f"meta:{audience_id}:{session_id}"))
+        return results
+
+    def _accepted(
+        self, answer: dict[str, Any], chunk: list[tuple[int, list[str]]], operation: Operation, provider_id: str
+    ) -> dict[int, DeliveryResult]:
+        """An answered ``/users`` call: counts logged and kept in ``stats`` (never the samples, which hold data)."""
+        received = _count(answer.get("num_received"))
+        invalid = _count(answer.get("num_invalid_entries")) or 0
+        self.stats["calls"] += 1
+        self.stats[f"rows_{operation}"] += len(chunk)
+        self.stats["invalid_rows"] += invalid
+        if received is not None and received != len(chunk):
+            log.warning("Meta received %d of %d rows of a %s call", received, len(chunk), operation)
+        if invalid:
+            log.warning("Meta found %d of %d rows of a %s call invalid", invalid, len(chunk), operation)
+        if invalid >= len(chunk):
+            error = PermanentChannelError(f"Meta found every row of the call invalid ({invalid} of {len(chunk)})")
+            return _all(chunk, DeliveryResult.failed(error))
+        log.info("Meta custom audience: %s %d row(s)", "added" if operation == "add" else "removed", len(chunk))
+        return _all(chunk, DeliveryResult.sent(provider_id))
+
+    def _stopping(
+        self, call: _Call, error: ChannelConfigError, members: list[tuple[int, list[str]]]
+    ) -> dict[int, DeliveryResult]:
+        """A configuration error: raised while nothing of the call went over, else the rest is retryable."""
+        self._stopped = error
+        if not call.handed_over:
+            raise error
+        call.stop = error
+        return _all(members, _after_stop(error))
+
+    def _users_error(self, exc: _GraphError, name: str) -> ChannelError:
+        """A final error answer of a ``/users`` call."""
+        if exc.code == 100 and exc.subcode == 33:  # the audience was deleted at Meta since we looked it up
+            self.audience_ids.pop(name, None)
+            return RetryableChannelError(
+                f"the custom audience is gone at Meta ({exc.describe()}); it is looked up (or created) again next time"
+            )
+        return PermanentChannelError(f"Meta refused the call ({exc.describe()})")
+
+    # audiences ---------------------------------------------------------------------------------------------------
+
+    def _audience_id(self, name: str) -> str:
+        """The id of the custom audience ``name``: cached, else found in the ad account's list, else created."""
+        if name in self.audience_ids:
+            return self.audience_ids[name]
+        found = self._find(name)
+        if found is None:
+            found = self._create(name)
+        self.audience_ids[name] = found
+        return found
+
+    def _find(self, name: str) -> str | None:
+        """Page through ``act_{id}/customaudiences`` (by the ``after`` cursor; never a ``next`` URL as given)."""
+        params: dict[str, str] = {"fields": "id,name", "limit": str(PAGE_LIMIT)}
+        path = f"/{self.api_version}/act_{self.account}/customaudiences"
+        for _ in range(MAX_PAGES):
+            try:
+                answer = self._request("GET", path, params=params)
+            except _GraphError as exc:
+                raise self._account_error(exc) from None
+            data = answer.get("data")
+            if not isinstance(data, list):
+                raise RetryableChannelError("Meta's list of custom audiences was unreadable")
+            matches = [a["id"] for a in data if isinstance(a, dict) and a.get("name") == name and a.get("id")]
+            if matches:
+                return str(matches[0])
+            paging = _dict(answer.get("paging"))
+            after = _dict(paging.get("cursors")).get("after")
+            if not paging.get("next") or not isinstance(after, str) or not after:
+                return None
+            params = {**params, "after": after}
+        raise RetryableChannelError(f"more than {MAX_PAGES} pages of custom audiences; not looked through")
+
+    def _create(self, name: str) -> str:
+        data = {
+            "name": name,
+            "subtype": "CUSTOM",
+            "customer_file_source": "USER_PROVIDED_ONLY",
+            "description": "Kept in sync by omnicast: members are added and removed by its audience sync.",
+        }
+        path = f"/{self.api_version}/act_{self.account}/customaudiences"
+        try:
+            answer = self._request("POST", path, data=data, idempotent=False)
+        except _Lost:
+            found = self._find(name)  # the audience may have been created: never make a second one
+            if found is not None:
+                return found
+            raise RetryableChannelError("Meta's answer to creating the custom audience was lost") from None
+        except _GraphError as exc:
+            raise self._account_error(exc) from None
+        audience_id = answer.get("id")
+        if not isinstance(audience_id, str | int) or not str(audience_id).isdigit():
+            raise RetryableChannelError("Meta's answer to creating the custom audience had no id")
+        log.info("Created a Meta custom audience under act_%s", self.account)
+        return str(audience_id)
+
+    def _account_error(self, exc: _GraphError) -> ChannelError | _Stop:
+        if (exc.code == 100 and exc.subcode == 33) or exc.code == 803:
+            return _Stop(self._config(
+                f"Meta does not know ad account act_{self.account}, or the token may not use it ({exc.describe()})"
+            ))  # fmt: skip
+        return PermanentChannelError(f"Meta refused the custom audience call ({exc.describe()})")
+
+    # HTTP ------------------------------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, data: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One Graph call with its retries: the answer, or ``_GraphError`` (final error answer), ``_Stop``
+        (configuration), ``_Lost`` (answer lost, ``idempotent=False`` only) or ``RetryableChannelError`` (gave up)."""
+        url = self.base_url + path
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        waited = 0.0
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self.client.request(method, url, params=params, data=data, headers=headers)
+            except httpx.UnsupportedProtocol as exc:
+                raise _Stop(ChannelConfigError(f"{GRAPH_SETTING} is not an http(s) URL")) from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
+                problem = f"{type(exc).__name__} (not connected)"
+            except httpx.TransportError as exc:  # sent, answer lost: a /users call may be repeated (see above)
+                if not idempotent:
+                    log.warning("Meta %s call: %s after the request was sent", method, type(exc).__name__)
+                    raise _Lost() from exc
+                problem = f"{type(exc).__name__} (answer lost; the call is repeated, which Meta takes as one)"
+            else:
+                answer = _json(response)
+                error = _dict(answer.get("error")) or None
+                status = response.status_code
+                if 200 <= status < 300 and error is None:
+                    return answer
+                graph = _graph_error(status, error)
+                throttled = status == 429 or graph.code in THROTTLE_CODES
+                transient = bool(error and error.get("is_transient") is True)
+                if not (throttled or transient or status >= 500):
+                    raise self._final(graph, response)
+                problem = graph.describe() + (" (throttled)" if throttled else "")
+                retry_after = _retry_after(response, self.now())
+            delay = self._delay(attempt, retry_after)
+            if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
+                log.warning("Meta %s call failed (%s) after %d attempt(s); retry later", method, problem, attempt + 1)
+                wait = f"; Meta asked to wait {retry_after:.0f} s" if retry_after else ""
+                raise RetryableChannelError(f"Meta Graph API: {problem} after {attempt + 1} attempt(s){wait}")
+            log.info("Meta %s call: %s; retrying in %.1f s (retry %d of %d)", method, problem, delay, attempt + 1,
+                     self.max_retries)  # fmt: skip
+            self.stats["retries"] += 1
+            self.sleep(delay)
+            waited += delay
+            attempt += 1
+
+    def _final(self, graph: _GraphError, response: httpx.Response) -> _GraphError | _Stop:
+        """A non-retried error answer: a stop when it says the configuration is wrong, else the numbers."""
+        code, status = graph.code, graph.status
+        if code in (102, 190) or (status == 401 and code is None):
+            return _Stop(ChannelConfigError(
+                f"{TOKEN_SETTING}: Meta refused the access token ({graph.describe()}); it is invalid, expired or "
+                "revoked: make a new system-user token with ads_management"
+            ))  # fmt: skip
+        if code is not None and (code == 10 or 200 <= code <= 299 or code == 294):
+            return _Stop(self._config(
+                f"the access token may not manage act_{self.account}'s audiences ({graph.describe()}); give its "
+                "system user the ad account with ads_management and accept the custom audience terms"
+            ))  # fmt: skip
+        if code in (12, 2635):
+            return _Stop(self._config(f"Meta no longer serves API {self.api_version} ({graph.describe()}); "
+                                      "set ?api_version= to a current version"))  # fmt: skip
+        if 300 <= status < 400:
+            return _Stop(ChannelConfigError(f"{GRAPH_SETTING}: the API answered with a redirect (HTTP {status})"))
+        if code is None and status in (404, 405):
+            return _Stop(ChannelConfigError(
+                f"{GRAPH_SETTING}: HTTP {status} without a Graph error for {response.request.method} "
+                f"{self.base_url}/{self.api_version}/…; use the Graph base URL, e.g. {DEFAULT_GRAPH_URL}"
+            ))  # fmt: skip
+        return graph
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (1, 2, 4 … s, at most 30, half of it random); at least what Meta asked."""
+        backoff = min(30.0, 2.0**attempt)
+        if retry_after is not None:
+            return retry_after + 0.25 * backoff * self.jitter()
+        return backoff * (0.5 + 0.5 * self.jitter())
+
+    def _config(self, text: str) -> ChannelConfigError:
+        return ChannelConfigError(f"{self.setting}: {text}")
+
+
+# helpers -----------------------------------------------------------------------------------------------------------
+
+
+def _all(members: Sequence[tuple[int, Any]], result: DeliveryResult) -> dict[int, DeliveryResult]:
+    return {index: result for index, _ in members}
+
+
+def _after_stop(error: ChannelConfigError) -> DeliveryResult:
+    return DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    """A count as Meta writes it (a number, sometimes a numeric string)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return _int(value)
+
+
+def _graph_error(status: int, error: dict[str, Any] | None) -> _GraphError:
+    if error is None:
+        return _GraphError(status, None, None, None)
+    kind = error.get("type")
+    return _GraphError(status, _int(error.get("code")), _int(error.get("error_subcode")),
+                       kind if isinstance(kind, str) and kind.isidentifier() else None)  # fmt: skip
+
+
+def _retry_after(response: httpx.Response, now: datetime) -> float | None:
+    """Seconds to wait: ``Retry-After`` (delta-seconds or an HTTP-date), else the largest
+    ``estimated_time_to_regain_access`` (minutes) in Meta's ``X-Business-Use-Case-Usage`` header."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    if value:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            return max(0.0, (when - now).total_seconds())
+    usage = response.headers.get("X-Business-Use-Case-Usage")
+    if not usage:
+        return None
+    try:
+        parsed = json.loads(usage)
+    except ValueError:
+        return None
+    minutes = [
+        entry.get("estimated_time_to_regain_access")
+        for entries in (parsed.values() if isinstance(parsed, dict) else ())
+        for entry in (entries if isinstance(entries, list) else ())
+        if isinstance(entry, dict)
+    ]
+    waits = [m for m in minutes if isinstance(m, int | float) and not isinstance(m, bool) and m > 0]
+    return 60.0 * max(waits) if waits else None
+
+
+def _secret(value: Any) -> str | None:
+    """A setting's text whether it is a plain string or a pydantic ``SecretStr``."""
+    if value is None:
+        return None
+    getter = getattr(value, "get_secret_value", None)
+    text = getter() if callable(getter) else value
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
+def ad_account(target: ChannelTarget) -> str:
+    """The digits of ``meta://AD_ACCOUNT_ID`` (``act_`` accepted); ``ChannelConfigError`` naming the setting."""
+    parts = target.parts
+    fix = f"use {target.setting}=meta://AD_ACCOUNT_ID (the ad account's number, e.g. meta://1234567890)"
+    if parts.username or parts.password or parts.port or parts.path not in ("", "/") or parts.fragment:
+        raise ChannelConfigError(f"{target.setting}: a Meta URL is the ad account alone; {fix}")
+    match = _ACCOUNT.fullmatch((parts.hostname or "").lower())
+    if match is None:
+        raise ChannelConfigError(f"{target.setting}: the ad account id must be digits (or act_ and digits); {fix}")
+    return match.group(1)
+
+
+def graph_url(value: str) -> str:
+    """``OMNICAST_META_GRAPH_URL`` checked: an http(s) base URL without credentials, query or fragment. Plain http
+    is accepted (a local stand-in) but logged when the host is not a loopback address (the token would travel
+    unencrypted)."""
+    fix = f"use the Graph base URL, e.g. {DEFAULT_GRAPH_URL} (or http://127.0.0.1:PORT for a local stand-in)"
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ChannelConfigError(f"{GRAPH_SETTING}={value!r} is not a URL; {fix}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ChannelConfigError(f"{GRAPH_SETTING}={value!r} is not an http(s) URL; {fix}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ChannelConfigError(f"{GRAPH_SETTING} must not hold credentials, a query or a fragment; {fix}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        log.warning("%s uses plain http to a non-loopback host: the access token travels unencrypted", GRAPH_SETTING)
+    return value.strip().rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
