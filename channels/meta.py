@@ -6,8 +6,10 @@ with ``POST`` of ``name``, ``subtype=CUSTOM`` and ``customer_file_source=USER_PR
 are added with ``POST /{version}/{audience_id}/users`` and removed (``OutboundMessage.retract``) with ``DELETE`` of
 the same endpoint, in calls of at most 10,000 rows with Meta's multi-key schema (``SCHEMA``): every value normalized
 as Meta documents ("Hashing and normalization for multi-key") and SHA-256 hashed, except ``EXTERN_ID`` (our customer
-id), which Meta takes as it is. The calls of one audience and operation in one ``send_batch`` form one upload
-session (``session_id``, ``batch_seq`` from 1, ``last_batch_flag``, ``estimated_num_total``).
+id), which Meta takes as it is. A removal uploads the hashes its addition uploaded (``context["identifiers"]``, kept
+by the audiences flow), so it still matches after the profile changed or was erased. The calls of one audience and
+operation in one ``send_batch`` form one upload session (``session_id``, ``batch_seq`` from 1, ``last_batch_flag``,
+``estimated_num_total``).
 
 The access token is ``OMNICAST_META_ACCESS_TOKEN`` (a system user's token with ``ads_management``), sent as an
 ``Authorization: Bearer`` header so it is never part of a URL; the Graph base URL is ``OMNICAST_META_GRAPH_URL``
@@ -80,8 +82,8 @@ from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
 
 __all__ = [
-    "AUDIENCE_PREFIX", "MAX_ROWS", "SCHEMA", "MetaAudienceApi", "MetaAudienceChannel", "MetaOptions", "graph_row",
-    "normalize_state_meta",
+    "AUDIENCE_PREFIX", "MAX_ROWS", "SCHEMA", "MetaAudienceApi", "MetaAudienceChannel", "MetaOptions",
+    "graph_identifiers", "graph_row", "normalize_state_meta",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ MAX_PAGES = 1_000
 Operation = Literal["add", "remove"]
 _METHOD: dict[Operation, str] = {"add": "POST", "remove": "DELETE"}
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT = re.compile(r"(?:act_)?([0-9]{1,20})")
 
 US_STATES: dict[str, str] = {
@@ -145,9 +148,21 @@ def normalize_state_meta(value: str | None, country: str | None = None) -> str |
 def graph_row(message: OutboundMessage, default_country: str | None = None) -> list[str]:
     """One row in ``SCHEMA`` order: each value normalized then hashed, ``""`` where unknown; ``EXTERN_ID`` plain.
 
-    ``default_country`` (ISO alpha-2) reads phone numbers and ZIP codes of a recipient without a country; the
-    ``COUNTRY`` cell stays empty for them (we do not know it). Gender is not known to omnicast: ``GEN`` is empty.
+    A removal (``retract``) uploads the hashes its addition uploaded, kept in ``context["identifiers"]`` (keys as
+    ``channels.ads.identifiers`` writes them, ``email``, ``phone``, …, in any case), whatever became of the profile
+    since; only when those hold neither an email nor a phone hash is the row made from today's profile.
     """
+    if message.retract:
+        stored = stored_row(message)
+        if stored is not None:
+            return stored
+    return profile_row(message, default_country)
+
+
+def profile_row(message: OutboundMessage, default_country: str | None = None) -> list[str]:
+    """The row of the recipient's profile. ``default_country`` (ISO alpha-2) reads phone numbers and ZIP codes of a
+    recipient without a country; the ``COUNTRY`` cell stays empty for them (we do not know it). Gender is not known
+    to omnicast: ``GEN`` is empty."""
     r = message.recipient
     region = r.country or default_country
     doby, dobm, dobd = birth_parts(r.birthday)
@@ -167,6 +182,33 @@ def graph_row(message: OutboundMessage, default_country: str | None = None) -> l
     }
     row = [sha256_hex(value) if value else "" for value in (values[key] for key in SCHEMA[:-1])]
     return [*row, str(r.customer_id)]
+
+
+def stored_row(message: OutboundMessage) -> list[str] | None:
+    """The row of the hashes kept in ``context["identifiers"]``; ``None`` unless they hold an email or phone hash.
+    Only SHA-256 hashes are taken (a plain value there is dropped, never uploaded)."""
+    stored = message.context.get("identifiers")
+    if not isinstance(stored, dict):
+        return None
+    hashes = {str(key).upper(): value for key, value in stored.items() if isinstance(value, str)}
+    row = [hashes.get(key, "") if _HEX64.fullmatch(hashes.get(key, "")) else "" for key in SCHEMA[:-1]]
+    if not row[0] and not row[1]:
+        return None
+    return [*row, str(message.customer_id)]
+
+
+def graph_identifiers(message: OutboundMessage, default_country: str | None = None) -> dict[str, str]:
+    """The hashes an addition uploads, as ``audience_members.identifiers`` keeps them (lowercase ``SCHEMA`` names,
+    empty cells and ``EXTERN_ID`` left out): stored, they make the removal's row the addition's row."""
+    row = graph_row(message, default_country)
+    return {key.lower(): value for key, value in zip(SCHEMA[:-1], row, strict=False) if value}
+
+
+def has_key(message: OutboundMessage) -> bool:
+    """Whether the message has something Meta matches people by: an email or phone (stored hashes for a removal)."""
+    if message.retract and stored_row(message) is not None:
+        return True
+    return bool(message.recipient.email or message.recipient.phone)
 
 
 def audience_name(message: OutboundMessage) -> str:
@@ -327,8 +369,9 @@ class MetaAudienceChannel(Channel):
     # channel ---------------------------------------------------------------------------------------------------
 
     def can_reach(self, message: OutboundMessage) -> str | None:
-        """An audience member needs an email or a phone number to be matched (or removed)."""
-        return None if message.recipient.email or message.recipient.phone else "no_address"
+        """An audience member needs an email or a phone number to be matched (a removal: the hashes its addition
+        uploaded, or a profile with either)."""
+        return None if has_key(message) else "no_address"
 
     def send(self, message: OutboundMessage) -> DeliveryResult:
         """One message is a one-row batch."""

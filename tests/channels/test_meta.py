@@ -572,3 +572,45 @@ def test_the_peer_keeps_batch_seq_in_order_and_wants_a_token(server: MetaGraphSe
     assert listing.status_code == 400 and listing.json()["error"]["code"] == 190
     made = httpx.post(f"{server.url}/v21.0/act_{ACCOUNT}/customaudiences", data={"name": "x"}, headers=auth)
     assert made.status_code == 400 and made.json()["error"]["code"] == 100
+
+
+# removals as the audiences flow makes them -------------------------------------------------------------------------
+
+
+def removal(i: int, hashes: dict[str, str]) -> OutboundMessage:
+    """A removal as ``models.audiences`` makes it: no profile, the hashes its addition uploaded."""
+    return OutboundMessage(occurrence_key="audience:loyal-regulars:remove:2026-11-28", channel="meta",
+                           recipient=Recipient(customer_id=i), campaign="audience:loyal-regulars",
+                           audience="loyal-regulars", context={"identifiers": hashes}, retract=True)  # fmt: skip
+
+
+def test_a_removal_uploads_the_stored_hashes_of_an_erased_profile(harness: Harness, server: MetaGraphServer) -> None:
+    from channels.ads import identifiers
+
+    channel = harness.channel()
+    added = [member(1), member(2, email=None), member(3)]
+    channel.send_batch(added)
+    assert member_keys(server) == {sha("c1@example.com"), sha("15035550002"), sha("c3@example.com")}
+
+    gone = [removal(1, identifiers("meta", added[0])), removal(2, meta.graph_identifiers(added[1], "US"))]
+    assert all(channel.can_reach(m) is None for m in gone)
+    results = channel.send_batch(gone)
+
+    assert [r.status for r in results] == ["sent", "sent"]
+    assert member_keys(server) == {sha("c3@example.com")}
+    rows = json.loads(server.users_calls()[-1].params["payload"])["data"]
+    assert rows[1] == graph_row(added[1], "US")  # the removal's row is the addition's row
+    assert [row[COL["EXTERN_ID"]] for row in rows] == ["1", "2"]
+
+
+def test_a_removal_never_uploads_a_plain_stored_value_and_needs_an_email_or_phone(harness: Harness) -> None:
+    plain = removal(4, {"email": "c4@example.com", "country": "US", "phone": sha("15035550004")})
+    row = graph_row(plain)
+    assert row[COL["EMAIL"]] == "" and row[COL["COUNTRY"]] == "" and row[COL["PHONE"]] == sha("15035550004")
+    nothing = removal(5, {"fn": sha("ann")})
+    channel = harness.channel()
+    assert channel.can_reach(nothing) == "no_address"
+    result = channel.send_batch([nothing])[0]
+    assert result.status == "failed" and not result.retryable
+    with_profile = replace(nothing, recipient=Recipient(customer_id=5, email="c5@example.com"))
+    assert graph_row(with_profile)[COL["EMAIL"]] == sha("c5@example.com")  # no stored key: today's profile
