@@ -40,6 +40,31 @@ DEFAULT_TTL = timedelta(days=14)
 SCHEMA_PATH = TEMPLATES_DIR / "inapp" / "content_card.schema.json"
 
 
+def build_card(renderer: CardRenderer, message: OutboundMessage, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    """The validated card for ``message``, with its identity fields (``id`` = the ledger hash, campaign, variant,
+    customer, expiry): what the feed appends and the webhook posts. ``PermanentChannelError`` for an invalid card,
+    ``ChannelConfigError`` for a missing or broken template."""
+    if not message.template:
+        raise PermanentChannelError("an in-app message needs a template name")
+    try:
+        card = renderer.render(message.template, message.context)
+    except TemplateRenderError as exc:
+        raise PermanentChannelError(str(exc)) from exc
+    except TemplateError as exc:
+        raise ChannelConfigError(str(exc)) from exc
+    card.update(
+        id=ledger_hash(message.ledger_key),
+        campaign=message.campaign,
+        variant=message.variant,
+        customer_id=message.customer_id,
+        expires_at=(now + ttl).isoformat(timespec="seconds"),
+    )
+    errors = card_errors(card, now=now)  # names rules and keys, never a value
+    if errors:
+        raise PermanentChannelError(f"template {message.template!r} made an invalid card: {'; '.join(errors)}")
+    return card
+
+
 @cache
 def card_validator(schema_path: Path = SCHEMA_PATH) -> Draft202012Validator:
     """The content-card JSON Schema validator (loaded once)."""
@@ -156,25 +181,7 @@ class InAppFeedChannel(Channel):
 
     def card(self, message: OutboundMessage, now: datetime) -> dict[str, Any]:
         """The validated card for ``message``; ``PermanentChannelError`` when the template yields an invalid one."""
-        if not message.template:
-            raise PermanentChannelError("an in-app message needs a template name")
-        try:
-            card = self.renderer.render(message.template, message.context)
-        except TemplateRenderError as exc:
-            raise PermanentChannelError(str(exc)) from exc
-        except TemplateError as exc:
-            raise ChannelConfigError(str(exc)) from exc
-        card.update(
-            id=ledger_hash(message.ledger_key),
-            campaign=message.campaign,
-            variant=message.variant,
-            customer_id=message.customer_id,
-            expires_at=(now + self.ttl).isoformat(timespec="seconds"),
-        )
-        errors = card_errors(card, now=now)
-        if errors:
-            raise PermanentChannelError(f"template {message.template!r} made an invalid card: {'; '.join(errors)}")
-        return card
+        return build_card(self.renderer, message, now, self.ttl)
 
     def _feed(self, now: datetime) -> _FeedFile:
         path = self.folder / f"{now.astimezone(UTC):%Y%m%d}.jsonl"

@@ -63,9 +63,9 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.inapp import DEFAULT_TTL, MAX_TTL, card_errors
+from channels.inapp import DEFAULT_TTL, MAX_TTL, build_card
 from channels.outbox import ledger_hash
-from channels.render import CardRenderer, TemplateError, TemplateRenderError
+from channels.render import CardRenderer
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
 
@@ -255,30 +255,6 @@ class InAppWebhook(Channel):
 
 
 # building events -------------------------------------------------------------------------------------------------
-
-
-def build_card(renderer: CardRenderer, message: OutboundMessage, now: datetime, ttl: timedelta) -> dict[str, Any]:
-    """The validated card for ``message``, with the identity fields the in-app feed gives it (``id`` = ledger hash);
-    ``PermanentChannelError`` for an invalid card, ``ChannelConfigError`` for a missing or broken template."""
-    if not message.template:
-        raise PermanentChannelError("an in-app message needs a template name")
-    try:
-        card = renderer.render(message.template, message.context)
-    except TemplateRenderError as exc:
-        raise PermanentChannelError(str(exc)) from exc
-    except TemplateError as exc:
-        raise ChannelConfigError(str(exc)) from exc
-    card.update(
-        id=ledger_hash(message.ledger_key),
-        campaign=message.campaign,
-        variant=message.variant,
-        customer_id=message.customer_id,
-        expires_at=(now + ttl).isoformat(timespec="seconds"),
-    )
-    errors = card_errors(card, now=now)  # names rules and keys, never a value
-    if errors:
-        raise PermanentChannelError(f"template {message.template!r} made an invalid card: {'; '.join(errors)}")
-    return card
 
 
 def retracted_card_id(message: OutboundMessage) -> str:

@@ -118,11 +118,33 @@ _POSTMARK = AdapterSpec(
 )  # fmt: skip
 
 
+_META_API = AdapterSpec(
+    ("meta",), "channels.meta:MetaAudienceApi", "meta://AD_ACCOUNT_ID?api_version=v21.0",
+    "Meta Marketing API: customer-list custom audiences 'omnicast: <audience>' found or created under act_ID; "
+    "members added and removed in sessions of ≤ 10,000 SHA-256 hashed multi-key rows",
+    settings=(
+        SettingSpec("meta_access_token", None,
+                    "Meta Marketing API access token (a system user's, with ads_management) for meta:// audiences."),
+        SettingSpec("meta_graph_url", "https://graph.facebook.com",
+                    "Meta Graph API base URL (a local stand-in in tests)."),
+    ),
+)  # fmt: skip
+_INAPP_WEBHOOK = AdapterSpec(
+    ("http", "https"), "channels.inapp_webhook:InAppWebhook", "https://app.example.com/hooks/omnicast",
+    "one signed POST per card (Standard Webhooks: card.created, card.retracted); webhook-id from the ledger key, so "
+    "receivers drop retries; retries 408/429/5xx with backoff; 410 Gone disables the endpoint",
+    settings=(
+        SettingSpec("inapp_webhook_secret", None,
+                    "Signing secret for in-app webhooks: whsec_<base64>; two separated by a space while rotating."),
+    ),
+)  # fmt: skip
+
+
 CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("email", "email_url", "Email", "email", (_EMAIL_FILES, _SMTP, _POSTMARK)),
     ChannelSpec("meta", "meta_audience_url", "Meta custom audiences", "audiences", (AdapterSpec(
         ("file",), "channels.ads:MetaAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
-        "Meta customer-list CSV files, SHA-256 hashed identifiers only", files="meta-*.csv"),)),  # fmt: skip
+        "Meta customer-list CSV files, SHA-256 hashed identifiers only", files="meta-*.csv"), _META_API)),  # fmt: skip
     ChannelSpec("google", "google_audience_url", "Google Customer Match", "audiences", (AdapterSpec(
         ("file",), "channels.ads:GoogleAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
         "Customer Match CSV files per Google's template (Country, Zip plain)", files="google-*.csv"),)),  # fmt: skip
@@ -132,7 +154,7 @@ CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("inapp", "inapp_url", "In-app cards", "inapp", (AdapterSpec(
         ("file",), "channels.inapp:InAppFeedChannel", "file:///var/lib/omnicast/outbox/inapp",
         "content cards appended to a JSONL feed per day, checked against the card JSON Schema",
-        files="*.jsonl"),)),  # fmt: skip
+        files="*.jsonl"), _INAPP_WEBHOOK)),  # fmt: skip
 )
 """Every channel omnicast knows, in the order summaries list them."""
 

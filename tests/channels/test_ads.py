@@ -7,6 +7,7 @@ import hashlib
 import io
 import re
 import string
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def test_meta_file_has_the_schema_columns_all_hashed(tmp_path: Path) -> None:
     assert all(HEX64.fullmatch(cell) for row in rows for cell in row.values() if cell)
 
 
-def test_google_file_has_exact_headers_hashes_and_blank_country_and_zip(tmp_path: Path) -> None:
+def test_google_file_has_exact_headers_hashes_and_plain_country_and_zip(tmp_path: Path) -> None:
     channel = AudienceFileChannel("google", tmp_path, clock=lambda: TODAY)
     channel.send_batch([member(1)])
     path = tmp_path / "google-loyal-regulars-20261127-1.csv"
@@ -198,16 +199,43 @@ def test_google_file_has_exact_headers_hashes_and_blank_country_and_zip(tmp_path
     assert row["Email"] == sha256_hex("annsmith@gmail.com")
     assert row["Phone"] == sha256_hex("+15035550100")
     assert row["First Name"] == sha256_hex("ann marie") and row["Last Name"] == sha256_hex("o brien")
-    assert row["Country"] == "" and row["Zip"] == ""
+    assert row["Country"] == "US" and row["Zip"] == "97201"  # unhashed, as Google's template requires
 
 
-@pytest.mark.parametrize("platform", ["meta", "google"])
+@pytest.mark.parametrize("platform", ["meta", "google", "tiktok"])
 def test_audience_files_contain_no_plaintext_identifier(tmp_path: Path, platform: str) -> None:
     channel = AudienceFileChannel(platform, tmp_path, clock=lambda: TODAY)  # type: ignore[arg-type]
     channel.send_batch([member(1), member(2, email="zoe.k@example.org", phone="+44 20 7946 0018")])
-    content = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file()).lower()
-    for plaintext in [*PLAINTEXT, "zoe.k", "example.org", "gmail", "7946", "us,", ",or,"]:
-        assert plaintext.lower() not in content, plaintext
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)  # owner only
+    content = "".join(p.read_text() for p in files).lower()
+    allowed = {"97201"} if platform == "google" else set()  # Google's Zip is plain by its template, nothing else
+    for plaintext in [*PLAINTEXT, "zoe.k", "example.org", "gmail", "7946", ",or,"]:
+        if plaintext not in allowed:
+            assert plaintext.lower() not in content, plaintext
+    if platform != "google":
+        assert "us," not in content and ",us" not in content
+
+
+def test_tiktok_file_has_its_template_columns_and_drops_the_plus_tag(tmp_path: Path) -> None:
+    channel = AudienceFileChannel("tiktok", tmp_path, clock=lambda: TODAY)
+    channel.send_batch([member(1)])
+    row = read_csv(tmp_path / "tiktok-loyal-regulars-20261127-1.csv")[0]
+    assert tuple(row) == ("Email_SHA256", "Phone_SHA256")
+    assert row["Email_SHA256"] == sha256_hex("ann.smith@gmail.com")  # lower case, +coffee gone, dots kept
+    assert row["Phone_SHA256"] == sha256_hex("15035550100")  # country code first, digits only
+
+
+def test_a_removal_uploads_the_stored_hashes_in_a_file_of_its_own(tmp_path: Path) -> None:
+    channel = AudienceFileChannel("meta", tmp_path, clock=lambda: TODAY)
+    stored = ads.identifiers("meta", member(1))
+    erased = replace(member(1), recipient=Recipient(customer_id=1), retract=True, context={"identifiers": stored})
+    results = channel.send_batch([member(2), erased])
+    assert [r.provider_id for r in results] == [
+        "meta-loyal-regulars-20261127-1.csv", "meta-loyal-regulars-remove-20261127-1.csv",
+    ]  # fmt: skip
+    row = read_csv(tmp_path / "meta-loyal-regulars-remove-20261127-1.csv")[0]
+    assert row["email"] == sha256_hex("ann.smith+coffee@gmail.com") and row["fn"] == stored["fn"]
 
 
 def test_each_audience_in_a_batch_gets_its_own_file(tmp_path: Path) -> None:

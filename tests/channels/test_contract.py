@@ -10,6 +10,7 @@ is harmless.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,8 +27,10 @@ from channels.spec import BY_NAME, AdapterOptions, ChannelResources
 from flows.settings import Settings
 from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, message
+from tests.peers.meta_graph import MetaGraphServer
 from tests.peers.postmark_server import PostmarkServer
 from tests.peers.smtp_server import SmtpPeer
+from tests.peers.webhook_receiver import WebhookReceiver
 
 IDS = [1, 2, 3, 4, 5]
 
@@ -114,9 +117,33 @@ def _meta_files(tmp_path: Path) -> Iterator[Case]:
     yield Case(channel, rows, "meta", adapter=adapter)
 
 
+def _inapp_webhook(tmp_path: Path) -> Iterator[Case]:
+    secret = "whsec_" + base64.b64encode(b"contract-webhook-secret-32-bytes").decode()
+    with WebhookReceiver(secret) as receiver:
+        settings = _settings(tmp_path, inapp_webhook_secret=secret)
+        channel, adapter = _open("inapp", f"{receiver.url}?timeout=2&max_retries=1", settings)
+        case = Case(channel, lambda: len(receiver.events), "inapp", adapter=adapter)
+        case.refuse = lambda m: receiver.refuse.add(m.customer_id)
+        case.extra["receiver"] = receiver  # not "server": that key means a Postmark peer to the refusal test
+        yield case
+        channel.close()
+
+
+def _meta_api(tmp_path: Path) -> Iterator[Case]:
+    with MetaGraphServer(token="contract-token", accounts=("1234567890",)) as server:
+        settings = _settings(tmp_path, meta_access_token="contract-token", meta_graph_url=server.url)
+        channel, adapter = _open("meta", "meta://1234567890", settings)
+
+        def held() -> int:
+            return sum(len(members) for members in server.members.values())
+
+        yield Case(channel, held, "meta", adapter=adapter)
+        channel.close()
+
+
 CASES: dict[str, Callable[[Path], Iterator[Case]]] = {
     "memory": _memory, "eml-files": _eml_files, "smtp": _smtp, "postmark": _postmark, "inapp-feed": _inapp,
-    "meta-files": _meta_files,
+    "meta-files": _meta_files, "inapp-webhook": _inapp_webhook, "meta-api": _meta_api,
 }  # fmt: skip
 
 

@@ -24,12 +24,13 @@ def settings(root: Path, **urls: str) -> Settings:
     return Settings(secret_key="test-secret", outbox_dir=root, **urls)
 
 
-def test_opens_the_four_embedded_channels(tmp_path: Path) -> None:
+def test_opens_the_five_embedded_channels(tmp_path: Path) -> None:
     channels = open_channels(settings(tmp_path))
-    assert sorted(channels) == ["email", "google", "inapp", "meta"]
+    assert sorted(channels) == ["email", "google", "inapp", "meta", "tiktok"]
     assert isinstance(channels["email"], EmailChannel)
     assert isinstance(channels["meta"], AudienceFileChannel) and channels["meta"].platform == "meta"
     assert isinstance(channels["google"], AudienceFileChannel) and channels["google"].platform == "google"
+    assert isinstance(channels["tiktok"], AudienceFileChannel) and channels["tiktok"].platform == "tiktok"
     assert isinstance(channels["inapp"], InAppFeedChannel)
     assert all(name == channel.name for name, channel in channels.items())
     assert (tmp_path / "email").is_dir() and (tmp_path / "inapp").is_dir()

@@ -53,7 +53,7 @@ def test_unknown_channel_scheme_names_the_setting(tmp_path: Path) -> None:
 
 def test_channels_default_to_folders_under_the_outbox(tmp_path: Path) -> None:
     channels = open_channels(Settings(secret_key="k", outbox_dir=tmp_path))
-    assert set(channels) == {"email", "meta", "google", "inapp"}
+    assert set(channels) == {"email", "meta", "google", "tiktok", "inapp"}
     assert Settings(outbox_dir=tmp_path).channel_url("meta") == f"file://{tmp_path.resolve()}/audiences"
 
 
