@@ -61,7 +61,7 @@ from models.message import OutboundMessage, Recipient
 from models.offers import OfferReport, allocate_codes, offer_context
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
-from models.segments import AudienceDef, Segment, product_likes
+from models.segments import Segment, product_likes
 from models.segments import members as segment_members
 
 logger = logging.getLogger(__name__)
@@ -172,27 +172,6 @@ def plan_campaign(
     for line in report.lines():
         _log().info(line)
     return messages
-
-
-def plan_audience(
-    engine: Engine, name: str, audience: AudienceDef, segments: Mapping[str, Segment], today: date
-) -> list[OutboundMessage]:
-    """One message per member and platform; the occurrence is the audience itself, so a member is added once."""
-    with session_scope(engine) as session:
-        members = segment_members(session.connection(), segments[audience.segment], today)
-        recipients = _recipients(session, members)
-    return [
-        OutboundMessage(
-            occurrence_key=f"audience:{name}",
-            channel=platform,
-            recipient=recipients[customer_id],
-            campaign=f"audience:{name}",
-            audience=name,
-        )
-        for customer_id in members
-        if customer_id in recipients
-        for platform in audience.platforms
-    ]
 
 
 # ---- the plan --------------------------------------------------------------------------------------------------------

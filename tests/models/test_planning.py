@@ -19,7 +19,7 @@ from models.campaigns import HOLDOUT, Campaign, CampaignFile, load_catalog
 from models.context import Candidate, Diversity, DiversityReport, diversify
 from models.errors import InputError
 from models.experiments import assign_variant
-from models.planning import PlanReport, StoreInfo, plan_audience
+from models.planning import PlanReport, StoreInfo
 from models.planning import plan_campaign as plan_one
 from models.preview import plan_preview
 from models.schema import Assignment, Experiment, OfferCode, Product, Recommendation, TriggerOccurrence
@@ -185,24 +185,6 @@ def test_holdout_share_is_close_to_the_configured_percent(experiment: str, perce
     variants = Counter(assign_variant(experiment, cid, ("A", "B"), percent) for cid in range(4000))
     assert abs(variants[HOLDOUT] / 4000 - percent / 100) < 0.035
     assert set(variants) <= {HOLDOUT, "A", "B"}
-
-
-def test_high_value_audience_is_the_top_tenth_by_net_spend(engine: Engine, store: StoreBuilder) -> None:
-    product = store.product()
-    spenders = [store.customer() for _ in range(20)]
-    for rank, cid in enumerate(spenders, start=1):
-        store.order(cid, at("2026-06-01"), [(product, rank)])
-    refunded_big = store.customer()
-    store.order(refunded_big, at("2026-06-01"), [(product, 100)], refunded_amount=1000.0)
-    cancelled_big = store.customer()
-    store.order(cancelled_big, at("2026-06-01"), [(product, 100)], cancelled_at=at("2026-06-02"))
-
-    messages = plan_audience(engine, "high-value", CATALOG.audiences["high-value"], CATALOG.segments, TODAY)
-
-    members = {m.customer_id for m in messages}
-    assert members == set(spenders[-2:])
-    assert {m.channel for m in messages} == {"meta", "google"}
-    assert {m.occurrence_key for m in messages} == {"audience:high-value"}
 
 
 def test_unknown_campaign_names_the_known_ones() -> None:
