@@ -5,7 +5,8 @@ Each message renders ``templates/inapp/<template>.json.j2`` into a card, the cha
 ``templates/inapp/content_card.schema.json`` before it is appended. A retried message has the same card id, and a
 card id already in the day's file is not appended again; after a crash, ``already_delivered`` finds the cards a
 run wrote before it died in any day's file, so none is appended twice. The app (or a webhook forwarder, later)
-reads the feed.
+reads the feed. A retraction (``OutboundMessage.retract``: the cart was bought, the product ordered again) appends
+``{"id", "event": "card.retracted", "retracts": <card id>, "customer_id", "retracted_at"}``: the app drops that card.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -63,6 +65,33 @@ def build_card(renderer: CardRenderer, message: OutboundMessage, now: datetime, 
     if errors:
         raise PermanentChannelError(f"template {message.template!r} made an invalid card: {'; '.join(errors)}")
     return card
+
+
+_CARD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def retracted_card_id(message: OutboundMessage) -> str:
+    """The id of the card a retraction withdraws: ``context["card_id"]``, or the ledger hash of the message with
+    occurrence key ``context["retracts"]`` (same customer, same channel)."""
+    card_id = message.context.get("card_id")
+    if card_id is not None:
+        if not isinstance(card_id, str) or not _CARD_ID.fullmatch(card_id):
+            raise PermanentChannelError("a retraction's card_id must be a card id (32 lowercase hex digits)")
+        return card_id
+    retracts = message.context.get("retracts")
+    if isinstance(retracts, str) and retracts:
+        return ledger_hash((retracts, message.customer_id, message.channel))
+    raise PermanentChannelError(
+        "a retraction must name the card it withdraws: context 'retracts' (the occurrence key of the message that "
+        "delivered it) or 'card_id'"
+    )
+
+
+def retraction_event(message: OutboundMessage, now: datetime) -> dict[str, Any]:
+    """The feed line that takes a card back: its own id (the retraction's ledger hash, so a rerun finds it), the
+    card it withdraws, whose it was and when."""
+    return {"id": ledger_hash(message.ledger_key), "event": "card.retracted", "retracts": retracted_card_id(message),
+            "customer_id": message.customer_id, "retracted_at": now.isoformat(timespec="seconds")}  # fmt: skip
 
 
 @cache
@@ -151,7 +180,7 @@ class InAppFeedChannel(Channel):
         built: list[dict[str, Any] | DeliveryResult] = []
         for message in messages:
             try:
-                built.append(self.card(message, now))
+                built.append(retraction_event(message, now) if message.retract else self.card(message, now))
             except ChannelConfigError:
                 raise
             except ChannelError as exc:

@@ -63,7 +63,7 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.inapp import DEFAULT_TTL, MAX_TTL, build_card
+from channels.inapp import DEFAULT_TTL, MAX_TTL, build_card, retracted_card_id
 from channels.outbox import ledger_hash
 from channels.render import CardRenderer
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
@@ -255,23 +255,6 @@ class InAppWebhook(Channel):
 
 
 # building events -------------------------------------------------------------------------------------------------
-
-
-def retracted_card_id(message: OutboundMessage) -> str:
-    """The id of the card a retraction withdraws: ``context["card_id"]``, or the ledger hash of the message with
-    occurrence key ``context["retracts"]`` (same customer, same channel)."""
-    card_id = message.context.get("card_id")
-    if card_id is not None:
-        if not isinstance(card_id, str) or not _CARD_ID.fullmatch(card_id):
-            raise PermanentChannelError("a retraction's card_id must be a card id (32 lowercase hex digits)")
-        return card_id
-    retracts = message.context.get("retracts")
-    if isinstance(retracts, str) and retracts:
-        return ledger_hash((retracts, message.customer_id, message.channel))
-    raise PermanentChannelError(
-        "a retraction must name the card it withdraws: context 'retracts' (the occurrence key of the message that "
-        "delivered it) or 'card_id'"
-    )
 
 
 def webhook_id(message: OutboundMessage) -> str:

@@ -20,11 +20,20 @@ from channels.report import RETRYABLE_REASONS
 from flows.audiences import plan_audiences
 from flows.campaign import plan_campaigns
 from flows.deliver import Delivery, deliver
-from flows.runtime import load_run_settings, run_date, run_logger, run_resources, run_title, source_warnings
+from flows.runtime import (
+    Resources,
+    load_run_settings,
+    run_date,
+    run_logger,
+    run_resources,
+    run_title,
+    source_warnings,
+)
 from flows.summary import day_summary_markdown
 from flows.sync import run_sync
 from flows.train import run_train
 from flows.triggers import run_triggers
+from models.message import OutboundMessage
 from models.recommender import TrainReport
 from sources.load import SyncReport
 
@@ -83,7 +92,7 @@ def daily_flow(as_of: str | None = None, demo_workdir: str | None = None) -> Sta
         trained = run_train(resources)
         found = run_triggers(resources, day)
         audiences = plan_audiences(resources, day, None)
-        messages = plan_campaigns(resources, day, None, kinds=kinds) + audiences.messages
+        messages = plan_campaigns(resources, day, None, kinds=kinds) + audiences.messages + retract_cards(resources)
         delivery: Delivery = deliver(resources, messages)
         audiences.settle(resources)
     day_report = DayReport(
@@ -93,6 +102,18 @@ def daily_flow(as_of: str | None = None, demo_workdir: str | None = None) -> Sta
         key="daily-summary", markdown=day_summary_markdown(day_report), description=f"omnicast day {day}"
     )
     return final_state(day_report)
+
+
+def retract_cards(resources: Resources) -> list[OutboundMessage]:
+    """Cart and refill cards whose moment has ended (bought, reordered), to take back; none when in-app is off."""
+    from channels.registry import UnconfiguredChannel
+    from models.retractions import plan_retractions
+
+    if isinstance(resources.open_channels().get("inapp"), UnconfiguredChannel):
+        return []
+    retractions = plan_retractions(resources.engine)
+    run_logger().info("in-app cards to take back (bought or reordered since): %s", f"{len(retractions):,}")
+    return retractions
 
 
 def final_state(day: DayReport) -> State:

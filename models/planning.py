@@ -199,7 +199,7 @@ def plan_targets(
     known = {c for c, items in candidates.items() if any(item.kind != "popular" for item in items)}
     if spec.likes:  # a "likes fruity" campaign shows fruity picks: the customer's own first, then popular ones
         candidates = {c: [item for item in items if _liked(item, spec.likes)] for c, items in candidates.items()}
-    own = _own_items(session, targets)
+    own = own_items(session, targets)
     kept: list[Target] = []
     for target in targets:
         if spec.trigger_kind in ("abandoned_cart", "replenishment") and not own.get(_key(target)):
@@ -487,7 +487,7 @@ def _liked(item: _Item, likes: Sequence[str]) -> bool:
     return product_likes(item.product.flavour_notes, item.product.tags, likes)
 
 
-def _own_items(session: Session, targets: list[Target]) -> dict[tuple[str, int], list[_Item]]:
+def own_items(session: Session, targets: list[Target]) -> dict[tuple[str, int], list[_Item]]:
     """The trigger's own products per target, as they are now: the cart's items not bought since the cart (active
     ones, most recent first), or the product running low unless reordered since; the rest have none."""
     wanted: dict[tuple[str, int], list[int]] = {}
