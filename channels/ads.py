@@ -183,12 +183,13 @@ def meta_row(message: OutboundMessage) -> list[str]:
 
 
 def google_zip(value: str | None, country: str | None) -> str | None:
-    """Customer Match's Zip, unhashed as its template asks: US codes as their 5 digits, others trimmed."""
-    code = " ".join((value or "").split())
+    """Customer Match's Zip, unhashed as its template asks: US codes as their 5 digits, others as their ASCII
+    letters, digits, spaces and dashes (upper case, at most 12), anything else in the cell dropped."""
     if (country or "").upper() == "US":
-        digits = "".join(c for c in code if c.isdigit())
+        digits = "".join(c for c in (value or "") if c in "0123456789")
         return digits[:5] if len(digits) >= 5 else None
-    return code or None
+    code = " ".join(re.sub(r"[^0-9A-Za-z -]", "", value or "").split()).upper()
+    return code[:12].strip() or None
 
 
 def google_row(message: OutboundMessage) -> list[str]:

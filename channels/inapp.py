@@ -59,8 +59,14 @@ def build_card(renderer: CardRenderer, message: OutboundMessage, now: datetime, 
         campaign=message.campaign,
         variant=message.variant,
         customer_id=message.customer_id,
+        user_id=message.recipient.user_id,
+        created_at=now.isoformat(timespec="seconds"),
         expires_at=(now + ttl).isoformat(timespec="seconds"),
     )
+    card.setdefault("dismissible", True)
+    card.setdefault("pinned", False)
+    card.setdefault("extras", {"campaign": message.campaign, "variant": message.variant or "",
+                               "template": message.template})  # fmt: skip
     errors = card_errors(card, now=now)  # names rules and keys, never a value
     if errors:
         raise PermanentChannelError(f"template {message.template!r} made an invalid card: {'; '.join(errors)}")

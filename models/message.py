@@ -30,6 +30,9 @@ class Recipient:
     zip: str | None = None
     birthday: date | None = None
     timezone: str | None = None
+    user_id: str | None = None
+    """The id the store's app knows the person by (their Shopify customer id, else CRM record id, else analytics
+    user id): what in-app cards and the pull API call them, never omnicast's internal row id."""
 
 
 @dataclass(frozen=True)

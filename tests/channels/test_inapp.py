@@ -39,8 +39,16 @@ def test_every_template_makes_a_schema_valid_card(tmp_path: Path, template: str)
     assert list(card_validator().iter_errors(card)) == []
     assert card["id"] == ledger_hash(message(5, channel="inapp").ledger_key)
     assert card["customer_id"] == 5 and card["campaign"] == "weekly-picks" and card["variant"] == "b"
-    assert card["items"][0] == {"sku": "BL-000", "title": "Ethiopia Yirgacheffe Lot 0",
-                                "explanation": "Because you bought Kenya AA Nyeri"}  # fmt: skip
+    item = card["items"][0]  # type: ignore[index]
+    assert {k: item[k] for k in ("sku", "title", "explanation", "price")} == {
+        "sku": "BL-000", "title": "Ethiopia Yirgacheffe Lot 0", "explanation": "Because you bought Kenya AA Nyeri",
+        "price": 18.5,
+    }  # fmt: skip
+    assert item["url"].startswith("https://beanandleaf.example/products/") and item["image_url"].startswith("https://")
+    assert card["button"] and card["dismissible"] is True and card["pinned"] is (template == "abandoned_cart")
+    assert card["user_id"] is None  # a test recipient with no Shopify, CRM or analytics id
+    assert card["extras"] == {"campaign": "weekly-picks", "variant": "b", "template": template}
+    assert datetime.fromisoformat(str(card["created_at"])) == NOW
     assert datetime.fromisoformat(str(card["expires_at"])) == NOW + timedelta(days=14)
     assert result.provider_id == f"20261127.jsonl#{card['id']}"
 
