@@ -373,3 +373,21 @@ class AudienceMember(SQLModel, table=True):
     identifiers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     occurrence_key: str = Field(description="the ledger key of the addition or removal in flight (or the last one)")
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InAppCard(SQLModel, table=True):
+    """A content card held for apps that fetch (``OMNICAST_INAPP_URL=pull://``), read by ``GET /v1/customers/…/cards``.
+
+    ``id`` is the card's id (the ledger hash of the message that made it), so a retried message is stored once.
+    A retraction sets ``retracted_at``; a retracted or expired card is no longer served (the row stays: the channel
+    answers ``already_delivered`` from it)."""
+
+    __tablename__ = "inapp_cards"
+    id: str = Field(primary_key=True, description="the card id: 32 hex digits, the ledger hash")
+    customer_id: int = Field(index=True, description="no foreign key, like the ledger's other copies of it")
+    card: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    campaign: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    retracted_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

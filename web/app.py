@@ -39,6 +39,7 @@ from channels.email import signing_key
 from channels.tokens import ClickClaim, InvalidTokenError, TokenSigner, UnsubscribeClaim
 from flows.settings import Settings
 from models.campaigns import load_catalog
+from web.api import api_router
 from web.clicks import record_click, with_utm
 from web.forms import MAX_FORM_BYTES, BodyError, parse_form, read_body
 from web.pages import SECURITY_HEADERS, render
@@ -53,7 +54,7 @@ NOTICES = {
     "saved": "Saved: your choices are updated.",
 }
 DONE = {"unsubscribe_all": "unsubscribed", "resubscribe": "resubscribed", "topics": "saved"}
-_TOKEN_PATH = re.compile(r"/([uc])/[^/?#]+")
+_TOKEN_PATH = re.compile(r"/([uc]|v1/customers)/[^/?#]+")  # tokens, and the pull API's customer ids
 
 log = logging.getLogger("omnicast.web")
 Clock = Callable[[], datetime]
@@ -67,9 +68,12 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     app = FastAPI(title="omnicast", docs_url=None, redoc_url=None, openapi_url=None)
     router = answers.router()
     app.include_router(router)
+    api = api_router(settings, engine, answers.clock)  # GET /v1/customers/{external_id}/… (web/api.py)
+    app.include_router(api)
     prefix = urlsplit(settings.links_url).path.rstrip("/")
     if prefix:
         app.include_router(router, prefix=prefix)
+        app.include_router(api, prefix=prefix)
     app.add_middleware(_Guard)
     return app
 

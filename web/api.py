@@ -1,0 +1,234 @@
+"""The pull API of ``omnicast serve``, for apps that fetch rather than receive::
+
+    GET /v1/customers/{external_id}/cards               the customer's live in-app cards, newest first
+    GET /v1/customers/{external_id}/recommendations     their top recommendations (?limit=1..50, default 10)
+
+``external_id`` is the app's user id, which is the store's customer id (the Shopify Customer ID of the customers
+export, identity source ``shopify``); an id omnicast does not know (or a person erased by ``omnicast forget``) is 404.
+
+Every request carries an API key from ``OMNICAST_API_KEYS`` (comma-separated, so a key can be rotated: add the new
+one, move the apps, drop the old one) as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; keys are compared in
+constant time. No key configured: 503 saying to set it. A missing or wrong key: 401 with ``WWW-Authenticate``.
+
+Answers are JSON with a strong ``ETag`` over the body and ``Cache-Control: private, no-cache``: an app sends
+``If-None-Match`` and gets 304 with no body while nothing changed. Cards are the ones the ``pull://`` in-app adapter
+stored (``channels/inapp_store.py``): not retracted, not expired, at most ``MAX_CARDS``. Each answer costs two indexed
+queries (the identity, then the cards or recommendations), run in the threadpool. Nothing here logs a key, an id or
+a card (``web.app`` logs the path with the customer's id replaced by ``…``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection, select, true
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from models.errors import ConfigurationError
+from models.identity import SHOPIFY
+from models.schema import Identity, InAppCard, Product, Recommendation
+
+__all__ = ["API_KEYS_SETTING", "DEFAULT_LIMIT", "MAX_CARDS", "MAX_LIMIT", "PullApi", "api_keys", "api_router"]
+
+API_KEYS_SETTING = "OMNICAST_API_KEYS"
+GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+MIN_KEY_CHARS = 16
+MAX_EXTERNAL_ID = 255
+MAX_CARDS = 100
+DEFAULT_LIMIT, MAX_LIMIT = 10, 50
+CACHE = {"Cache-Control": "private, no-cache", "Vary": "Authorization, X-API-Key", "X-Content-Type-Options": "nosniff"}
+ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+CHALLENGE = 'Bearer realm="omnicast"'
+
+IDENTITIES = Identity.__table__  # type: ignore[attr-defined]
+CARDS = InAppCard.__table__  # type: ignore[attr-defined]
+RECOMMENDATIONS = Recommendation.__table__  # type: ignore[attr-defined]
+PRODUCTS = Product.__table__  # type: ignore[attr-defined]
+
+_LIMIT = re.compile(r"^[0-9]{1,3}$")
+_ETAG = re.compile(r'(?:W/)?("[^"]*")')
+
+
+def api_keys(settings: Any) -> tuple[str, ...]:
+    """The keys in ``settings.api_keys`` (a string or a secret, comma-separated; empty when unset).
+    ``ConfigurationError`` for a key too short to be a secret."""
+    value = getattr(settings, "api_keys", None)
+    if value is not None and hasattr(value, "get_secret_value"):  # a pydantic SecretStr
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return ()
+    keys = tuple(key for key in (part.strip() for part in value.split(",")) if key)
+    for n, key in enumerate(keys, start=1):
+        if len(key) < MIN_KEY_CHARS or any(ch.isspace() or not ch.isprintable() for ch in key):
+            which = f"key {n} of {len(keys)}" if len(keys) > 1 else "the key"
+            raise ConfigurationError(
+                f"{API_KEYS_SETTING}: {which} is not a usable API key (at least {MIN_KEY_CHARS} printable characters, "
+                f"no spaces; keys are separated by commas); generate one with {GENERATE}"
+            )
+    return keys
+
+
+def api_router(settings: Any, engine: Engine, clock: Callable[[], datetime]) -> APIRouter:
+    """The ``/v1`` routes on ``engine`` (``create_app`` mounts them)."""
+    return PullApi(settings, engine, clock).router()
+
+
+class PullApi:
+    """The handlers, with what they share: the key digests, the database, the clock, the store's URL."""
+
+    def __init__(self, settings: Any, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self.digests = tuple(hashlib.sha256(key.encode()).digest() for key in api_keys(settings))
+        self.engine = engine
+        self.clock = clock
+        self.store_url = str(getattr(settings, "public_url", "")).rstrip("/")
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/v1/customers/{external_id}/cards", self.cards, methods=["GET"])
+        router.add_api_route("/v1/customers/{external_id}/recommendations", self.recommendations, methods=["GET"])
+        return router
+
+    # --- handlers ----------------------------------------------------------------------------------------------
+
+    async def cards(self, external_id: str, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        if len(external_id) > MAX_EXTERNAL_ID:
+            return _error("unknown customer", 404)
+        cards = await run_in_threadpool(self._read_cards, external_id, self.clock())
+        if cards is None:
+            return _error("unknown customer", 404)
+        return _answer(request, {"customer": external_id, "cards": cards})
+
+    async def recommendations(self, external_id: str, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        given = request.query_params.get("limit")
+        if given is not None and not (_LIMIT.fullmatch(given) and 1 <= int(given) <= MAX_LIMIT):
+            return _error(f"limit must be a whole number from 1 to {MAX_LIMIT}", 400)
+        limit = int(given) if given is not None else DEFAULT_LIMIT
+        if len(external_id) > MAX_EXTERNAL_ID:
+            return _error("unknown customer", 404)
+        items = await run_in_threadpool(self._read_recommendations, external_id, limit)
+        if items is None:
+            return _error("unknown customer", 404)
+        return _answer(request, {"customer": external_id, "recommendations": items})
+
+    # --- auth --------------------------------------------------------------------------------------------------
+
+    def _refusal(self, request: Request) -> Response | None:
+        """503 when no key is configured, 401 for a missing or wrong key, ``None`` when the key is one of ours."""
+        if not self.digests:
+            return _error(f"the pull API is off: set {API_KEYS_SETTING} (comma-separated API keys; generate one with "
+                          f"{GENERATE}) and restart omnicast serve", 503)  # fmt: skip
+        given = _presented_key(request)
+        if given is None:
+            return _error("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>", 401,
+                          {"WWW-Authenticate": CHALLENGE})  # fmt: skip
+        digest = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+        matched = False
+        for known in self.digests:  # every key compared, each in constant time
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            return _error("the API key is not valid", 401, {"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'})
+        return None
+
+    # --- database ----------------------------------------------------------------------------------------------
+
+    def _read_cards(self, external_id: str, now: datetime) -> list[Any] | None:
+        with self.engine.connect() as conn:
+            customer_id = _customer_id(conn, external_id)
+            if customer_id is None:
+                return None
+            rows = conn.execute(
+                select(CARDS.c.card)
+                .where(CARDS.c.customer_id == customer_id, CARDS.c.retracted_at.is_(None), CARDS.c.expires_at > now)
+                .order_by(CARDS.c.created_at.desc(), CARDS.c.id.desc())
+                .limit(MAX_CARDS)
+            )
+            return [card for (card,) in rows]
+
+    def _read_recommendations(self, external_id: str, limit: int) -> list[dict[str, Any]] | None:
+        with self.engine.connect() as conn:
+            customer_id = _customer_id(conn, external_id)
+            if customer_id is None:
+                return None
+            rows = conn.execute(
+                select(RECOMMENDATIONS.c.rank, RECOMMENDATIONS.c.model, RECOMMENDATIONS.c.explanation,
+                       PRODUCTS.c.sku, PRODUCTS.c.title, PRODUCTS.c.handle, PRODUCTS.c.image_url, PRODUCTS.c.price)
+                .join(PRODUCTS, PRODUCTS.c.id == RECOMMENDATIONS.c.product_id)
+                .where(RECOMMENDATIONS.c.customer_id == customer_id, PRODUCTS.c.active == true())
+                .order_by(RECOMMENDATIONS.c.rank)
+                .limit(limit)
+            ).all()  # fmt: skip
+        return [
+            {
+                "rank": row.rank,
+                "sku": row.sku,
+                "title": row.title,
+                "url": f"{self.store_url}/products/{row.handle}",  # as planning links a product (StoreInfo)
+                "image_url": row.image_url,
+                "price": row.price,
+                "explanation": row.explanation,
+                "model": row.model,
+            }
+            for row in rows
+        ]
+
+
+def _customer_id(conn: Connection, external_id: str) -> int | None:
+    """The golden profile of the store customer ``external_id`` (one unique-index lookup); ``None`` when unknown."""
+    found = conn.execute(
+        select(IDENTITIES.c.customer_id)
+        .where(IDENTITIES.c.source == SHOPIFY, IDENTITIES.c.external_id == external_id)
+        .limit(1)
+    ).scalar()
+    return int(found) if found is not None else None
+
+
+def _presented_key(request: Request) -> str | None:
+    """The key in ``Authorization: Bearer …``, else in ``X-API-Key``; ``None`` when neither carries one."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    key = request.headers.get("x-api-key", "").strip()
+    return key or None
+
+
+def _answer(request: Request, payload: dict[str, Any]) -> Response:
+    """``payload`` as JSON with a strong ETag over the body; 304 without a body when ``If-None-Match`` holds it."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {**CACHE, "ETag": etag}
+    if _none_match(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _none_match(header: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (weak comparison, as RFC 9110 §13.1.2 asks) or is ``*``."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in _ETAG.findall(header)
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": message}).encode()
+    return Response(
+        body, status_code=status, media_type="application/json", headers={**ERROR_HEADERS, **(headers or {})}
+    )
