@@ -129,6 +129,20 @@ _META_API = AdapterSpec(
                     "Meta Graph API base URL (a local stand-in in tests)."),
     ),
 )  # fmt: skip
+_GOOGLE_API = AdapterSpec(
+    ("google",), "channels.google:GoogleDataManagerApi",
+    "google://ACCOUNT_ID?lists=churn-risk:1234567,high-value:7654321",
+    "Google Data Manager API: each audience kept in step with its Customer Match user list (?lists=AUDIENCE:"
+    "USER_LIST_ID,…) by audienceMembers:ingest/remove, ≤ 10,000 members a request; SHA-256 email, phone and names, "
+    "country and postal code plain",
+    settings=(
+        SettingSpec("google_access_token", None,
+                    "OAuth 2.0 access token with the https://www.googleapis.com/auth/datamanager scope for google:// "
+                    "audiences (Google access tokens expire after about an hour: supply a fresh one per run)."),
+        SettingSpec("google_datamanager_url", "https://datamanager.googleapis.com",
+                    "Google Data Manager API base URL (a local stand-in in tests)."),
+    ),
+)  # fmt: skip
 _INAPP_WEBHOOK = AdapterSpec(
     ("http", "https"), "channels.inapp_webhook:InAppWebhook", "https://app.example.com/hooks/omnicast",
     "one signed POST per card (Standard Webhooks: card.created, card.retracted); webhook-id from the ledger key, so "
@@ -147,7 +161,8 @@ CHANNELS: tuple[ChannelSpec, ...] = (
         "Meta customer-list CSV files, SHA-256 hashed identifiers only", files="meta-*.csv"), _META_API)),  # fmt: skip
     ChannelSpec("google", "google_audience_url", "Google Customer Match", "audiences", (AdapterSpec(
         ("file",), "channels.ads:GoogleAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
-        "Customer Match CSV files per Google's template (Country, Zip plain)", files="google-*.csv"),)),  # fmt: skip
+        "Customer Match CSV files per Google's template (Country, Zip plain)", files="google-*.csv"),
+        _GOOGLE_API)),  # fmt: skip
     ChannelSpec("tiktok", "tiktok_audience_url", "TikTok custom audiences", "audiences", (AdapterSpec(
         ("file",), "channels.ads:TiktokAudienceFiles", "file:///var/lib/omnicast/outbox/audiences",
         "TikTok customer files, SHA-256 hashed email and phone", files="tiktok-*.csv"),)),  # fmt: skip

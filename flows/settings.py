@@ -22,7 +22,8 @@ from models.db import redact_url
 from models.errors import ConfigurationError
 
 PREFIX = "OMNICAST_"
-SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token", "inapp_webhook_secret", "meta_access_token"})
+SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token", "inapp_webhook_secret", "meta_access_token",
+                           "google_access_token"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")

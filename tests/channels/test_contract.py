@@ -22,11 +22,13 @@ from sqlalchemy.engine import Engine
 
 from channels.base import Channel, InMemoryChannel, PermanentChannelError
 from channels.dispatch import dispatch
+from channels.google import member_values
 from channels.registry import open_channel
 from channels.spec import BY_NAME, AdapterOptions, ChannelResources
 from flows.settings import Settings
 from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, message
+from tests.peers.google_dm import GoogleDataManagerServer
 from tests.peers.meta_graph import MetaGraphServer
 from tests.peers.postmark_server import PostmarkServer
 from tests.peers.smtp_server import SmtpPeer
@@ -141,9 +143,24 @@ def _meta_api(tmp_path: Path) -> Iterator[Case]:
         channel.close()
 
 
+def _google_api(tmp_path: Path) -> Iterator[Case]:
+    with GoogleDataManagerServer(token="contract-token", accounts={"1234567890": {"5550001"}}) as server:
+        settings = _settings(tmp_path, google_access_token="contract-token", google_datamanager_url=server.url)
+        channel, adapter = _open("google", "google://1234567890?lists=loyal-regulars:5550001", settings)
+
+        def held() -> int:
+            return sum(len(members) for members in server.members.values())
+
+        case = Case(channel, held, "google", adapter=adapter)
+        case.refuse = lambda m: server.refused.add(member_values(m)["email"])
+        yield case
+        channel.close()
+
+
 CASES: dict[str, Callable[[Path], Iterator[Case]]] = {
     "memory": _memory, "eml-files": _eml_files, "smtp": _smtp, "postmark": _postmark, "inapp-feed": _inapp,
     "meta-files": _meta_files, "inapp-webhook": _inapp_webhook, "meta-api": _meta_api,
+    "google-api": _google_api,
 }  # fmt: skip
 
 
