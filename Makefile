@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_recommender.py
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_smtp.py
+	$(BIN)/python bench/bench_pull_api.py
 
 clean:
 	rm -rf $(VENV) demo omnicast.db .pytest_cache

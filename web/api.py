@@ -3,8 +3,10 @@
     GET /v1/customers/{external_id}/cards               the customer's live in-app cards, newest first
     GET /v1/customers/{external_id}/recommendations     their top recommendations (?limit=1..50, default 10)
 
-``external_id`` is the app's user id, which is the store's customer id (the Shopify Customer ID of the customers
-export, identity source ``shopify``); an id omnicast does not know (or a person erased by ``omnicast forget``) is 404.
+``external_id`` is the app's user id, the one the in-app cards carry (``channels.recipients.app_user_ids``): the
+store's customer id (the Shopify Customer ID of the customers export), or for someone the store does not know, their
+CRM record id; an id that is nobody's app user id (a CRM id of a store customer, an email, a person erased by
+``omnicast forget``) is 404.
 
 Every request carries an API key from ``OMNICAST_API_KEYS`` (comma-separated, so a key can be rotated: add the new
 one, move the apps, drop the old one) as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; keys are compared in
@@ -12,9 +14,9 @@ constant time. No key configured: 503 saying to set it. A missing or wrong key: 
 
 Answers are JSON with a strong ``ETag`` over the body and ``Cache-Control: private, no-cache``: an app sends
 ``If-None-Match`` and gets 304 with no body while nothing changed. Cards are the ones the ``pull://`` in-app adapter
-stored (``channels/inapp_store.py``): not retracted, not expired, at most ``MAX_CARDS``. Each answer costs two indexed
-queries (the identity, then the cards or recommendations), run in the threadpool. Nothing here logs a key, an id or
-a card (``web.app`` logs the path with the customer's id replaced by ``…``).
+stored (``channels/inapp_store.py``): not retracted, not expired, at most ``MAX_CARDS``. Each answer costs three
+indexed queries (the identity, the person's own ids, then the cards or recommendations), run in the threadpool.
+Nothing here logs a key, an id or a card (``web.app`` logs the path with the customer's id replaced by ``…``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from sqlalchemy import Connection, select, true
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from channels.recipients import USER_ID_SOURCES, app_user_ids
 from models.errors import ConfigurationError
-from models.identity import SHOPIFY
 from models.schema import Identity, InAppCard, Product, Recommendation
 
 __all__ = ["API_KEYS_SETTING", "DEFAULT_LIMIT", "MAX_CARDS", "MAX_LIMIT", "PullApi", "api_keys", "api_router"]
@@ -188,13 +190,18 @@ class PullApi:
 
 
 def _customer_id(conn: Connection, external_id: str) -> int | None:
-    """The golden profile of the store customer ``external_id`` (one unique-index lookup); ``None`` when unknown."""
-    found = conn.execute(
+    """The golden profile whose app user id is ``external_id`` (the id its in-app cards carry: the store's customer id,
+    else a CRM or analytics id, as ``channels.recipients.app_user_ids`` picks it); ``None`` when nobody's is. One
+    lookup in the identities' (source, external id) index, then the candidate's own ids to confirm it."""
+    candidates = conn.execute(
         select(IDENTITIES.c.customer_id)
-        .where(IDENTITIES.c.source == SHOPIFY, IDENTITIES.c.external_id == external_id)
-        .limit(1)
-    ).scalar()
-    return int(found) if found is not None else None
+        .where(IDENTITIES.c.source.in_(USER_ID_SOURCES), IDENTITIES.c.external_id == external_id)
+        .distinct()
+    ).scalars()
+    for customer_id in sorted(candidates):  # one, but for a CRM id equal to another person's store id
+        if app_user_ids(conn, [customer_id]).get(customer_id) == external_id:
+            return int(customer_id)
+    return None
 
 
 def _presented_key(request: Request) -> str | None:

@@ -9,6 +9,7 @@ proxy may pass the path through or strip it)::
     GET  /c/{token}               tracked link: records the click, 302 to the target with UTM parameters
     POST /webhooks/postmark       Postmark bounce / spam-complaint / subscription-change webhooks (basic auth)
     GET  /healthz                 200 when the database answers
+    GET  /v1/customers/{id}/cards, /v1/customers/{id}/recommendations   the pull API (web/api.py; API key)
 
 A token that is forged, altered, made with another key or for another purpose (a click token on ``/u/``) gets 404
 and changes nothing; every handler is safe to call twice. Logs name the route and the status, never a token, an

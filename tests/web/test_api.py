@@ -148,13 +148,18 @@ def test_keys_come_from_OMNICAST_API_KEYS_and_a_weak_key_stops_the_app(
 # --- customers -------------------------------------------------------------------------------------------------------
 
 
-def test_an_unknown_customer_is_404_including_other_sources_ids(engine: Engine, clock: Clock) -> None:
+def test_the_app_user_id_finds_the_customer_and_any_other_id_is_404(engine: Engine, clock: Clock) -> None:
+    """The app's user id is the id the cards carry: the store's customer id, a CRM id only for a CRM-only person."""
     add_shop_customers(engine, {1: SHOP_ID})
+    add_customers(engine, [2], channel="inapp")
     with engine.begin() as conn:
-        conn.execute(insert(Identity.__table__).values(  # type: ignore[attr-defined]
-            customer_id=1, source="crm", external_id="crm-42", seen_at=SEEN))  # fmt: skip
+        conn.execute(insert(Identity.__table__), [  # type: ignore[attr-defined]
+            {"customer_id": 1, "source": "crm", "external_id": "crm-41", "seen_at": SEEN},
+            {"customer_id": 2, "source": "crm", "external_id": "crm-42", "seen_at": SEEN},
+        ])  # fmt: skip
     client = api_client(engine, clock)
-    for external in ("7309999999999", "1", "crm-42", "c1@example.com", "x" * 300):
+    assert client.get("/v1/customers/crm-42/cards", headers=BEARER).json() == {"customer": "crm-42", "cards": []}
+    for external in ("7309999999999", "1", "2", "crm-41", "c1@example.com", "x" * 300):
         for route in ("cards", "recommendations"):
             answer = client.get(f"/v1/customers/{external}/{route}", headers=BEARER)
             assert answer.status_code == 404 and answer.json() == {"error": "unknown customer"}
