@@ -30,7 +30,6 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -53,12 +52,6 @@ TARGET_MS = 20.0
 SHOP_BASE = 7_000_000_000_000
 EXPLANATIONS = ["Because you bought Kenya AA Nyeri", "Because you showed interest in Colombia Huila",
                 "Matches your taste: fruity, light roast", "Picked for you: popular this week"]  # fmt: skip
-
-
-class BenchSettings(Settings):
-    """The settings with ``api_keys`` whether or not ``flows.settings`` declares it yet."""
-
-    api_keys: SecretStr | None = None
 
 
 # --- the store -------------------------------------------------------------------------------------------------------
@@ -156,7 +149,7 @@ def serve(url: str) -> None:
     from flows.cli_answers import _listen, _run
     from web.app import create_app
 
-    settings = BenchSettings(_env_file=None, database_url=url, secret_key="bench-secret-key-0123456789",  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=url, secret_key="bench-secret-key-0123456789",  # type: ignore[call-arg]
                              serve_url="http://127.0.0.1", api_keys=KEY)  # fmt: skip
     engine = make_engine(url)
     listener = _listen("127.0.0.1", 0)

@@ -154,6 +154,13 @@ _INAPP_WEBHOOK = AdapterSpec(
 )  # fmt: skip
 
 
+_INAPP_PULL = AdapterSpec(
+    ("pull",), "channels.inapp_store:InAppStore", "pull://",
+    "cards kept in omnicast's database for apps to fetch from `omnicast serve` (GET /v1/customers/{id}/cards, API "
+    "key, ETag); retractions hide them; one row per card id, so a retry is stored once",
+)  # fmt: skip
+
+
 CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("email", "email_url", "Email", "email", (_EMAIL_FILES, _SMTP, _POSTMARK)),
     ChannelSpec("meta", "meta_audience_url", "Meta custom audiences", "audiences", (AdapterSpec(
@@ -169,7 +176,7 @@ CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("inapp", "inapp_url", "In-app cards", "inapp", (AdapterSpec(
         ("file",), "channels.inapp:InAppFeedChannel", "file:///var/lib/omnicast/outbox/inapp",
         "content cards appended to a JSONL feed per day, checked against the card JSON Schema",
-        files="*.jsonl"), _INAPP_WEBHOOK)),  # fmt: skip
+        files="*.jsonl"), _INAPP_WEBHOOK, _INAPP_PULL)),  # fmt: skip
 )
 """Every channel omnicast knows, in the order summaries list them."""
 

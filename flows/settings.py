@@ -23,7 +23,7 @@ from models.errors import ConfigurationError
 
 PREFIX = "OMNICAST_"
 SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token", "inapp_webhook_secret", "meta_access_token",
-                           "google_access_token"})
+                           "google_access_token", "api_keys"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -90,6 +90,12 @@ class BaseOmnicastSettings(BaseSettings):
         None,
         description="HH:MM-HH:MM in the customer's time zone (e.g. 21:00-08:00): marketing email due then is deferred "
         "to the end of the quiet hours, never dropped. Unset = send at any hour.",
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys for the pull API of `omnicast serve` (GET /v1/customers/{id}/cards and "
+        "/recommendations), comma-separated (two while rotating); apps send one as Authorization: Bearer KEY or "
+        "X-API-Key: KEY. Unset: the /v1 routes answer 503.",
     )
     audience_min_size: int | None = Field(
         None,

@@ -10,7 +10,8 @@ one transaction:
   ``erased_at`` is set; the row itself stays, so orders, events and the ledger keep pointing at a nobody;
 * their source records (``identities``) are deleted, the email of their orders (and of any order placed with the
   address) is blanked, their devices' analytics events lose the device id, their trigger occurrences are deleted
-  (a birthday's due date is the birthday), quarantined input rows holding the address or phone are deleted;
+  (a birthday's due date is the birthday), the in-app cards held for the app to fetch are deleted (a title holds
+  a first name), quarantined input rows holding the address or phone are deleted;
 * the ledger keeps its rows (state, reason, ids: what was sent when) but loses every planned payload; messages not
   yet handed over are recorded as ``suppressed: erased`` so no run tries to finish them.
 
@@ -36,6 +37,7 @@ from models.schema import (
     Customer,
     Event,
     Identity,
+    InAppCard,
     Message,
     Order,
     QuarantineRow,
@@ -52,6 +54,7 @@ CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 MESSAGES = Message.__table__  # type: ignore[attr-defined]
 QUARANTINE = QuarantineRow.__table__  # type: ignore[attr-defined]
 TRIGGERS = TriggerOccurrence.__table__  # type: ignore[attr-defined]
+CARDS = InAppCard.__table__  # type: ignore[attr-defined]
 SUPPRESSIONS = Suppression.__table__  # type: ignore[attr-defined]
 
 REASON = "erased"
@@ -78,6 +81,7 @@ class ErasureReport:
     orders_blanked: int = 0
     events_blanked: int = 0
     triggers_deleted: int = 0
+    cards_deleted: int = 0
     quarantine_deleted: int = 0
     payloads_cleared: int = 0
     messages_suppressed: int = 0
@@ -132,6 +136,7 @@ def forget(engine: Engine, email: str, *, now: datetime | None = None) -> Erasur
             report.triggers_deleted = _count(
                 conn.execute(delete(TRIGGERS).where(TRIGGERS.c.customer_id.in_(customer_ids)))
             )
+            report.cards_deleted = _count(conn.execute(delete(CARDS).where(CARDS.c.customer_id.in_(customer_ids))))
             report.messages_suppressed = _count(conn.execute(
                 update(MESSAGES).where(MESSAGES.c.customer_id.in_(customer_ids), _unsent())
                 .values(state="suppressed", reason=REASON, payload=null(), not_before=None, updated_at=when)

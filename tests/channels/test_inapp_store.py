@@ -20,7 +20,7 @@ from channels.inapp_store import CARDS, InAppStore
 from channels.outbox import ledger_hash
 from channels.registry import open_channel
 from channels.render import CardRenderer
-from channels.spec import BY_NAME, AdapterSpec, ChannelResources, ChannelSpec
+from channels.spec import BY_NAME, ChannelResources, ChannelSpec
 from flows.settings import Settings
 from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, message
@@ -37,19 +37,8 @@ __all__ = ["test_contract_close", "test_contract_declares", "test_contract_knows
            "test_contract_results"]  # fmt: skip
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-PULL = AdapterSpec(
-    ("pull",), "channels.inapp_store:InAppStore", "pull://",
-    "cards kept in omnicast's database for apps to fetch from `omnicast serve` (GET /v1/customers/{id}/cards, API "
-    "key, ETag); retractions hide them; one row per card id, so a retry is stored once",
-)  # fmt: skip
-"""The channel table's entry (channels/spec.py), used here until the table carries it."""
-
-
 def inapp_spec() -> ChannelSpec:
-    spec = BY_NAME["inapp"]
-    if spec.adapter_for("pull") is not None:
-        return spec
-    return replace(spec, adapters=(*spec.adapters, PULL))
+    return BY_NAME["inapp"]
 
 
 def store(engine: Engine, clock: datetime = NOW) -> InAppStore:

@@ -20,6 +20,7 @@ from models.schema import (
     Customer,
     Event,
     Identity,
+    InAppCard,
     Message,
     Order,
     QuarantineRow,
@@ -51,6 +52,12 @@ def populate(engine: Engine) -> None:
     """Ann (customer 10) everywhere a person can be; Bo (customer 11) beside her, to be left alone."""
     stamp = {"created_at": BEFORE, "updated_at": BEFORE}
     with engine.begin() as conn:
+        add(conn, InAppCard, [  # a card held for the app to fetch, with her name in its title
+            {"id": "a" * 32, "customer_id": 10, "card": {"title": "Annabelle, your picks"}, "campaign": "weekly-picks",
+             "expires_at": NOW, **stamp},
+            {"id": "b" * 32, "customer_id": 11, "card": {"title": "Bo, your picks"}, "campaign": "weekly-picks",
+             "expires_at": NOW, **stamp},
+        ])  # fmt: skip
         add(conn, Customer, [
             {"id": 10, "email": ADDRESS, "phone": PHONE, "first_name": "Annabelle", "last_name": "Zylstra",
              "city": "Portlandia", "region": "OR", "country": "US", "zip": "97299", "birthday": date(1987, 11, 23),
@@ -146,6 +153,7 @@ def test_forget_leaves_nothing_of_the_person_anywhere(engine: Engine) -> None:
     assert report.events_blanked == 2
     assert report.quarantine_deleted == 3
     assert report.triggers_deleted == 1
+    assert report.cards_deleted == 1
     assert report.messages_suppressed == 2 and report.payloads_cleared == 2
     assert "erased 1 customer profile(s)" in report.summary() and ADDRESS not in report.summary()
     with engine.connect() as conn:

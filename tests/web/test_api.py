@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
@@ -34,16 +33,10 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class ApiSettings(Settings):
-    """The settings with ``api_keys`` (``OMNICAST_API_KEYS``), whether or not ``flows.settings`` declares it yet."""
-
-    api_keys: SecretStr | None = None
-
-
 def api_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"secret_key": SECRET, "serve_url": SERVE_URL, "public_url": "https://beanandleaf.example",
                               "api_keys": f"{KEY}, {OTHER_KEY}", **overrides}  # fmt: skip
-    return ApiSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 def api_client(engine: Engine, clock: Clock, **overrides: Any) -> TestClient:
@@ -138,7 +131,7 @@ def test_keys_come_from_OMNICAST_API_KEYS_and_a_weak_key_stops_the_app(
     sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMNICAST_API_KEYS", f"{KEY},{OTHER_KEY},")
-    assert api_keys(ApiSettings(_env_file=None)) == (KEY, OTHER_KEY)  # type: ignore[call-arg]
+    assert api_keys(Settings(_env_file=None)) == (KEY, OTHER_KEY)  # type: ignore[call-arg]
     assert api_keys(object()) == ()
     with pytest.raises(ConfigurationError, match="OMNICAST_API_KEYS: key 2 of 2 is not a usable API key") as caught:
         create_app(api_settings(api_keys=f"{KEY},short"), sqlite_engine)
