@@ -59,7 +59,6 @@ model, detail payloads) and "Limits and quotas" (300 requests/minute, 429 ``RESO
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import random
@@ -69,9 +68,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Literal, NoReturn
 
 import httpx
 from pydantic import Field, field_validator
@@ -83,6 +80,16 @@ from channels.base import (
     DeliveryResult,
     PermanentChannelError,
     RetryableChannelError,
+)
+from channels.http import (
+    ConfigStop,
+    Retry,
+    checked_base_url,
+    jittered_backoff,
+    json_object,
+    retry_after_seconds,
+    secret_text,
+    with_retries,
 )
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
@@ -255,7 +262,7 @@ class GoogleDataManagerApi:
                 f"{target.setting}=google://{account} needs ?lists=AUDIENCE:USER_LIST_ID,… (each audience's Customer "
                 "Match user list id, from Google Ads' Audience manager), e.g. ?lists=churn-risk:1234567"
             )
-        token = _secret(getattr(resources.settings, "google_access_token", None))
+        token = secret_text(getattr(resources.settings, "google_access_token", None))
         if not token:
             raise ChannelConfigError(
                 f"{target.setting}=google://{account} needs {TOKEN_SETTING}: an OAuth 2.0 access token with the "
@@ -270,14 +277,6 @@ class GoogleDataManagerApi:
 
 
 # the channel -----------------------------------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    """An answer that says the configuration is wrong: every further request would fail the same way."""
-
-    def __init__(self, error: ChannelConfigError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass
@@ -459,7 +458,7 @@ class GoogleCustomerMatchChannel(Channel):
         while pending:
             try:
                 answer = self._post(_PATH[operation], self._body(operation, list_id, pending))
-            except _Stop as stop:
+            except ConfigStop as stop:
                 results.update(self._stopping(call, stop.error, pending))
                 return results, None
             except _GoogleError as exc:
@@ -517,77 +516,73 @@ class GoogleCustomerMatchChannel(Channel):
     # HTTP --------------------------------------------------------------------------------------------------------
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One request with its retries: the answer, or ``_GoogleError`` (final error answer), ``_Stop``
+        """One request with its retries: the answer, or ``_GoogleError`` (final error answer), ``ConfigStop``
         (configuration) or ``RetryableChannelError`` (gave up)."""
         url = self.base_url + path
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
                    "Content-Type": "application/json"}  # fmt: skip
         content = json.dumps(body, separators=(",", ":")).encode()
-        waited = 0.0
-        attempt = 0
-        while True:
-            retry_after: float | None = None
+
+        def attempt() -> dict[str, Any] | Retry:
             try:
                 response = self.client.post(url, content=content, headers=headers)
             except httpx.UnsupportedProtocol as exc:
-                raise _Stop(ChannelConfigError(f"{URL_SETTING} is not an http(s) URL")) from exc
+                raise ConfigStop(ChannelConfigError(f"{URL_SETTING} is not an http(s) URL")) from exc
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
-                problem = f"{type(exc).__name__} (not connected)"
+                return Retry(f"{type(exc).__name__} (not connected)")
             except httpx.TransportError as exc:  # sent, answer lost: repeating it is safe (see the module docstring)
-                problem = f"{type(exc).__name__} (answer lost; the request is repeated, which Google takes as one)"
-            else:
-                status = response.status_code
-                answer = _json(response)
-                if 200 <= status < 300:
-                    return answer
-                error = _google_error(status, answer)
-                if not (status in (408, 409, 429) or status >= 500 or error.code in RETRY_STATUSES):
-                    raise self._final(error)
-                problem = error.describe()
-                retry_after = _retry_after(response, self.now())
-                if retry_after is None:
-                    retry_after = error.retry_delay
-            delay = self._delay(attempt, retry_after)
-            if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                log.warning("Google Data Manager request failed (%s) after %d attempt(s); retry later", problem,
-                            attempt + 1)  # fmt: skip
-                wait = f"; Google asked to wait {retry_after:.0f} s" if retry_after else ""
-                raise RetryableChannelError(f"Google Data Manager API: {problem} after {attempt + 1} attempt(s){wait}")
-            log.info("Google Data Manager request: %s; retrying in %.1f s (retry %d of %d)", problem, delay,
-                     attempt + 1, self.max_retries)  # fmt: skip
-            self.stats["retries"] += 1
-            self.sleep(delay)
-            waited += delay
-            attempt += 1
+                return Retry(f"{type(exc).__name__} (answer lost; the request is repeated, which Google takes as one)")
+            status = response.status_code
+            answer = json_object(response)
+            if 200 <= status < 300:
+                return answer
+            error = _google_error(status, answer)
+            if not (status in (408, 409, 429) or status >= 500 or error.code in RETRY_STATUSES):
+                raise self._final(error)
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), self.now())
+            return Retry(error.describe(), error.retry_delay if retry_after is None else retry_after)
 
-    def _final(self, error: _GoogleError) -> _GoogleError | _Stop:
+        def on_retry(retry: Retry, delay: float, n: int) -> None:
+            log.info("Google Data Manager request: %s; retrying in %.1f s (retry %d of %d)", retry.problem, delay, n,
+                     self.max_retries)  # fmt: skip
+            self.stats["retries"] += 1
+
+        def give_up(retry: Retry, attempts: int) -> NoReturn:
+            log.warning("Google Data Manager request failed (%s) after %d attempt(s); retry later", retry.problem,
+                        attempts)  # fmt: skip
+            wait = f"; Google asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
+            raise RetryableChannelError(f"Google Data Manager API: {retry.problem} after {attempts} attempt(s){wait}")
+
+        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
+                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
+
+    def _final(self, error: _GoogleError) -> _GoogleError | ConfigStop:
         """A non-retried error answer: a stop when it says the configuration is wrong, else the codes."""
         if error.status == 401 or error.code == "UNAUTHENTICATED":
-            return _Stop(ChannelConfigError(
+            return ConfigStop(ChannelConfigError(
                 f"{TOKEN_SETTING}: Google refused the access token ({error.describe()}); it is invalid or expired "
                 f"(access tokens last about an hour): supply a fresh OAuth token with the {SCOPE} scope"
             ))  # fmt: skip
         if error.status == 403 or error.code == "PERMISSION_DENIED":
-            return _Stop(ChannelConfigError(
+            return ConfigStop(ChannelConfigError(
                 f"{self.setting}: Google denied access to {self.account_type} account {self.account} "
                 f"({error.describe()}); the token's Google account needs access to it (or ?login_account= its "
                 "manager account), and the Data Manager API must be enabled in the token's Cloud project"
             ))  # fmt: skip
         if 300 <= error.status < 400:
-            return _Stop(ChannelConfigError(f"{URL_SETTING}: the API answered with a redirect (HTTP {error.status})"))
+            return ConfigStop(ChannelConfigError(
+                f"{URL_SETTING}: the API answered with a redirect (HTTP {error.status})"
+            ))  # fmt: skip
         if error.code is None and error.status in (404, 405):
-            return _Stop(ChannelConfigError(
+            return ConfigStop(ChannelConfigError(
                 f"{URL_SETTING}: HTTP {error.status} without a Google error for {self.base_url}/v1/audienceMembers; "
                 f"use the API base URL, e.g. {DEFAULT_URL}"
             ))  # fmt: skip
         return error
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter (1, 2, 4 … s, at most 30, half of it random); at least what Google asked."""
-        backoff = min(30.0, 2.0**attempt)
-        if retry_after is not None:
-            return retry_after + 0.25 * backoff * self.jitter()
-        return backoff * (0.5 + 0.5 * self.jitter())
+        """Backoff of 1, 2, 4 … s, at most 30 (``jittered_backoff``); at least what Google asked."""
+        return jittered_backoff(attempt, retry_after, self.jitter, first=1.0, cap=30.0)
 
 
 # helpers -----------------------------------------------------------------------------------------------------------
@@ -599,14 +594,6 @@ def _all(members: Sequence[_Member], result: DeliveryResult) -> dict[int, Delive
 
 def _after_stop(error: ChannelConfigError) -> DeliveryResult:
     return DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        answer = response.json()
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
 
 
 def _request_id(answer: dict[str, Any]) -> str:
@@ -651,30 +638,6 @@ def _google_error(status: int, answer: dict[str, Any]) -> _GoogleError:
     return _GoogleError(status, _code(error.get("status")), unique[:5], tuple(sorted(members)), delay)
 
 
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or an HTTP-date)."""
-    value = (response.headers.get("Retry-After") or "").strip()
-    if value.isdigit():
-        return float(value)
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _secret(value: Any) -> str | None:
-    """A setting's text whether it is a plain string or a pydantic ``SecretStr``."""
-    if value is None:
-        return None
-    getter = getattr(value, "get_secret_value", None)
-    text = getter() if callable(getter) else value
-    return text.strip() if isinstance(text, str) and text.strip() else None
-
-
 def operating_account(target: ChannelTarget) -> str:
     """The digits of ``google://ACCOUNT_ID`` (dashes accepted); ``ChannelConfigError`` naming the setting."""
     parts = target.parts
@@ -691,24 +654,4 @@ def datamanager_url(value: str) -> str:
     """``OMNICAST_GOOGLE_DATAMANAGER_URL`` checked: an http(s) base URL without credentials, query or fragment. Plain
     http is accepted (a local stand-in) but logged when the host is not a loopback address."""
     fix = f"use the API base URL, e.g. {DEFAULT_URL} (or http://127.0.0.1:PORT for a local stand-in)"
-    try:
-        parts = urlsplit(value.strip())
-        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-    except ValueError:
-        raise ChannelConfigError(f"{URL_SETTING}={value!r} is not a URL; {fix}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelConfigError(f"{URL_SETTING}={value!r} is not an http(s) URL; {fix}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ChannelConfigError(f"{URL_SETTING} must not hold credentials, a query or a fragment; {fix}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        log.warning("%s uses plain http to a non-loopback host: the access token travels unencrypted", URL_SETTING)
-    return value.strip().rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return checked_base_url(value, URL_SETTING, fix=fix, exposed="the access token travels unencrypted", logger=log)

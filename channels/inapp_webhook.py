@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import random
@@ -48,8 +47,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import httpx
 from pydantic import Field
@@ -63,6 +61,7 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
+from channels.http import Retry, jittered_backoff, retry_after_seconds, secret_text, warn_plain_http, with_retries
 from channels.inapp import DEFAULT_TTL, MAX_TTL, build_card, retracted_card_id
 from channels.outbox import ledger_hash
 from channels.render import CardRenderer
@@ -145,10 +144,8 @@ class InAppWebhook(Channel):
         """The channel for ``target``'s URL, signing with the secret(s) in ``inapp_webhook_secret``."""
         options: InAppWebhookOptions = target.options
         url = _checked_url(target)
-        secret = getattr(resources.settings, "inapp_webhook_secret", None)
-        if secret is not None and hasattr(secret, "get_secret_value"):  # a pydantic SecretStr
-            secret = secret.get_secret_value()
-        if not isinstance(secret, str) or not secret.strip():
+        secret = secret_text(getattr(resources.settings, "inapp_webhook_secret", None))
+        if secret is None:
             raise ChannelConfigError(
                 f"{target.setting} sends signed webhooks: set {SECRET_SETTING}=whsec_… (the secret the receiver "
                 f"verifies with); generate one with {GENERATE}"
@@ -207,51 +204,46 @@ class InAppWebhook(Channel):
     def _post(self, event_id: str, body: str) -> str:
         """POST one event until it is answered for good; the ``webhook-id`` when accepted, else the error raised."""
         content = body.encode()
-        waited = 0.0
-        attempt = 0
-        while True:
-            retry_after: float | None = None
+
+        def attempt() -> str | Retry:
             headers = self.signature_headers(event_id, body, int(self.clock().timestamp()))  # fresh per attempt
             try:
                 response = self.client.post(self.url, content=content, headers=headers)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise ChannelConfigError("OMNICAST_INAPP_URL is not an http(s) URL") from exc
             except httpx.TimeoutException as exc:  # even after the body went out: the retry has the same webhook-id
-                problem = f"no answer in time ({type(exc).__name__})"
+                return Retry(f"no answer in time ({type(exc).__name__})")
             except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return event_id
-                if status == 410:
-                    if not self.disabled:
-                        log.warning("in-app webhook endpoint answered 410 Gone: no further cards go to it in this "
-                                    "run; fix OMNICAST_INAPP_URL")  # fmt: skip
-                    self.disabled = True
-                    raise PermanentChannelError(DISABLED)
-                if status not in (408, 429) and status < 500:
-                    raise PermanentChannelError(_refusal(status))
-                problem = f"webhook answered {status}"
-                retry_after = _retry_after(response.headers.get("Retry-After"), self.clock())
-            delay = self._delay(attempt, retry_after)
-            if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                log.warning("in-app webhook: %s after %d attempt(s); a later run retries", problem, attempt + 1)
-                asked = f"; it asked to wait {retry_after:.0f} s" if retry_after else ""
-                raise RetryableChannelError(f"{problem} after {attempt + 1} attempt(s){asked}")
-            log.info("in-app webhook: %s; retrying in %.1f s (retry %d of %d)", problem, delay, attempt + 1,
+                return Retry(f"connection failed ({type(exc).__name__})")
+            status = response.status_code
+            if 200 <= status < 300:
+                return event_id
+            if status == 410:
+                if not self.disabled:
+                    log.warning("in-app webhook endpoint answered 410 Gone: no further cards go to it in this "
+                                "run; fix OMNICAST_INAPP_URL")  # fmt: skip
+                self.disabled = True
+                raise PermanentChannelError(DISABLED)
+            if status not in (408, 429) and status < 500:
+                raise PermanentChannelError(_refusal(status))
+            return Retry(f"webhook answered {status}",
+                         retry_after_seconds(response.headers.get("Retry-After"), self.clock()))  # fmt: skip
+
+        def on_retry(retry: Retry, delay: float, n: int) -> None:
+            log.info("in-app webhook: %s; retrying in %.1f s (retry %d of %d)", retry.problem, delay, n,
                      self.max_retries)  # fmt: skip
-            self.sleep(delay)
-            waited += delay
-            attempt += 1
+
+        def give_up(retry: Retry, attempts: int) -> NoReturn:
+            log.warning("in-app webhook: %s after %d attempt(s); a later run retries", retry.problem, attempts)
+            asked = f"; it asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
+            raise RetryableChannelError(f"{retry.problem} after {attempts} attempt(s){asked}")
+
+        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
+                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter (0.5, 1, 2, 4 … s, at most 8, half of it random); at least ``Retry-After``
-        when the answer gave one, plus a little jitter so parallel workers don't return together."""
-        backoff = min(8.0, 0.5 * 2.0**attempt)
-        if retry_after is not None:
-            return retry_after + 0.25 * backoff * self.jitter()
-        return backoff * (0.5 + 0.5 * self.jitter())
+        """Backoff of 0.5, 1, 2, 4 … s, at most 8 (``jittered_backoff``)."""
+        return jittered_backoff(attempt, retry_after, self.jitter, first=0.5, cap=8.0)
 
 
 # building events -------------------------------------------------------------------------------------------------
@@ -303,37 +295,11 @@ def _checked_url(target: ChannelTarget) -> str:
         raise ChannelConfigError(f"{target.setting} needs a host, e.g. https://app.example/hooks/omnicast")
     if parts.fragment:
         raise ChannelConfigError(f"{target.setting} must not have a #fragment")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        log.warning("%s uses plain http to a non-loopback host: cards travel unencrypted", target.setting)
+    warn_plain_http(parts.scheme, parts.hostname, target.setting, "cards travel unencrypted", log)
     return parts._replace(query="").geturl()
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _refusal(status: int) -> str:
     if 300 <= status < 400:
         return f"webhook answered {status} (a redirect, not followed: set OMNICAST_INAPP_URL to where it points)"
     return f"webhook answered {status}"
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP-date); ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

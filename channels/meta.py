@@ -42,7 +42,6 @@ statuses and Graph error codes only: never an identifier (plain or hashed), neve
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import random
@@ -53,9 +52,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Literal, NoReturn
 
 import httpx
 from pydantic import Field
@@ -77,6 +74,16 @@ from channels.base import (
     DeliveryResult,
     PermanentChannelError,
     RetryableChannelError,
+)
+from channels.http import (
+    ConfigStop,
+    Retry,
+    checked_base_url,
+    jittered_backoff,
+    json_object,
+    retry_after_seconds,
+    secret_text,
+    with_retries,
 )
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
@@ -239,7 +246,7 @@ class MetaAudienceApi:
     def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
         options: MetaOptions = target.options
         account = ad_account(target)
-        token = _secret(getattr(resources.settings, "meta_access_token", None))
+        token = secret_text(getattr(resources.settings, "meta_access_token", None))
         if not token:
             raise ChannelConfigError(
                 f"{target.setting}=meta://{account} needs {TOKEN_SETTING}: a Marketing API access token with "
@@ -255,14 +262,6 @@ class MetaAudienceApi:
 
 
 # the channel -----------------------------------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    """An answer that says the configuration is wrong: every further call would fail the same way."""
-
-    def __init__(self, error: ChannelConfigError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class _Lost(Exception):
@@ -415,7 +414,7 @@ class MetaAudienceChannel(Channel):
             return _all(members, _after_stop(call.stop))
         try:
             audience_id = self._audience_id(name)
-        except _Stop as stop:
+        except ConfigStop as stop:
             return self._stopping(call, stop.error, members)
         except ChannelError as exc:
             log.warning("Meta audience lookup failed (%s); %d message(s) not sent", type(exc).__name__, len(members))
@@ -444,7 +443,7 @@ class MetaAudienceChannel(Channel):
             path = f"/{self.api_version}/{audience_id}/users"
             try:
                 answer = self._request(_METHOD[operation], path, data=data)
-            except _Stop as stop:
+            except ConfigStop as stop:
                 results.update(self._stopping(call, stop.error, chunk))
                 continue
             except _GraphError as exc:
@@ -556,9 +555,9 @@ class MetaAudienceChannel(Channel):
         log.info("Created a Meta custom audience under act_%s", self.account)
         return str(audience_id)
 
-    def _account_error(self, exc: _GraphError) -> ChannelError | _Stop:
+    def _account_error(self, exc: _GraphError) -> ChannelError | ConfigStop:
         if (exc.code == 100 and exc.subcode == 33) or exc.code == 803:
-            return _Stop(self._config(
+            return ConfigStop(self._config(
                 f"Meta does not know ad account act_{self.account}, or the token may not use it ({exc.describe()})"
             ))  # fmt: skip
         return PermanentChannelError(f"Meta refused the custom audience call ({exc.describe()})")
@@ -569,81 +568,76 @@ class MetaAudienceChannel(Channel):
         self, method: str, path: str, *, params: dict[str, str] | None = None, data: dict[str, str] | None = None,
         idempotent: bool = True,
     ) -> dict[str, Any]:  # fmt: skip
-        """One Graph call with its retries: the answer, or ``_GraphError`` (final error answer), ``_Stop``
+        """One Graph call with its retries: the answer, or ``_GraphError`` (final error answer), ``ConfigStop``
         (configuration), ``_Lost`` (answer lost, ``idempotent=False`` only) or ``RetryableChannelError`` (gave up)."""
         url = self.base_url + path
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        waited = 0.0
-        attempt = 0
-        while True:
-            retry_after: float | None = None
+
+        def attempt() -> dict[str, Any] | Retry:
             try:
                 response = self.client.request(method, url, params=params, data=data, headers=headers)
             except httpx.UnsupportedProtocol as exc:
-                raise _Stop(ChannelConfigError(f"{GRAPH_SETTING} is not an http(s) URL")) from exc
+                raise ConfigStop(ChannelConfigError(f"{GRAPH_SETTING} is not an http(s) URL")) from exc
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
-                problem = f"{type(exc).__name__} (not connected)"
+                return Retry(f"{type(exc).__name__} (not connected)")
             except httpx.TransportError as exc:  # sent, answer lost: a /users call may be repeated (see above)
                 if not idempotent:
                     log.warning("Meta %s call: %s after the request was sent", method, type(exc).__name__)
                     raise _Lost() from exc
-                problem = f"{type(exc).__name__} (answer lost; the call is repeated, which Meta takes as one)"
-            else:
-                answer = _json(response)
-                error = _dict(answer.get("error")) or None
-                status = response.status_code
-                if 200 <= status < 300 and error is None:
-                    return answer
-                graph = _graph_error(status, error)
-                throttled = status == 429 or graph.code in THROTTLE_CODES
-                transient = bool(error and error.get("is_transient") is True)
-                if not (throttled or transient or status >= 500):
-                    raise self._final(graph, response)
-                problem = graph.describe() + (" (throttled)" if throttled else "")
-                retry_after = _retry_after(response, self.now())
-            delay = self._delay(attempt, retry_after)
-            if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                log.warning("Meta %s call failed (%s) after %d attempt(s); retry later", method, problem, attempt + 1)
-                wait = f"; Meta asked to wait {retry_after:.0f} s" if retry_after else ""
-                raise RetryableChannelError(f"Meta Graph API: {problem} after {attempt + 1} attempt(s){wait}")
-            log.info("Meta %s call: %s; retrying in %.1f s (retry %d of %d)", method, problem, delay, attempt + 1,
+                return Retry(f"{type(exc).__name__} (answer lost; the call is repeated, which Meta takes as one)")
+            answer = json_object(response)
+            error = _dict(answer.get("error")) or None
+            status = response.status_code
+            if 200 <= status < 300 and error is None:
+                return answer
+            graph = _graph_error(status, error)
+            throttled = status == 429 or graph.code in THROTTLE_CODES
+            transient = bool(error and error.get("is_transient") is True)
+            if not (throttled or transient or status >= 500):
+                raise self._final(graph, response)
+            return Retry(graph.describe() + (" (throttled)" if throttled else ""), _retry_after(response, self.now()))
+
+        def on_retry(retry: Retry, delay: float, n: int) -> None:
+            log.info("Meta %s call: %s; retrying in %.1f s (retry %d of %d)", method, retry.problem, delay, n,
                      self.max_retries)  # fmt: skip
             self.stats["retries"] += 1
-            self.sleep(delay)
-            waited += delay
-            attempt += 1
 
-    def _final(self, graph: _GraphError, response: httpx.Response) -> _GraphError | _Stop:
+        def give_up(retry: Retry, attempts: int) -> NoReturn:
+            log.warning("Meta %s call failed (%s) after %d attempt(s); retry later", method, retry.problem, attempts)
+            wait = f"; Meta asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
+            raise RetryableChannelError(f"Meta Graph API: {retry.problem} after {attempts} attempt(s){wait}")
+
+        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
+                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
+
+    def _final(self, graph: _GraphError, response: httpx.Response) -> _GraphError | ConfigStop:
         """A non-retried error answer: a stop when it says the configuration is wrong, else the numbers."""
         code, status = graph.code, graph.status
         if code in (102, 190) or (status == 401 and code is None):
-            return _Stop(ChannelConfigError(
+            return ConfigStop(ChannelConfigError(
                 f"{TOKEN_SETTING}: Meta refused the access token ({graph.describe()}); it is invalid, expired or "
                 "revoked: make a new system-user token with ads_management"
             ))  # fmt: skip
         if code is not None and (code == 10 or 200 <= code <= 299 or code == 294):
-            return _Stop(self._config(
+            return ConfigStop(self._config(
                 f"the access token may not manage act_{self.account}'s audiences ({graph.describe()}); give its "
                 "system user the ad account with ads_management and accept the custom audience terms"
             ))  # fmt: skip
         if code in (12, 2635):
-            return _Stop(self._config(f"Meta no longer serves API {self.api_version} ({graph.describe()}); "
+            return ConfigStop(self._config(f"Meta no longer serves API {self.api_version} ({graph.describe()}); "
                                       "set ?api_version= to a current version"))  # fmt: skip
         if 300 <= status < 400:
-            return _Stop(ChannelConfigError(f"{GRAPH_SETTING}: the API answered with a redirect (HTTP {status})"))
+            return ConfigStop(ChannelConfigError(f"{GRAPH_SETTING}: the API answered with a redirect (HTTP {status})"))
         if code is None and status in (404, 405):
-            return _Stop(ChannelConfigError(
+            return ConfigStop(ChannelConfigError(
                 f"{GRAPH_SETTING}: HTTP {status} without a Graph error for {response.request.method} "
                 f"{self.base_url}/{self.api_version}/…; use the Graph base URL, e.g. {DEFAULT_GRAPH_URL}"
             ))  # fmt: skip
         return graph
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter (1, 2, 4 … s, at most 30, half of it random); at least what Meta asked."""
-        backoff = min(30.0, 2.0**attempt)
-        if retry_after is not None:
-            return retry_after + 0.25 * backoff * self.jitter()
-        return backoff * (0.5 + 0.5 * self.jitter())
+        """Backoff of 1, 2, 4 … s, at most 30 (``jittered_backoff``); at least what Meta asked."""
+        return jittered_backoff(attempt, retry_after, self.jitter, first=1.0, cap=30.0)
 
     def _config(self, text: str) -> ChannelConfigError:
         return ChannelConfigError(f"{self.setting}: {text}")
@@ -658,14 +652,6 @@ def _all(members: Sequence[tuple[int, Any]], result: DeliveryResult) -> dict[int
 
 def _after_stop(error: ChannelConfigError) -> DeliveryResult:
     return DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        answer = response.json()
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -692,19 +678,11 @@ def _graph_error(status: int, error: dict[str, Any] | None) -> _GraphError:
 
 
 def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Seconds to wait: ``Retry-After`` (delta-seconds or an HTTP-date), else the largest
+    """Seconds to wait: ``Retry-After`` (delta-seconds or an HTTP-date, ``retry_after_seconds``), else the largest
     ``estimated_time_to_regain_access`` (minutes) in Meta's ``X-Business-Use-Case-Usage`` header."""
-    value = (response.headers.get("Retry-After") or "").strip()
-    if value.isdigit():
-        return float(value)
-    if value:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
-            return max(0.0, (when - now).total_seconds())
+    seconds = retry_after_seconds(response.headers.get("Retry-After"), now)
+    if seconds is not None:
+        return seconds
     usage = response.headers.get("X-Business-Use-Case-Usage")
     if not usage:
         return None
@@ -720,15 +698,6 @@ def _retry_after(response: httpx.Response, now: datetime) -> float | None:
     ]
     waits = [m for m in minutes if isinstance(m, int | float) and not isinstance(m, bool) and m > 0]
     return 60.0 * max(waits) if waits else None
-
-
-def _secret(value: Any) -> str | None:
-    """A setting's text whether it is a plain string or a pydantic ``SecretStr``."""
-    if value is None:
-        return None
-    getter = getattr(value, "get_secret_value", None)
-    text = getter() if callable(getter) else value
-    return text.strip() if isinstance(text, str) and text.strip() else None
 
 
 def ad_account(target: ChannelTarget) -> str:
@@ -748,24 +717,4 @@ def graph_url(value: str) -> str:
     is accepted (a local stand-in) but logged when the host is not a loopback address (the token would travel
     unencrypted)."""
     fix = f"use the Graph base URL, e.g. {DEFAULT_GRAPH_URL} (or http://127.0.0.1:PORT for a local stand-in)"
-    try:
-        parts = urlsplit(value.strip())
-        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-    except ValueError:
-        raise ChannelConfigError(f"{GRAPH_SETTING}={value!r} is not a URL; {fix}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelConfigError(f"{GRAPH_SETTING}={value!r} is not an http(s) URL; {fix}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ChannelConfigError(f"{GRAPH_SETTING} must not hold credentials, a query or a fragment; {fix}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        log.warning("%s uses plain http to a non-loopback host: the access token travels unencrypted", GRAPH_SETTING)
-    return value.strip().rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return checked_base_url(value, GRAPH_SETTING, fix=fix, exposed="the access token travels unencrypted", logger=log)

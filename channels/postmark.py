@@ -38,7 +38,6 @@ texts quote addresses, so they are never copied into an error either.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import re
@@ -50,9 +49,8 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 from email.policy import default as default_policy
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -66,6 +64,7 @@ from channels.base import (
     RetryableChannelError,
 )
 from channels.email import email_channel, needs_smtputf8
+from channels.http import ConfigStop, Retry, checked_base_url, jittered_backoff, retry_after_seconds, with_retries
 from channels.outbox import ledger_hash
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
@@ -137,14 +136,6 @@ class _Prepared:
 
     index: int
     payload: bytes
-
-
-class _Stop(Exception):
-    """An answer that says the configuration is wrong: every further call would fail the same way."""
-
-    def __init__(self, error: ChannelConfigError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class PostmarkTransport:
@@ -237,7 +228,7 @@ class PostmarkTransport:
             else:
                 try:
                     outcomes = self._send(chunk)
-                except _Stop as stop:
+                except ConfigStop as stop:
                     if not handed_over:
                         raise stop.error from None
                     stopped = stop.error
@@ -319,18 +310,15 @@ class PostmarkTransport:
             "Content-Type": "application/json",
             "X-Postmark-Server-Token": self._token,
         }
-        waited = 0.0
-        attempt = 0
-        while True:
-            problem: str
-            retry_after: float | None = None
+
+        def attempt() -> list[str | ChannelError] | Retry:
             try:
                 response = self.client.post(self.url, content=body, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout,
                     httpx.LocalProtocolError, httpx.ProxyError) as exc:  # fmt: skip
-                problem = f"{type(exc).__name__} before Postmark had the whole request"
+                return Retry(f"{type(exc).__name__} before Postmark had the whole request")
             except httpx.UnsupportedProtocol as exc:
-                raise _Stop(ChannelConfigError(f"{API_SETTING} is not an http(s) URL")) from exc
+                raise ConfigStop(ChannelConfigError(f"{API_SETTING} is not an http(s) URL")) from exc
             except httpx.TransportError as exc:  # read timeout, dropped connection: it may have been processed
                 log.warning("Postmark call of %d messages: %s after the request was sent; in doubt",
                             count, type(exc).__name__)  # fmt: skip
@@ -338,31 +326,27 @@ class PostmarkTransport:
                     f"Postmark's answer was lost ({type(exc).__name__}) after the request was sent; "
                     "the message may have been accepted and is not sent again"
                 )] * count  # fmt: skip
-            else:
-                status = response.status_code
-                if status != 429 and status < 500:
-                    return self._outcomes(response, count)
-                problem = f"HTTP {status}"
-                retry_after = _retry_after(response.headers.get("Retry-After"), self.now())
-            delay = self._delay(attempt, retry_after)
-            if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
-                log.warning("Postmark call of %d messages failed (%s) after %d attempt(s); retry later",
-                            count, problem, attempt + 1)  # fmt: skip
-                wait = f"; it asked to wait {retry_after:.0f} s" if retry_after else ""
-                return [RetryableChannelError(f"Postmark: {problem} after {attempt + 1} attempt(s){wait}")] * count
+            status = response.status_code
+            if status != 429 and status < 500:
+                return self._outcomes(response, count)
+            return Retry(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"), self.now()))
+
+        def on_retry(retry: Retry, delay: float, n: int) -> None:
             log.info("Postmark call of %d messages: %s; retrying in %.1f s (retry %d of %d)",
-                     count, problem, delay, attempt + 1, self.max_retries)  # fmt: skip
-            self.sleep(delay)
-            waited += delay
-            attempt += 1
+                     count, retry.problem, delay, n, self.max_retries)  # fmt: skip
+
+        def give_up(retry: Retry, attempts: int) -> list[str | ChannelError]:
+            log.warning("Postmark call of %d messages failed (%s) after %d attempt(s); retry later",
+                        count, retry.problem, attempts)  # fmt: skip
+            wait = f"; it asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
+            return [RetryableChannelError(f"Postmark: {retry.problem} after {attempts} attempt(s){wait}")] * count
+
+        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
+                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter (0.5, 1, 2, 4 … s, at most 8, half of it random); at least
-        ``Retry-After`` when the answer gave one, plus a little jitter so parallel workers don't return together."""
-        backoff = min(8.0, 0.5 * 2**attempt)
-        if retry_after is not None:
-            return retry_after + 0.25 * backoff * self.jitter()
-        return backoff * (0.5 + 0.5 * self.jitter())
+        """Backoff of 0.5, 1, 2, 4 … s, at most 8 (``jittered_backoff``)."""
+        return jittered_backoff(attempt, retry_after, self.jitter, first=0.5, cap=8.0)
 
     def _outcomes(self, response: httpx.Response, count: int) -> list[str | ChannelError]:
         """Map a final (non-retried) answer onto one outcome per message."""
@@ -370,28 +354,28 @@ class PostmarkTransport:
         if status == 200:
             return self._results(response, count)
         if status == 401:
-            raise _Stop(self._config(_CONFIG_CODES[10] + " (HTTP 401)"))
+            raise ConfigStop(self._config(_CONFIG_CODES[10] + " (HTTP 401)"))
         if status == 422:
             code = _error_code(response)
             error = self._code_error(code, _json_field(response, "Message"))
             if isinstance(error, ChannelConfigError):
-                raise _Stop(error)
+                raise ConfigStop(error)
             return [error] * count
         if status == 413:
             return [PermanentChannelError("Postmark refused the call as too large (HTTP 413)")] * count
         if status == 404:
-            raise _Stop(ChannelConfigError(
+            raise ConfigStop(ChannelConfigError(
                 f"{API_SETTING}: Postmark answered HTTP 404 for {self.url}; use the API base URL, "
                 f"e.g. {DEFAULT_API_URL}"
             ))  # fmt: skip
         if 300 <= status < 400:
-            raise _Stop(ChannelConfigError(
+            raise ConfigStop(ChannelConfigError(
                 f"{API_SETTING}: the API answered with a redirect (HTTP {status}); use the URL it redirects to "
                 "(https://)"
             ))  # fmt: skip
         code = _error_code(response)
         detail = f", ErrorCode {code}" if code is not None else ""
-        raise _Stop(self._config(f"Postmark answered HTTP {status}{detail} to the batch call"))
+        raise ConfigStop(self._config(f"Postmark answered HTTP {status}{detail} to the batch call"))
 
     def _results(self, response: httpx.Response, count: int) -> list[str | ChannelError]:
         """A 200 answer: one result object per message, in order."""
@@ -508,22 +492,6 @@ def _bodies(parsed: Message) -> tuple[str, str]:
     return found.get("text/plain", ""), found.get("text/html", "")
 
 
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP-date); ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 def _json_field(response: httpx.Response, name: str) -> Any:
     try:
         answer = orjson.loads(response.content)
@@ -562,24 +530,4 @@ def api_url(value: str) -> str:
     Plain http is accepted (a local stand-in) but logged when the host is not a loopback address, since the server
     token would cross the network in clear text."""
     fix = f"use the API base URL, e.g. {DEFAULT_API_URL} (or http://127.0.0.1:PORT for a local stand-in)"
-    try:
-        parts = urlsplit(value.strip())
-        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-    except ValueError:
-        raise ChannelConfigError(f"{API_SETTING}={value!r} is not a URL; {fix}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ChannelConfigError(f"{API_SETTING}={value!r} is not an http(s) URL; {fix}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ChannelConfigError(f"{API_SETTING} must not hold credentials, a query or a fragment; {fix}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        log.warning("%s uses plain http to a non-loopback host: the server token travels unencrypted", API_SETTING)
-    return value.strip().rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return checked_base_url(value, API_SETTING, fix=fix, exposed="the server token travels unencrypted", logger=log)

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
+
+from tests.peers.http_peer import Drop, HttpPeer, PeerHandler
 
 MAX_MEMBERS = 10_000
 MAX_IDENTIFIERS = 10
@@ -72,11 +71,6 @@ class Throttle:
 
     retry_after: int | None = None
     retry_delay: str | None = None
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Process the request, then close the connection without an answer."""
 
 
 Step = Reply | Throttle | Drop | None
@@ -116,7 +110,9 @@ def _bad(reason: str, text: str, field: str | None = None) -> _Refusal:
 
 
 @dataclass
-class GoogleDataManagerServer:
+class GoogleDataManagerServer(HttpPeer[Step]):
+    thread_name: ClassVar[str] = "google-dm-peer"
+
     token: str = "ya29.test-token"
     accounts: dict[str, set[str]] = field(default_factory=lambda: {"1234567890": {"111", "222"}})
     """Operating account id → the ids of its Customer Match user lists."""
@@ -127,51 +123,7 @@ class GoogleDataManagerServer:
     members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """User list id → member key → the member's ``userData``."""
 
-    def __post_init__(self) -> None:
-        self._script: deque[Step] = deque()
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------------------------------
-
-    def start(self) -> GoogleDataManagerServer:
-        server = self
-
-        class Handler(_Handler):
-            peer = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="google-dm-peer", daemon=True)  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> GoogleDataManagerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
     # steering and looking --------------------------------------------------------------------------------------
-
-    def script(self, *steps: Step) -> None:
-        """What the next requests get, in order (``None``: handled normally); afterwards they are handled normally."""
-        with self._lock:
-            self._script.extend(steps)
 
     def throttle(self, n: int, *, retry_after: int | None = None, retry_delay: str | None = None) -> None:
         self.script(*[Throttle(retry_after=retry_after, retry_delay=retry_delay)] * n)
@@ -184,10 +136,6 @@ class GoogleDataManagerServer:
     def list_members(self, list_id: str) -> dict[str, dict[str, Any]]:
         with self._lock:
             return dict(self.members.get(list_id, {}))
-
-    def _next_step(self) -> Step:
-        with self._lock:
-            return self._script.popleft() if self._script else None
 
     # the contract ------------------------------------------------------------------------------------------
 
@@ -357,13 +305,9 @@ def _address(value: Any, where: str) -> str:
     return "|".join((value["givenName"], value["familyName"], region, postal))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PeerHandler):
     peer: GoogleDataManagerServer
-    protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -374,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = self.headers.get("Content-Length") or "0"
         raw = self.rfile.read(int(length)) if length.isdigit() else b""
-        headers = {key.lower(): value for key, value in self.headers.items()}
+        headers = self.lower_headers()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -410,11 +354,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(step, Drop):
             self.close_connection = True
             return
-        data = b"Not Found" if answer is None else json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain" if answer is None else "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        if answer is None:
+            self.send_body(status, b"Not Found", "text/plain", extra)
+        else:
+            self.send_body(status, json.dumps(answer).encode(), "application/json; charset=UTF-8", extra)
+
+
+GoogleDataManagerServer.handler = _Handler

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.peers.http_peer import Drop, HttpPeer, PeerHandler
 
 MAX_ROWS = 10_000
 KEYS = frozenset({
@@ -70,11 +69,6 @@ class Throttle:
     retry_after: int | None = None
 
 
-@dataclass(frozen=True)
-class Drop:
-    """Process the call, then close the connection without an answer."""
-
-
 Step = Reply | Throttle | Drop | None
 
 
@@ -102,7 +96,9 @@ class Audience:
 
 
 @dataclass
-class MetaGraphServer:
+class MetaGraphServer(HttpPeer[Step]):
+    thread_name: ClassVar[str] = "meta-graph-peer"
+
     token: str = "graph-token"
     accounts: tuple[str, ...] = ("1234567890",)
     versions: tuple[str, ...] = ("v21.0", "v22.0")
@@ -114,52 +110,11 @@ class MetaGraphServer:
     """Audience id → member key → the member's row (schema key → value)."""
 
     def __post_init__(self) -> None:
-        self._script: deque[Step] = deque()
-        self._lock = threading.Lock()
+        super().__post_init__()
         self._sessions: dict[tuple[str, int], tuple[int, bool]] = {}
         self._next_id = 23850000000000000
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------------------------------
-
-    def start(self) -> MetaGraphServer:
-        server = self
-
-        class Handler(_Handler):
-            peer = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="meta-graph-peer", daemon=True)  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MetaGraphServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # steering and looking --------------------------------------------------------------------------------------
-
-    def script(self, *steps: Step) -> None:
-        """What the next calls get, in order (``None``: handled normally); afterwards calls are handled normally."""
-        with self._lock:
-            self._script.extend(steps)
 
     def throttle(self, n: int, *, code: int = 80003, status: int = 400, retry_after: int | None = None) -> None:
         self.script(*[Throttle(code=code, status=status, retry_after=retry_after)] * n)
@@ -178,10 +133,6 @@ class MetaGraphServer:
 
     def users_calls(self) -> list[Call]:
         return [call for call in self.calls if call.path.endswith("/users")]
-
-    def _next_step(self) -> Step:
-        with self._lock:
-            return self._script.popleft() if self._script else None
 
     def _create(self, account: str, name: str, subtype: str, source: str, description: str) -> str:
         self._next_id += 1
@@ -339,13 +290,9 @@ def _json_param(value: Any) -> Any:
     return value
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PeerHandler):
     peer: MetaGraphServer
-    protocol_version = "HTTP/1.1"
     wbufsize = 1 << 16  # the status line, headers and body leave in one write (flushed after each request)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -359,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = self.headers.get("Content-Length") or "0"
         raw = self.rfile.read(int(length)) if length.isdigit() else b""
-        headers = {key.lower(): value for key, value in self.headers.items()}
+        headers = self.lower_headers()
         parts = urlsplit(self.path)
         params: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
         kind = headers.get("content-type", "").split(";")[0].strip()
@@ -392,11 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(step, Drop):
             self.close_connection = True
             return
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(status, json.dumps(answer).encode(), "application/json", extra)
+
+
+MetaGraphServer.handler = _Handler

@@ -25,13 +25,12 @@ Every call is recorded in ``calls`` and every accepted message in ``accepted``.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
+
+from tests.peers.http_peer import Drop, HttpPeer, PeerHandler
 
 MAX_MESSAGES = 500
 MAX_BYTES = 50 * 1024 * 1024
@@ -59,9 +58,7 @@ class Hang:
     seconds: float = 2.0
 
 
-@dataclass(frozen=True)
-class Drop:
-    """Process the batch, then close the connection without an answer."""
+Step = Reply | Hang | Drop | None
 
 
 @dataclass
@@ -76,64 +73,16 @@ class Call:
 
 
 @dataclass
-class PostmarkServer:
+class PostmarkServer(HttpPeer[Step]):
+    thread_name: ClassVar[str] = "postmark-peer"
+
     token: str = "server-token"
     streams: tuple[str, ...] = ("outbound", "broadcast")
     fail_when: dict[str, int] = field(default_factory=lambda: {"inactive": 406, "invalid": 300})
     calls: list[Call] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._script: deque[Reply | Hang | Drop | None] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------------------------------
-
-    def start(self) -> PostmarkServer:
-        server = self
-
-        class Handler(_Handler):
-            peer = server
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="postmark-peer", daemon=True)  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> PostmarkServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    # steering ----------------------------------------------------------------------------------------------
-
-    def script(self, *steps: Reply | Hang | Drop | None) -> None:
-        """What the next calls get, in order (``None``: handled normally); afterwards calls are handled normally."""
-        with self._lock:
-            self._script.extend(steps)
-
-    def _next_step(self) -> Reply | Hang | Drop | None:
-        with self._lock:
-            return self._script.popleft() if self._script else None
+    # recording ---------------------------------------------------------------------------------------------
 
     def _record(self, call: Call, accepted: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -224,19 +173,15 @@ class _Answer:
     extra: dict[str, str] = field(default_factory=dict)
     messages: list[Any] | None = None
     accepted: list[dict[str, Any]] = field(default_factory=list)
-    step: Reply | Hang | Drop | None = None
+    step: Step = None
 
 
 def _error(status: int, code: int, text: str, messages: list[Any] | None = None) -> _Answer:
     return _Answer(status, {"ErrorCode": code, "Message": text}, messages=messages)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PeerHandler):
     peer: PostmarkServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         self._send(_error(405, 0, "Method not allowed."))
@@ -247,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_error(411, 0, "Length required."))
             return
         raw = self.rfile.read(int(length))
-        headers = {key.lower(): value for key, value in self.headers.items()}
+        headers = self.lower_headers()
         answer = self._handle(raw, headers)
         results = answer.body if answer.status == 200 and isinstance(answer.body, list) else None
         call = Call(headers, answer.messages, answer.status, results)
@@ -289,11 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _Answer(200, results, messages=messages, accepted=accepted, step=step)
 
     def _send(self, answer: _Answer) -> None:
-        data = json.dumps(answer.body).encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in answer.extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body(answer.status, json.dumps(answer.body).encode(), "application/json", answer.extra)
+
+
+PostmarkServer.handler = _Handler

@@ -20,13 +20,12 @@ retry_after=1)``, ``Reply(410)``, ``Reply(400)`` (a canned answer: the event is 
 from __future__ import annotations
 
 import json
-import threading
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.peers.http_peer import HttpPeer, PeerHandler
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,14 @@ class Request:
     """The answer's status; ``None`` when it hung up without one."""
 
 
+Step = Reply | Hang | None
+
+
 @dataclass
-class WebhookReceiver:
+class WebhookReceiver(HttpPeer[Step]):
+    thread_name: ClassVar[str] = "webhook-peer"
+    url_path: ClassVar[str] = "/hooks/omnicast"
+
     secret: str
     refuse: set[int] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
@@ -66,58 +71,8 @@ class WebhookReceiver:
     duplicates: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.verifier = Webhook(self.secret)
-        self._script: deque[Reply | Hang | None] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ---------------------------------------------------------------------------------------------
-
-    def start(self) -> WebhookReceiver:
-        receiver = self
-
-        class Handler(_Handler):
-            peer = receiver
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="webhook-peer", daemon=True)  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start() the receiver first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/hooks/omnicast"
-
-    # steering ----------------------------------------------------------------------------------------------
-
-    def script(self, *steps: Reply | Hang | None) -> None:
-        """What the next requests get, in order (``None``: handled normally); afterwards requests are handled
-        normally."""
-        with self._lock:
-            self._script.extend(steps)
-
-    def _next_step(self) -> Reply | Hang | None:
-        with self._lock:
-            return self._script.popleft() if self._script else None
 
     # the contract ------------------------------------------------------------------------------------------
 
@@ -150,12 +105,8 @@ class WebhookReceiver:
         return [event["data"] for event in self.events if event["type"] == "card.created"]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PeerHandler):
     peer: WebhookReceiver
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         self._answer(405)
@@ -166,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(411)
             return
         body = self.rfile.read(int(length))
-        headers = {key.lower(): value for key, value in self.headers.items()}
+        headers = self.lower_headers()
         if headers.get("content-type", "").split(";")[0].strip() != "application/json":
             status, verified, step = 415, False, None
         else:
@@ -184,12 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, extra)
 
     def _answer(self, status: int, extra: dict[str, str] | None = None) -> None:
-        data = b"" if status == 204 else json.dumps({"status": status}).encode()
+        if status != 204:
+            self.send_body(status, json.dumps({"status": status}).encode(), "application/json", extra)
+            return
         self.send_response(status)
         for name, value in (extra or {}).items():
             self.send_header(name, value)
-        if status != 204:
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+
+
+WebhookReceiver.handler = _Handler
