@@ -35,8 +35,9 @@ def webhook_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> A
         picks = campaign_flow(name="weekly-picks", as_of=manifest["as_of"])  # the broadcast, on its own run
         after_first = len(receiver.requests)
         second = daily_flow(as_of=manifest["as_of"])
-        found = {"first": first, "picks": picks, "second": second, "requests": list(receiver.requests), "events": list(receiver.events),
-                 "after_first": after_first, "duplicates": receiver.duplicates}  # fmt: skip
+        found = {"first": first, "picks": picks, "second": second, "requests": list(receiver.requests),
+                 "events": list(receiver.events), "after_first": after_first,
+                 "duplicates": receiver.duplicates}  # fmt: skip
     engine = make_engine(environment["OMNICAST_DATABASE_URL"])
     with engine.connect() as conn:
         found["sent"] = conn.execute(
