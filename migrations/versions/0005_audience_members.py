@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-10 10:00:00
+Create Date: 2026-12-03 18:30:00
 
 * ``audience_members``: one row per (audience, platform, customer) while the person is in the audience or on the
   way in or out; the sync plans additions and removals against it, and a removal uploads the stored hashes.

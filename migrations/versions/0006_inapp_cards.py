@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-10 19:00:00
+Create Date: 2026-12-03 18:50:00
 
 * ``inapp_cards``: the cards the ``pull://`` in-app adapter stored (the card JSON, its expiry, and when a retraction
   withdrew it), served by ``GET /v1/customers/{external_id}/cards``; indexed by customer.
