@@ -181,7 +181,7 @@ CASES: dict[str, Case] = {
     "triggers-as-of-word": Case(("triggers", "run", "--as-of", "yesterday"), "--as-of"),
     "campaign-unknown": Case(("campaign", "run", "black-friday"), "black-friday"),
     "campaign-missing-name": Case(("campaign", "run"), "name"),
-    "platform-unknown": Case(("audiences", "sync", "--platform", "tiktok"), "tiktok"),
+    "platform-unknown": Case(("audiences", "sync", "--platform", "snapchat"), "snapchat"),
     "customers-zero": Case(("sample", "--out", "{dir}/s", "--customers", "0"), "--customers"),
     "customers-negative": Case(("sample", "--out", "{dir}/s", "--customers", "-5"), "--customers"),
     "customers-not-a-number": Case(("sample", "--out", "{dir}/s", "--customers", "abc"), "--customers"),
