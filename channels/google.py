@@ -64,33 +64,18 @@ import logging
 import random
 import re
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import Field, field_validator
 
 from channels.ads import identifiers
-from channels.base import (
-    Channel,
-    ChannelConfigError,
-    DeliveryResult,
-    PermanentChannelError,
-    RetryableChannelError,
-)
-from channels.http import (
-    ConfigStop,
-    Retry,
-    checked_base_url,
-    jittered_backoff,
-    json_object,
-    retry_after_seconds,
-    secret_text,
-    with_retries,
-)
+from channels.audience_api import HEX64, AudienceApiChannel, Call, ChunkResults, Operation, check_token, results_for
+from channels.base import ChannelConfigError, ChannelError, DeliveryResult, PermanentChannelError, RetryableChannelError
+from channels.http import ConfigStop, Retry, checked_base_url, json_object, retry_after_seconds, secret_text
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
 
@@ -112,10 +97,7 @@ CONSENT = {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTE
 TERMS = {"customerMatchTermsOfServiceStatus": "ACCEPTED"}
 RETRY_STATUSES = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED"})
 
-Operation = Literal["add", "remove"]
 _PATH: dict[Operation, str] = {"add": "/v1/audienceMembers:ingest", "remove": "/v1/audienceMembers:remove"}
-_TOKEN = re.compile(r"[\x21-\x7e]+")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[0-9]{1,20}")
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _MEMBER_FIELD = re.compile(r"audience_?members\[([0-9]{1,5})\]", re.IGNORECASE)
@@ -140,12 +122,12 @@ def _clean(values: Mapping[str, Any]) -> dict[str, str]:
         if not value:
             continue
         if key in HASHED:
-            if _HEX64.fullmatch(value.lower()):
+            if HEX64.fullmatch(value.lower()):
                 out[key] = value.lower()
         elif key == "country":
             if re.fullmatch(r"[A-Za-z]{2}", value):
                 out[key] = value.upper()
-        elif key == "zip" and len(value) <= 16 and not _HEX64.fullmatch(value.lower()) and value.isprintable():
+        elif key == "zip" and len(value) <= 16 and not HEX64.fullmatch(value.lower()) and value.isprintable():
             out[key] = value
     return out
 
@@ -253,7 +235,7 @@ class GoogleDataManagerApi:
     Options: ClassVar[type[AdapterOptions]] = GoogleOptions
 
     @classmethod
-    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
+    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> GoogleCustomerMatchChannel:
         options: GoogleOptions = target.options
         account = operating_account(target)
         lists = parse_lists(options.lists)
@@ -296,21 +278,7 @@ class _GoogleError(Exception):
         return f"{text} ({', '.join(self.reasons)})" if self.reasons else text
 
 
-@dataclass
-class _Call:
-    """State of one ``send_batch``: whether Google may hold something of it, and the stop once one was answered."""
-
-    handed_over: bool = False
-    stop: ChannelConfigError | None = None
-
-
-@dataclass(frozen=True)
-class _Member:
-    index: int
-    member: dict[str, Any]
-
-
-class GoogleCustomerMatchChannel(Channel):
+class GoogleCustomerMatchChannel(AudienceApiChannel[dict[str, Any]]):
     """Customer Match user lists kept in sync through the Data Manager API (see the module docstring).
 
     ``lists`` maps audience names to user list ids. ``client`` is used as given (tests inject one) and then left open
@@ -320,11 +288,9 @@ class GoogleCustomerMatchChannel(Channel):
     """
 
     name = "google"
-    consent_channel = "ads"
     batch_size = MAX_MEMBERS
-    knows_deliveries = False
-    hands_over_batches = True
     """Google cannot be asked who a list holds, but takes up to 10,000 members per request: whole batches go over."""
+    user_agent = "omnicast (google customer match)"
 
     def __init__(
         self,
@@ -345,8 +311,7 @@ class GoogleCustomerMatchChannel(Channel):
         jitter: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if not token or not _TOKEN.fullmatch(token):
-            raise ChannelConfigError(f"{TOKEN_SETTING} is empty or has spaces or control characters")
+        check_token(token, TOKEN_SETTING)
         found = _account_id(account)
         if found is None:
             raise ChannelConfigError(f"{setting}: the account id must be digits (dashes allowed)")
@@ -356,27 +321,15 @@ class GoogleCustomerMatchChannel(Channel):
             raise ChannelConfigError(f"{setting}: user list ids must be digits")
         if not 1 <= max_members <= MAX_MEMBERS:
             raise ValueError(f"max_members must be between 1 and {MAX_MEMBERS}")
-        self._token = token
+        super().__init__(
+            token, client=client, base_url=base_url, timeout=timeout, max_retries=max_retries,
+            max_retry_wait=max_retry_wait, setting=setting, sleep=sleep, jitter=jitter, now=now,
+        )  # fmt: skip
         self.account = found
         self.lists = dict(lists)
         self.account_type = account_type
         self.login_account = _account_id(login_account) if login_account else None
-        self.owns_client = client is None
-        self.client = client if client is not None else httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False,
-            headers={"User-Agent": "omnicast (google customer match)"},
-        )  # fmt: skip
-        self.base_url = base_url.rstrip("/")
         self.max_members = max_members
-        self.max_retries = max_retries
-        self.max_retry_wait = max_retry_wait
-        self.setting = setting
-        self.sleep = sleep
-        self.jitter = jitter
-        self.now = now
-        self.stats: Counter[str] = Counter()
-        self._stopped: ChannelConfigError | None = None
-        self._closed = False
 
     def __repr__(self) -> str:  # never the token
         return f"GoogleCustomerMatchChannel(account={self.account!r}, account_type={self.account_type!r})"
@@ -388,70 +341,36 @@ class GoogleCustomerMatchChannel(Channel):
         removal: the values its addition uploaded, or a profile with one of those."""
         return None if user_identifiers(member_values(message)) else "no_address"
 
-    def send(self, message: OutboundMessage) -> DeliveryResult:
-        """One message is a one-member batch."""
-        return self.send_batch([message])[0]
-
-    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
-        """Add (or, for a retraction, remove) each message's person to its audience's user list; one result per
-        message, in order. Raises ``ChannelConfigError`` (stop the run) only while nothing of this call went over."""
-        if self._stopped is not None:
-            raise self._stopped
-        results: list[DeliveryResult | None] = [None] * len(messages)
-        groups: dict[tuple[str, Operation], list[_Member]] = {}
-        for index, message in enumerate(messages):
-            audience = audience_of(message)
-            list_id = self.lists.get(audience)
-            if list_id is None:
-                results[index] = DeliveryResult.failed(PermanentChannelError(
-                    f"no Customer Match user list for audience {audience!r}: add {audience}:USER_LIST_ID to "
-                    f"?lists= of {self.setting}"
-                ))  # fmt: skip
-                continue
-            member = audience_member(message)
-            if member is None:
-                results[index] = DeliveryResult.failed(
-                    PermanentChannelError("no usable email, phone or full address (name, country, postal code)")
-                )
-                continue
-            operation: Operation = "remove" if message.retract else "add"
-            groups.setdefault((list_id, operation), []).append(_Member(index, member))
-        call = _Call()
-        for (list_id, operation), members in groups.items():
-            for index, result in self._upload(call, list_id, operation, members).items():
-                results[index] = result
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]  # every slot was filled above
-
-    def close(self) -> None:
-        """Close the HTTP client when the channel built it (an injected one is the caller's)."""
-        if self.owns_client and not self._closed:
-            self.client.close()
-        self._closed = True
+    def _group_of(self, message: OutboundMessage) -> tuple[str, dict[str, Any]] | ChannelError:
+        """The audience's user list id and the message's ``AudienceMember``; permanent when the audience has no list
+        or nothing identifies the person."""
+        audience = audience_of(message)
+        list_id = self.lists.get(audience)
+        if list_id is None:
+            return PermanentChannelError(
+                f"no Customer Match user list for audience {audience!r}: add {audience}:USER_LIST_ID to "
+                f"?lists= of {self.setting}"
+            )
+        member = audience_member(message)
+        if member is None:
+            return PermanentChannelError("no usable email, phone or full address (name, country, postal code)")
+        return list_id, member
 
     # one user list and operation -------------------------------------------------------------------------------
 
-    def _upload(
-        self, call: _Call, list_id: str, operation: Operation, members: list[_Member]
+    def _upload_group(
+        self, call: Call, key: str, operation: Operation, members: list[tuple[int, dict[str, Any]]]
     ) -> dict[int, DeliveryResult]:
         """Requests of at most ``max_members`` members; after one that gave up, the rest are not tried."""
-        results: dict[int, DeliveryResult] = {}
-        given_up: DeliveryResult | None = None
-        for start in range(0, len(members), self.max_members):
-            chunk = members[start : start + self.max_members]
-            if call.stop is not None:
-                results.update(_all(chunk, _after_stop(call.stop)))
-            elif given_up is not None:
-                results.update(_all(chunk, given_up))
-            else:
-                done, gave_up = self._request_chunk(call, list_id, operation, chunk)
-                results.update(done)
-                given_up = gave_up
-        return results
+
+        def upload(_seq: int, _count: int, chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResults:
+            return self._request_chunk(call, key, operation, chunk)
+
+        return self.upload_chunks(call, members, self.max_members, upload)
 
     def _request_chunk(
-        self, call: _Call, list_id: str, operation: Operation, chunk: list[_Member]
-    ) -> tuple[dict[int, DeliveryResult], DeliveryResult | None]:
+        self, call: Call, list_id: str, operation: Operation, chunk: list[tuple[int, dict[str, Any]]]
+    ) -> ChunkResults:
         """One request; sent again without the members Google refused (it refuses a request as a whole)."""
         results: dict[int, DeliveryResult] = {}
         pending = chunk
@@ -466,17 +385,17 @@ class GoogleCustomerMatchChannel(Channel):
                 if not refused:
                     error = PermanentChannelError(f"Google refused the {operation} request for user list {list_id} "
                                                   f"({exc.describe()})")  # fmt: skip
-                    results.update(_all(pending, DeliveryResult.failed(error)))
+                    results.update(results_for(pending, DeliveryResult.failed(error)))
                     return results, None
                 log.warning("Google refused %d of %d member(s) of a %s request (%s)", len(refused), len(pending),
                             operation, exc.describe())  # fmt: skip
                 self.stats["refused"] += len(refused)
                 failed = DeliveryResult.failed(PermanentChannelError(f"Google refused this member ({exc.describe()})"))
-                results.update({pending[i].index: failed for i in refused})
+                results.update({pending[i][0]: failed for i in refused})
                 pending = [m for i, m in enumerate(pending) if i not in refused]
                 continue
             except RetryableChannelError as exc:
-                results.update(_all(pending, DeliveryResult.failed(exc)))
+                results.update(results_for(pending, DeliveryResult.failed(exc)))
                 return results, DeliveryResult.failed(RetryableChannelError(f"not sent: {exc}"))
             call.handed_over = True
             request_id = _request_id(answer)
@@ -484,11 +403,11 @@ class GoogleCustomerMatchChannel(Channel):
             self.stats[f"members_{operation}"] += len(pending)
             log.info("Google Customer Match: %s %d member(s)", "added" if operation == "add" else "removed",
                      len(pending))  # fmt: skip
-            results.update(_all(pending, DeliveryResult.sent(f"google:{list_id}:{request_id}")))
+            results.update(results_for(pending, DeliveryResult.sent(f"google:{list_id}:{request_id}")))
             return results, None
         return results, None
 
-    def _body(self, operation: Operation, list_id: str, members: list[_Member]) -> dict[str, Any]:
+    def _body(self, operation: Operation, list_id: str, members: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
         destination: dict[str, Any] = {
             "operatingAccount": {"accountType": self.account_type, "accountId": self.account},
             "productDestinationId": list_id,
@@ -497,21 +416,13 @@ class GoogleCustomerMatchChannel(Channel):
             destination["loginAccount"] = {"accountType": self.account_type, "accountId": self.login_account}
         body: dict[str, Any] = {
             "destinations": [destination],
-            "audienceMembers": [m.member for m in members],
+            "audienceMembers": [member for _, member in members],
             "encoding": "HEX",
         }
         if operation == "add":
             body["consent"] = dict(CONSENT)
             body["termsOfService"] = dict(TERMS)
         return body
-
-    def _stopping(self, call: _Call, error: ChannelConfigError, members: list[_Member]) -> dict[int, DeliveryResult]:
-        """A configuration error: raised while nothing of the call went over, else the rest is retryable."""
-        self._stopped = error
-        if not call.handed_over:
-            raise error
-        call.stop = error
-        return _all(members, _after_stop(error))
 
     # HTTP --------------------------------------------------------------------------------------------------------
 
@@ -542,19 +453,8 @@ class GoogleCustomerMatchChannel(Channel):
             retry_after = retry_after_seconds(response.headers.get("Retry-After"), self.now())
             return Retry(error.describe(), error.retry_delay if retry_after is None else retry_after)
 
-        def on_retry(retry: Retry, delay: float, n: int) -> None:
-            log.info("Google Data Manager request: %s; retrying in %.1f s (retry %d of %d)", retry.problem, delay, n,
-                     self.max_retries)  # fmt: skip
-            self.stats["retries"] += 1
-
-        def give_up(retry: Retry, attempts: int) -> NoReturn:
-            log.warning("Google Data Manager request failed (%s) after %d attempt(s); retry later", retry.problem,
-                        attempts)  # fmt: skip
-            wait = f"; Google asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
-            raise RetryableChannelError(f"Google Data Manager API: {retry.problem} after {attempts} attempt(s){wait}")
-
-        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
-                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
+        return self._retrying(attempt, doing="Google Data Manager request", who="Google",
+                              api="Google Data Manager API", log=log)  # fmt: skip
 
     def _final(self, error: _GoogleError) -> _GoogleError | ConfigStop:
         """A non-retried error answer: a stop when it says the configuration is wrong, else the codes."""
@@ -580,20 +480,8 @@ class GoogleCustomerMatchChannel(Channel):
             ))  # fmt: skip
         return error
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Backoff of 1, 2, 4 … s, at most 30 (``jittered_backoff``); at least what Google asked."""
-        return jittered_backoff(attempt, retry_after, self.jitter, first=1.0, cap=30.0)
-
 
 # helpers -----------------------------------------------------------------------------------------------------------
-
-
-def _all(members: Sequence[_Member], result: DeliveryResult) -> dict[int, DeliveryResult]:
-    return {m.index: result for m in members}
-
-
-def _after_stop(error: ChannelConfigError) -> DeliveryResult:
-    return DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
 
 
 def _request_id(answer: dict[str, Any]) -> str:

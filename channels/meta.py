@@ -48,11 +48,10 @@ import random
 import re
 import secrets
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field
@@ -67,24 +66,9 @@ from channels.ads import (
     normalize_state,
     normalize_zip,
 )
-from channels.base import (
-    Channel,
-    ChannelConfigError,
-    ChannelError,
-    DeliveryResult,
-    PermanentChannelError,
-    RetryableChannelError,
-)
-from channels.http import (
-    ConfigStop,
-    Retry,
-    checked_base_url,
-    jittered_backoff,
-    json_object,
-    retry_after_seconds,
-    secret_text,
-    with_retries,
-)
+from channels.audience_api import HEX64, AudienceApiChannel, Call, ChunkResults, Operation, check_token, results_for
+from channels.base import ChannelConfigError, ChannelError, DeliveryResult, PermanentChannelError, RetryableChannelError
+from channels.http import ConfigStop, Retry, checked_base_url, json_object, retry_after_seconds, secret_text
 from channels.spec import AdapterOptions, ChannelResources, ChannelTarget
 from models.message import OutboundMessage
 
@@ -113,10 +97,7 @@ rate limits)."""
 PAGE_LIMIT = 500
 MAX_PAGES = 1_000
 
-Operation = Literal["add", "remove"]
 _METHOD: dict[Operation, str] = {"add": "POST", "remove": "DELETE"}
-_TOKEN = re.compile(r"[\x21-\x7e]+")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT = re.compile(r"(?:act_)?([0-9]{1,20})")
 
 US_STATES: dict[str, str] = {
@@ -198,7 +179,7 @@ def stored_row(message: OutboundMessage) -> list[str] | None:
     if not isinstance(stored, dict):
         return None
     hashes = {str(key).upper(): value for key, value in stored.items() if isinstance(value, str)}
-    row = [hashes.get(key, "") if _HEX64.fullmatch(hashes.get(key, "")) else "" for key in SCHEMA[:-1]]
+    row = [hashes.get(key, "") if HEX64.fullmatch(hashes.get(key, "")) else "" for key in SCHEMA[:-1]]
     if not row[0] and not row[1]:
         return None
     return [*row, str(message.customer_id)]
@@ -243,7 +224,7 @@ class MetaAudienceApi:
     Options: ClassVar[type[AdapterOptions]] = MetaOptions
 
     @classmethod
-    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> Channel:
+    def open_channel(cls, target: ChannelTarget, resources: ChannelResources) -> MetaAudienceChannel:
         options: MetaOptions = target.options
         account = ad_account(target)
         token = secret_text(getattr(resources.settings, "meta_access_token", None))
@@ -288,15 +269,7 @@ class _GraphError(Exception):
         return ", ".join(parts)
 
 
-@dataclass
-class _Call:
-    """State of one ``send_batch``: whether Meta may hold something of it, and the stop once one was answered."""
-
-    handed_over: bool = False
-    stop: ChannelConfigError | None = None
-
-
-class MetaAudienceChannel(Channel):
+class MetaAudienceChannel(AudienceApiChannel[list[str]]):
     """Meta customer-list custom audiences kept in sync through the Marketing API (see the module docstring).
 
     ``client`` is used as given (tests inject one) and then left open by ``close``; without one the channel builds
@@ -306,11 +279,9 @@ class MetaAudienceChannel(Channel):
     """
 
     name = "meta"
-    consent_channel = "ads"
     batch_size = MAX_ROWS
-    knows_deliveries = False
-    hands_over_batches = True
     """Meta cannot be asked who an audience holds, but takes up to 10,000 rows per call: whole batches go over."""
+    user_agent = "omnicast (meta custom audiences)"
 
     def __init__(
         self,
@@ -331,36 +302,23 @@ class MetaAudienceChannel(Channel):
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         session_ids: Callable[[], int] | None = None,
     ) -> None:
-        if not token or not _TOKEN.fullmatch(token):
-            raise ChannelConfigError(f"{TOKEN_SETTING} is empty or has spaces or control characters")
+        check_token(token, TOKEN_SETTING)
         match = _ACCOUNT.fullmatch(ad_account)
         if match is None:
             raise ChannelConfigError(f"{setting}: the ad account id must be digits (or act_ and digits)")
         if not 1 <= max_rows <= MAX_ROWS:
             raise ValueError(f"max_rows must be between 1 and {MAX_ROWS}")
-        self._token = token
-        self.account = match.group(1)
-        self.owns_client = client is None
-        self.client = client if client is not None else httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False,
-            headers={"User-Agent": "omnicast (meta custom audiences)"},
+        super().__init__(
+            token, client=client, base_url=base_url, timeout=timeout, max_retries=max_retries,
+            max_retry_wait=max_retry_wait, setting=setting, sleep=sleep, jitter=jitter, now=now,
         )  # fmt: skip
+        self.account = match.group(1)
         self.api_version = api_version
-        self.base_url = base_url.rstrip("/")
         self.max_rows = max_rows
-        self.max_retries = max_retries
-        self.max_retry_wait = max_retry_wait
         self.default_country = default_country
-        self.setting = setting
-        self.sleep = sleep
-        self.jitter = jitter
-        self.now = now
         self.session_ids = session_ids or (lambda: secrets.randbelow(2**63 - 1) + 1)
         self.audience_ids: dict[str, str] = {}
         """Audience name → Meta's custom audience id, found or created once per channel."""
-        self.stats: Counter[str] = Counter()
-        self._stopped: ChannelConfigError | None = None
-        self._closed = False
 
     def __repr__(self) -> str:  # never the token
         return f"MetaAudienceChannel(account='act_{self.account}', api_version={self.api_version!r})"
@@ -372,71 +330,35 @@ class MetaAudienceChannel(Channel):
         uploaded, or a profile with either)."""
         return None if has_key(message) else "no_address"
 
-    def send(self, message: OutboundMessage) -> DeliveryResult:
-        """One message is a one-row batch."""
-        return self.send_batch([message])[0]
-
-    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[DeliveryResult]:
-        """Add (or, for a retraction, remove) each message's person to its audience; one result per message, in order.
-
-        Raises ``ChannelConfigError`` (stop the run) only while nothing of this call was handed over to Meta.
-        """
-        if self._stopped is not None:
-            raise self._stopped
-        results: list[DeliveryResult | None] = [None] * len(messages)
-        groups: dict[tuple[str, Operation], list[tuple[int, list[str]]]] = {}
-        for index, message in enumerate(messages):
-            row = graph_row(message, self.default_country)
-            if not row[0] and not row[1]:
-                results[index] = DeliveryResult.failed(PermanentChannelError("no usable email or phone"))
-                continue
-            operation: Operation = "remove" if message.retract else "add"
-            groups.setdefault((audience_name(message), operation), []).append((index, row))
-        call = _Call()
-        for (name, operation), members in groups.items():
-            for index, result in self._sync_group(call, name, operation, members).items():
-                results[index] = result
-        assert all(result is not None for result in results)
-        return results  # type: ignore[return-value]  # every slot was filled above
-
-    def close(self) -> None:
-        """Close the HTTP client when the channel built it (an injected one is the caller's)."""
-        if self.owns_client and not self._closed:
-            self.client.close()
-        self._closed = True
+    def _group_of(self, message: OutboundMessage) -> tuple[str, list[str]] | ChannelError:
+        """The custom audience's name and the message's row (``graph_row``); permanent without an email or phone."""
+        row = graph_row(message, self.default_country)
+        if not row[0] and not row[1]:
+            return PermanentChannelError("no usable email or phone")
+        return audience_name(message), row
 
     # one audience and operation ------------------------------------------------------------------------------------
 
-    def _sync_group(
-        self, call: _Call, name: str, operation: Operation, members: list[tuple[int, list[str]]]
+    def _upload_group(
+        self, call: Call, key: str, operation: Operation, members: list[tuple[int, list[str]]]
     ) -> dict[int, DeliveryResult]:
-        if call.stop is not None:
-            return _all(members, _after_stop(call.stop))
         try:
-            audience_id = self._audience_id(name)
+            audience_id = self._audience_id(key)
         except ConfigStop as stop:
             return self._stopping(call, stop.error, members)
         except ChannelError as exc:
             log.warning("Meta audience lookup failed (%s); %d message(s) not sent", type(exc).__name__, len(members))
-            return _all(members, DeliveryResult.failed(exc))
-        return self._upload(call, audience_id, name, operation, members)
+            return results_for(members, DeliveryResult.failed(exc))
+        return self._upload(call, audience_id, key, operation, members)
 
     def _upload(
-        self, call: _Call, audience_id: str, name: str, operation: Operation, members: list[tuple[int, list[str]]]
+        self, call: Call, audience_id: str, name: str, operation: Operation, members: list[tuple[int, list[str]]]
     ) -> dict[int, DeliveryResult]:
         """One upload session: ``/users`` calls of at most ``max_rows`` rows, ``batch_seq`` 1, 2, …"""
-        results: dict[int, DeliveryResult] = {}
         session_id = self.session_ids()
-        chunks = [members[i : i + self.max_rows] for i in range(0, len(members), self.max_rows)]
-        given_up: DeliveryResult | None = None
-        for seq, chunk in enumerate(chunks, start=1):
-            if call.stop is not None:
-                results.update(_all(chunk, _after_stop(call.stop)))
-                continue
-            if given_up is not None:
-                results.update(_all(chunk, given_up))
-                continue
-            session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == len(chunks),
+
+        def upload(seq: int, count: int, chunk: list[tuple[int, list[str]]]) -> ChunkResults:
+            session = {"session_id": session_id, "batch_seq": seq, "last_batch_flag": seq == count,
                        "estimated_num_total": len(members)}  # fmt: skip
             payload = {"schema": list(SCHEMA), "data": [row for _, row in chunk]}
             data = {"payload": json.dumps(payload, separators=(",", ":")), "session": json.dumps(session)}
@@ -444,21 +366,20 @@ class MetaAudienceChannel(Channel):
             try:
                 answer = self._request(_METHOD[operation], path, data=data)
             except ConfigStop as stop:
-                results.update(self._stopping(call, stop.error, chunk))
-                continue
+                return self._stopping(call, stop.error, chunk), None
             except _GraphError as exc:
                 error = self._users_error(exc, name)
+                given_up = None
                 if isinstance(error, RetryableChannelError):
                     given_up = DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
-                results.update(_all(chunk, DeliveryResult.failed(error)))
-                continue
+                return results_for(chunk, DeliveryResult.failed(error)), given_up
             except RetryableChannelError as exc:
                 given_up = DeliveryResult.failed(RetryableChannelError(f"not sent: {exc}"))
-                results.update(_all(chunk, DeliveryResult.failed(exc)))
-                continue
+                return results_for(chunk, DeliveryResult.failed(exc)), given_up
             call.handed_over = True
-            results.update(self._accepted(answer, chunk, operation, f"meta:{audience_id}:{session_id}"))
-        return results
+            return self._accepted(answer, chunk, operation, f"meta:{audience_id}:{session_id}"), None
+
+        return self.upload_chunks(call, members, self.max_rows, upload)
 
     def _accepted(
         self, answer: dict[str, Any], chunk: list[tuple[int, list[str]]], operation: Operation, provider_id: str
@@ -475,19 +396,9 @@ class MetaAudienceChannel(Channel):
             log.warning("Meta found %d of %d rows of a %s call invalid", invalid, len(chunk), operation)
         if invalid >= len(chunk):
             error = PermanentChannelError(f"Meta found every row of the call invalid ({invalid} of {len(chunk)})")
-            return _all(chunk, DeliveryResult.failed(error))
+            return results_for(chunk, DeliveryResult.failed(error))
         log.info("Meta custom audience: %s %d row(s)", "added" if operation == "add" else "removed", len(chunk))
-        return _all(chunk, DeliveryResult.sent(provider_id))
-
-    def _stopping(
-        self, call: _Call, error: ChannelConfigError, members: list[tuple[int, list[str]]]
-    ) -> dict[int, DeliveryResult]:
-        """A configuration error: raised while nothing of the call went over, else the rest is retryable."""
-        self._stopped = error
-        if not call.handed_over:
-            raise error
-        call.stop = error
-        return _all(members, _after_stop(error))
+        return results_for(chunk, DeliveryResult.sent(provider_id))
 
     def _users_error(self, exc: _GraphError, name: str) -> ChannelError:
         """A final error answer of a ``/users`` call."""
@@ -597,18 +508,7 @@ class MetaAudienceChannel(Channel):
                 raise self._final(graph, response)
             return Retry(graph.describe() + (" (throttled)" if throttled else ""), _retry_after(response, self.now()))
 
-        def on_retry(retry: Retry, delay: float, n: int) -> None:
-            log.info("Meta %s call: %s; retrying in %.1f s (retry %d of %d)", method, retry.problem, delay, n,
-                     self.max_retries)  # fmt: skip
-            self.stats["retries"] += 1
-
-        def give_up(retry: Retry, attempts: int) -> NoReturn:
-            log.warning("Meta %s call failed (%s) after %d attempt(s); retry later", method, retry.problem, attempts)
-            wait = f"; Meta asked to wait {retry.retry_after:.0f} s" if retry.retry_after else ""
-            raise RetryableChannelError(f"Meta Graph API: {retry.problem} after {attempts} attempt(s){wait}")
-
-        return with_retries(attempt, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
-                            delay=self._delay, sleep=self.sleep, on_retry=on_retry, give_up=give_up)  # fmt: skip
+        return self._retrying(attempt, doing=f"Meta {method} call", who="Meta", api="Meta Graph API", log=log)
 
     def _final(self, graph: _GraphError, response: httpx.Response) -> _GraphError | ConfigStop:
         """A non-retried error answer: a stop when it says the configuration is wrong, else the numbers."""
@@ -635,23 +535,11 @@ class MetaAudienceChannel(Channel):
             ))  # fmt: skip
         return graph
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Backoff of 1, 2, 4 … s, at most 30 (``jittered_backoff``); at least what Meta asked."""
-        return jittered_backoff(attempt, retry_after, self.jitter, first=1.0, cap=30.0)
-
     def _config(self, text: str) -> ChannelConfigError:
         return ChannelConfigError(f"{self.setting}: {text}")
 
 
 # helpers -----------------------------------------------------------------------------------------------------------
-
-
-def _all(members: Sequence[tuple[int, Any]], result: DeliveryResult) -> dict[int, DeliveryResult]:
-    return {index: result for index, _ in members}
-
-
-def _after_stop(error: ChannelConfigError) -> DeliveryResult:
-    return DeliveryResult.failed(RetryableChannelError(f"not sent: {error}"))
 
 
 def _dict(value: Any) -> dict[str, Any]:
