@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
@@ -115,7 +116,14 @@ class OmnicastScheduler(BackgroundScheduler):
     def _process_jobs(self) -> float | None:
         if self.state != STATE_RUNNING:
             return None
-        return super()._process_jobs()  # type: ignore[no-any-return]
+        try:
+            return super()._process_jobs()  # type: ignore[no-any-return]
+        except JobLookupError:
+            # Another process sharing the job store (a second worker, `campaign run --at` replacing a one-off)
+            # removed a job between APScheduler reading it and removing it after the hand-over. The store is right;
+            # left unhandled, this would end the scheduler's thread and no job would ever run again. Look again.
+            log.info("a job was removed from the store by another process while it was being handed over")
+            return 0.0
 
 
 def make_scheduler(database_url: str, grace_seconds: int = DEFAULT_GRACE_SECONDS) -> BackgroundScheduler:

@@ -175,6 +175,34 @@ def test_restarts_keep_a_one_off_and_the_edited_files_win(
     assert changes.removed == ["weekly-picks"]
 
 
+def test_a_job_another_process_removes_mid_hand_over_does_not_stop_the_scheduler(
+    database_url: str, recorder: Recorder
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    store = create_engine(database_url)
+    worker = _started(database_url, scheduled_runs(load_catalog()), [])
+    executor = worker.scheduler._lookup_executor("default")
+    hand_over = executor.submit_job
+
+    def submit_while_another_process_deletes(job: Any, run_times: Any) -> None:
+        if job.id.startswith("once:birthday@"):  # gone from the store before APScheduler removes it itself
+            with store.begin() as conn:
+                conn.execute(text(f"DELETE FROM {worker_module.JOB_TABLE} WHERE id = :id"), {"id": job.id})
+        hand_over(job, run_times)
+
+    executor.submit_job = submit_while_another_process_deletes  # type: ignore[method-assign]
+    try:
+        for name, delay in (("birthday", 0.5), ("winback", 1.5)):
+            schedule_once(database_url, load_catalog(), name, _soon(delay).isoformat(), default_zone="UTC")
+        worker.poll()
+        calls = recorder.wait_for(2)
+        assert [parameters["name"] for _, parameters in calls] == ["birthday", "winback"]  # still scheduling
+    finally:
+        worker.stop()
+        store.dispose()
+
+
 def test_a_one_off_in_the_past_or_unreadable_is_refused(database_url: str) -> None:
     with pytest.raises(InputError, match=r"--at '2020-01-01 10:00' is in the past in America/Los_Angeles"):
         schedule_once(database_url, load_catalog(), "weekly-picks", "2020-01-01 10:00", default_zone="UTC")
