@@ -22,7 +22,7 @@ from channels.base import ChannelConfigError
 from channels.dispatch import dispatch
 from channels.google import GoogleCustomerMatchChannel, member_values, parse_lists, user_identifiers
 from channels.registry import open_channel
-from channels.spec import BY_NAME, AdapterSpec, ChannelResources, ChannelSpec, SettingSpec
+from channels.spec import BY_NAME, ChannelResources, ChannelSpec
 from models.message import OutboundMessage, Recipient
 from tests.channels.conftest import add_customers
 from tests.peers.google_dm import Drop, GoogleDataManagerServer, Reply, Throttle
@@ -383,13 +383,8 @@ def test_a_wrong_base_url_is_a_config_error(harness: Harness, server: GoogleData
 
 def _google_spec() -> ChannelSpec:
     spec = BY_NAME["google"]
-    if spec.adapter_for("google") is not None:
-        return spec
-    settings = (SettingSpec("google_access_token", None, "token"),
-                SettingSpec("google_datamanager_url", "https://datamanager.googleapis.com", "URL"))  # fmt: skip
-    api = AdapterSpec(("google",), "channels.google:GoogleDataManagerApi", "google://ACCOUNT_ID?lists=a:1", "DM API",
-                      settings=settings)  # fmt: skip
-    return replace(spec, adapters=(*spec.adapters, api))
+    assert spec.adapter_for("google") is not None  # the channel table carries the API adapter
+    return spec
 
 
 def _resources(server: GoogleDataManagerServer, **settings: Any) -> ChannelResources:

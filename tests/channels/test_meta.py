@@ -24,7 +24,7 @@ from channels.base import ChannelConfigError
 from channels.dispatch import dispatch
 from channels.meta import SCHEMA, MetaAudienceChannel, graph_row, normalize_state_meta
 from channels.registry import open_channel
-from channels.spec import BY_NAME, AdapterSpec, ChannelResources, ChannelSpec, SettingSpec
+from channels.spec import BY_NAME, ChannelResources, ChannelSpec
 from models.message import OutboundMessage, Recipient
 from tests.channels.conftest import add_customers
 from tests.peers.meta_graph import Drop, MetaGraphServer, Reply, Throttle
@@ -374,12 +374,8 @@ def test_an_unknown_ad_account_or_api_version_stops_the_run(harness: Harness, se
 
 def _meta_spec() -> ChannelSpec:
     spec = BY_NAME["meta"]
-    if spec.adapter_for("meta") is not None:
-        return spec
-    api = AdapterSpec(("meta",), "channels.meta:MetaAudienceApi", "meta://AD_ACCOUNT_ID", "Meta Marketing API",
-                      settings=(SettingSpec("meta_access_token", None, "token"),
-                                SettingSpec("meta_graph_url", "https://graph.facebook.com", "base URL")))  # fmt: skip
-    return replace(spec, adapters=(*spec.adapters, api))
+    assert spec.adapter_for("meta") is not None  # the channel table carries the API adapter
+    return spec
 
 
 def _resources(server: MetaGraphServer, **settings: Any) -> ChannelResources:
