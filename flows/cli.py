@@ -27,6 +27,7 @@ from typer.core import TyperGroup  # noqa: E402
 
 from flows.cli_answers import register as register_answers  # noqa: E402
 from flows.cli_campaigns import register as register_campaigns  # noqa: E402
+from flows.cli_evaluate import register as register_evaluate  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_report import register as register_report  # noqa: E402
 from flows.cli_schedule import register as register_schedule  # noqa: E402
@@ -428,6 +429,7 @@ register_campaigns(app)  # `omnicast campaigns list|validate|show` (flows/cli_ca
 register_schedule(app)  # `omnicast deployments write`, `worker`, `init`, `campaign run --at` (flows/cli_schedule.py)
 register_preview(app)  # `omnicast preview` (flows/cli_preview.py)
 register_report(app)  # `omnicast report` (flows/cli_report.py)
+register_evaluate(app)  # `omnicast evaluate churn` (flows/cli_evaluate.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

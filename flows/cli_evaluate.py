@@ -1,0 +1,62 @@
+"""``omnicast evaluate churn --transactions F --calibration-end DATE --holdout-end DATE --json``: how well the
+repeat-purchase model predicts a holdout period, against a naive baseline (``models/evaluate.py``).
+
+``register(app)`` adds the ``evaluate`` group to the ``omnicast`` Typer app (flows/cli.py). No database and no Prefect
+server are needed: the transactions come from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.console import make_console
+
+console = make_console()
+evaluate_app = typer.Typer(help="Offline evaluation of the models on a file of history.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` to ``app``."""
+    app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("churn")
+def churn(
+    transactions: Annotated[Path, typer.Option(help="CSV with a header: customer_id,date[,amount].")],
+    calibration_end: Annotated[str, typer.Option(help="Last day of the calibration period (YYYY-MM-DD).")],
+    holdout_end: Annotated[str, typer.Option(help="Last day of the holdout period (YYYY-MM-DD).")],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"model": {...}, "naive": {...}} as JSON.')] = False,
+) -> None:
+    """Fit the repeat-purchase model (MBG/NBD) on the calibration period and score its holdout predictions per
+    customer against a naive recency/frequency baseline: totals, relative error, MAE, RMSE, correlation, AUC."""
+    from flows.runtime import parse_day
+    from models.evaluate import evaluate_churn, read_transactions
+
+    start = parse_day(calibration_end, "--calibration-end")
+    end = parse_day(holdout_end, "--holdout-end")
+    result = evaluate_churn(read_transactions(transactions), start, end)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), sort_keys=True) + "\n")
+        return
+    table = Table("", "customers", "holdout actual", "predicted", "relative error", "MAE", "RMSE", "correlation",
+                  "AUC", title=f"Holdout {start} … {end}", title_justify="left")  # fmt: skip
+    for name, figures in (("MBG/NBD model", result.model), ("naive: own rate", result.naive)):
+        table.add_row(name, f"{figures['customers']:,}", f"{figures['holdout_actual']:,.0f}",
+                      f"{figures['holdout_predicted']:,.1f}", _number(figures["relative_error"], "{:+.1%}"),
+                      _number(figures["mae"]), _number(figures["rmse"]), _number(figures["correlation"]),
+                      _number(figures["auc"]))  # fmt: skip
+    console.print(table)
+    params = result.model["params"]
+    fitted = "fitted" if result.model["fitted"] else "the stated prior (too little data to fit)"
+    console.print(f"MBG/NBD parameters ({fitted}): r={params['r']:.4f} alpha={params['alpha']:.4f} "
+                  f"a={params['a']:.4f} b={params['b']:.4f}; log-likelihood {result.model['log_likelihood']:,.2f}")
+
+
+def _number(value: float | None, form: str = "{:.3f}") -> str:
+    return "–" if value is None else form.format(value)

@@ -1,0 +1,152 @@
+"""Offline evaluation on a store's own history (or any file of transactions): how well the models predict what people
+did next, against a naive baseline measured the same way.
+
+**Churn and repeat purchases** (:func:`evaluate_churn`). Transactions (``customer_id, date[, amount]``; several rows
+of one customer on one day are one transaction) are split at a calibration end. The cohort is everyone whose first
+purchase is on or before it. On the calibration period the MBG/NBD model of ``models/churn.py`` is fitted (all of the
+cohort, up to its fitting sample) and predicts each customer's number of transactions in the holdout
+(calibration end, holdout end]: the conditional expectation E[X(t) | x, t_x, T] (Batislam, Denizel & Filiztekin 2007;
+the formula lifetimes' ``ModifiedBetaGeoFitter`` uses). The naive baseline extrapolates each customer's own repeat
+rate: x / T × t (0 for someone who has not bought again). Both are scored per customer against what happened:
+
+* ``holdout_actual`` / ``holdout_predicted``: transactions in the holdout, summed over the cohort, and their
+  ``relative_error`` (predicted − actual) / actual;
+* ``mae``, ``rmse``: per-customer errors; ``correlation``: Pearson, per customer;
+* ``auc``: how well the prediction ranks "buys at least once in the holdout" above "does not" (Mann-Whitney, ties
+  counted half).
+
+The model's entry adds its ``params`` (r, alpha, a, b; time in days), whether they were ``fitted`` (too little data
+falls back to the stated prior) and the calibration ``log_likelihood`` (summed over the cohort).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import hyp2f1
+from scipy.stats import rankdata
+
+from models.churn import ChurnParams, _log_likelihood, customer_summary, fit_params
+from models.errors import InputError
+
+
+@dataclass(frozen=True)
+class ChurnEvaluation:
+    """The evaluation of one split: per model, the figures of the module docstring."""
+
+    model: dict[str, Any]
+    naive: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"model": self.model, "naive": self.naive}
+
+
+def read_transactions(path: Path) -> pd.DataFrame:
+    """``customer_id, date[, amount]`` from a CSV with a header; an unreadable file or a missing or bad column stops
+    with an :class:`InputError` naming the file, the column and the fix."""
+    try:
+        frame = pd.read_csv(path, dtype={"customer_id": str}, low_memory=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; give --transactions a CSV of customer_id,date[,amount]") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}); give customer_id,date[,amount]") from None
+    missing = [column for column in ("customer_id", "date") if column not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path}: no {missing[0]!r} column (columns: {', '.join(map(str, frame.columns)) or 'none'}); the header "
+            "must name customer_id and date (amount is optional)"
+        )
+    dates = pd.to_datetime(frame["date"], errors="coerce", format="mixed")
+    bad = int(dates.isna().sum())
+    if bad:
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0]) + 2  # 1-based, after the header
+        raise InputError(f"{path}, row {row}, column date: not a date ({bad:,} such rows); use YYYY-MM-DD")
+    ids = frame["customer_id"].astype(str).str.strip()
+    if (ids == "").any() or frame["customer_id"].isna().any():
+        row = int(np.flatnonzero(((ids == "") | frame["customer_id"].isna()).to_numpy())[0]) + 2
+        raise InputError(f"{path}, row {row}, column customer_id: empty; every row needs the customer's id")
+    return pd.DataFrame({"customer_id": ids.to_numpy(), "date": dates.dt.tz_localize(None).dt.normalize().to_numpy()})
+
+
+def evaluate_churn(transactions: pd.DataFrame, calibration_end: date, holdout_end: date) -> ChurnEvaluation:
+    """The MBG/NBD model and the naive baseline on one calibration / holdout split (see the module docstring)."""
+    if holdout_end <= calibration_end:
+        raise InputError(f"--holdout-end {holdout_end} must be after --calibration-end {calibration_end}")
+    summary = customer_summary(transactions, calibration_end)
+    if summary.empty:
+        raise InputError(f"nobody bought on or before the calibration end {calibration_end}: choose a later date")
+    horizon = float((pd.Timestamp(holdout_end) - pd.Timestamp(calibration_end)).days)
+    actual = _holdout_counts(transactions, summary["customer_id"], calibration_end, holdout_end)
+    x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency_days", "age_days"))
+    params = fit_params(summary)
+    predicted = expected_purchases(params, x, t_x, age, horizon)
+    naive = np.where(age > 0, x / np.maximum(age, 1.0), 0.0) * horizon
+    log_likelihood = float(_log_likelihood(np.array([params.r, params.alpha, params.a, params.b]), x, t_x, age).sum())
+    model = {
+        **scores(actual, predicted),
+        "params": {"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b},
+        "fitted": params.fitted,
+        "log_likelihood": log_likelihood,
+    }
+    return ChurnEvaluation(model=model, naive=scores(actual, naive))
+
+
+def expected_purchases(params: ChurnParams, x: np.ndarray, t_x: np.ndarray, age: np.ndarray, t: float) -> np.ndarray:
+    """MBG/NBD: each customer's expected number of transactions in the next ``t`` days, given x repeat purchases,
+    the last at t_x, observed for T = ``age`` days. The closed form holds for any a ≠ 1 (for a < 1 both factors of
+    the numerator are negative); a = 1 exactly (the stated prior) is nudged off the pole."""
+    r, alpha, b = params.r, params.alpha, params.b
+    a = params.a if abs(params.a - 1.0) > 1e-6 else 1.0 + 1e-6
+    hyp = hyp2f1(r + x, b + x + 1, a + b + x, t / (alpha + age + t))
+    numerator = (a + b + x) / (a - 1) * (1 - hyp * ((alpha + age) / (alpha + age + t)) ** (r + x))
+    denominator = 1 + (a / (b + x)) * ((alpha + age) / (alpha + t_x)) ** (r + x)
+    expected = numerator / denominator
+    return np.asarray(np.where(np.isfinite(expected), np.maximum(expected, 0.0), 0.0), dtype=float)
+
+
+def scores(actual: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """The per-customer figures of one prediction against what happened."""
+    total_actual, total_predicted = float(actual.sum()), float(predicted.sum())
+    errors = predicted - actual
+    correlation = (
+        float(np.corrcoef(actual, predicted)[0, 1]) if actual.std() > 0 and predicted.std() > 0 else None
+    )
+    return {
+        "customers": int(len(actual)),
+        "holdout_actual": total_actual,
+        "holdout_predicted": total_predicted,
+        "relative_error": (total_predicted - total_actual) / total_actual if total_actual else None,
+        "mae": float(np.abs(errors).mean()),
+        "rmse": float(np.sqrt((errors**2).mean())),
+        "correlation": correlation,
+        "auc": auc(actual > 0, predicted),
+    }
+
+
+def auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``score`` for ``positive`` (Mann-Whitney U, ties half); ``None`` if one class is
+    empty."""
+    positives = int(positive.sum())
+    negatives = len(positive) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _holdout_counts(transactions: pd.DataFrame, customers: pd.Series, start: date, end: date) -> np.ndarray:
+    """Per customer of ``customers`` (in order): distinct transaction days in (start, end]."""
+    days = pd.to_datetime(transactions["date"]).dt.normalize()
+    inside = (days > pd.Timestamp(start)) & (days <= pd.Timestamp(end))
+    held = pd.DataFrame({"customer_id": transactions["customer_id"].to_numpy()[inside.to_numpy()],
+                         "day": days[inside].to_numpy()}).drop_duplicates()  # fmt: skip
+    counts = held.groupby("customer_id").size()
+    return np.asarray(customers.map(counts).fillna(0).to_numpy(dtype=float))
+
+
+__all__ = ["ChurnEvaluation", "auc", "evaluate_churn", "expected_purchases", "read_transactions", "scores"]
