@@ -60,3 +60,50 @@ def churn(
 
 def _number(value: float | None, form: str = "{:.3f}") -> str:
     return "–" if value is None else form.format(value)
+
+
+@evaluate_app.command("recommendations")
+def recommendations(
+    train: Annotated[Path, typer.Option(help="CSV with a header: user_id,item_id[,timestamp][,weight].")],
+    test: Annotated[Path, typer.Option(help="CSV with a header: user_id,item_id[,timestamp][,weight].")],
+    item_features: Annotated[
+        Path | None, typer.Option(help="CSV: item_id and feature columns ('|' for several values; numbers binned).")
+    ] = None,
+    user_features: Annotated[
+        Path | None, typer.Option(help="CSV: user_id and feature columns ('|' for several values; numbers binned).")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Length of each user's ranking that is scored.")] = 10,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Keep train items rankable and creditable (re-buys).")
+    ] = False,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Not yet: the hybrid uses production's settings (the JSON says tuned).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one key per model as JSON.")] = False,
+) -> None:
+    """Fit production's hybrid LightFM, popularity, re-buy and a default LightFM on the train file and score their top
+    k on the test file: precision, recall and NDCG at k, AUC, catalogue coverage, fit time."""
+    from models.evaluate_recommendations import evaluate_recommendations, read_features, read_interactions
+
+    result = evaluate_recommendations(
+        read_interactions(train, "--train"),
+        read_interactions(test, "--test"),
+        read_features(item_features, "item_id", "--item-features") if item_features else None,
+        read_features(user_features, "user_id", "--user-features") if user_features else None,
+        k=k,
+        include_seen=include_seen,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+        return
+    first = next(iter(result.values()))
+    seen = "train items rankable (--include-seen)" if include_seen else "train items excluded"
+    table = Table("", f"precision@{k}", f"recall@{k}", f"NDCG@{k}", "AUC", "coverage", "fit s",
+                  title=f"{first['users']:,} users, {seen}", title_justify="left")  # fmt: skip
+    for name, figures in result.items():
+        table.add_row(name, _number(figures["precision_at_k"]), _number(figures["recall_at_k"]),
+                      _number(figures["ndcg_at_k"]), _number(figures["auc"]), _number(figures["coverage"], "{:.1%}"),
+                      f"{figures['fit_seconds']:.2f}")  # fmt: skip
+    console.print(table)
+    if tune:
+        console.print("--tune is not implemented yet: the hybrid used production's settings.")
