@@ -54,7 +54,8 @@ def print_error(message: str) -> None:
 
 
 def _stop_prefect_server() -> None:
-    """Stop the temporary Prefect server this process started (its logs flushed first); no-op when none runs.
+    """Stop the temporary Prefect server this process started (its logs and events flushed first); no-op when none
+    runs.
 
     Only a server Prefect started because no API URL is configured is ours to stop (not an operator's server, nor
     a test harness's, which also registers itself as the default instance).
@@ -69,6 +70,9 @@ def _stop_prefect_server() -> None:
     handlers = sys.modules.get("prefect.logging.handlers")
     if handlers is not None:
         handlers.APILogWorker.drain_all(timeout=5)
+    events = sys.modules.get("prefect.events.worker")
+    if events is not None:  # else, at exit, "EventsWorker - Still processing items" could follow the error line
+        events.EventsWorker.drain_all(timeout=5)
     for server in list(server_module.SubprocessASGIServer._instances.values()):
         server.stop()
 
