@@ -1,8 +1,12 @@
-"""``omnicast evaluate churn --transactions F --calibration-end DATE --holdout-end DATE --json``: how well the
-repeat-purchase model predicts a holdout period, against a naive baseline (``models/evaluate.py``).
+"""``omnicast evaluate churn|recommendations``: the models scored offline on files of history.
+
+* ``churn --transactions F --calibration-end DATE --holdout-end DATE [--json]``: how well the repeat-purchase model
+  predicts a holdout period, against a naive baseline (``models/evaluate.py``);
+* ``recommendations --train F --test F [--item-features F] [--user-features F] [--k 10] [--include-seen] [--json]``:
+  production's hybrid against popularity, re-buy and a default LightFM (``models/evaluate_recommendations.py``).
 
 ``register(app)`` adds the ``evaluate`` group to the ``omnicast`` Typer app (flows/cli.py). No database and no Prefect
-server are needed: the transactions come from the file.
+server are needed: everything comes from the files.
 """
 
 from __future__ import annotations
