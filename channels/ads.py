@@ -131,6 +131,32 @@ def normalize_state(value: str | None) -> str | None:
     return normalize_name_meta(value)
 
 
+US_STATES: dict[str, str] = {
+    "alabama": "al", "alaska": "ak", "arizona": "az", "arkansas": "ar", "california": "ca", "colorado": "co",
+    "connecticut": "ct", "delaware": "de", "districtofcolumbia": "dc", "florida": "fl", "georgia": "ga",
+    "hawaii": "hi", "idaho": "id", "illinois": "il", "indiana": "in", "iowa": "ia", "kansas": "ks", "kentucky": "ky",
+    "louisiana": "la", "maine": "me", "maryland": "md", "massachusetts": "ma", "michigan": "mi", "minnesota": "mn",
+    "mississippi": "ms", "missouri": "mo", "montana": "mt", "nebraska": "ne", "nevada": "nv", "newhampshire": "nh",
+    "newjersey": "nj", "newmexico": "nm", "newyork": "ny", "northcarolina": "nc", "northdakota": "nd", "ohio": "oh",
+    "oklahoma": "ok", "oregon": "or", "pennsylvania": "pa", "rhodeisland": "ri", "southcarolina": "sc",
+    "southdakota": "sd", "tennessee": "tn", "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va",
+    "washington": "wa", "westvirginia": "wv", "wisconsin": "wi", "wyoming": "wy", "puertorico": "pr", "guam": "gu",
+    "americansamoa": "as", "northernmarianaislands": "mp", "usvirginislands": "vi", "virginislands": "vi",
+}  # fmt: skip
+"""US state and territory names (lowercase, letters only) → their 2-letter USPS/ANSI codes."""
+
+
+def normalize_state_meta(value: str | None, country: str | None = None) -> str | None:
+    """Meta's ST: a US state as its 2-letter code, lowercase (``"California"`` and ``"CA"`` → ``ca``); elsewhere
+    lowercase letters without punctuation or spaces. A state is read as American when the country is US or unknown."""
+    state = normalize_state(value)
+    if state is None:
+        return None
+    if (country or "US").strip().upper() == "US":
+        return US_STATES.get(state, state)
+    return state
+
+
 def normalize_zip(value: str | None, country: str | None = None) -> str | None:
     """Meta's ZIP: lowercase, no spaces or dashes; US codes keep their first 5 digits (``97201-1234`` → ``97201``)."""
     if not value:
@@ -172,7 +198,7 @@ def meta_row(message: OutboundMessage) -> list[str]:
         normalize_name_meta(r.first_name),
         normalize_name_meta(r.last_name),
         normalize_city(r.city),
-        normalize_state(r.region),
+        normalize_state_meta(r.region, r.country),
         normalize_zip(r.zip, r.country),
         normalize_country(r.country),
         doby,

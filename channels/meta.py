@@ -41,7 +41,6 @@ statuses and Graph error codes only: never an identifier (plain or hashed), neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -63,8 +62,9 @@ from channels.ads import (
     normalize_email,
     normalize_name_meta,
     normalize_phone_meta,
-    normalize_state,
+    normalize_state_meta,
     normalize_zip,
+    sha256_hex,
 )
 from channels.audience_api import HEX64, AudienceApiChannel, Call, ChunkResults, Operation, check_token, results_for
 from channels.base import ChannelConfigError, ChannelError, DeliveryResult, PermanentChannelError, RetryableChannelError
@@ -100,37 +100,7 @@ MAX_PAGES = 1_000
 _METHOD: dict[Operation, str] = {"add": "POST", "remove": "DELETE"}
 _ACCOUNT = re.compile(r"(?:act_)?([0-9]{1,20})")
 
-US_STATES: dict[str, str] = {
-    "alabama": "al", "alaska": "ak", "arizona": "az", "arkansas": "ar", "california": "ca", "colorado": "co",
-    "connecticut": "ct", "delaware": "de", "districtofcolumbia": "dc", "florida": "fl", "georgia": "ga",
-    "hawaii": "hi", "idaho": "id", "illinois": "il", "indiana": "in", "iowa": "ia", "kansas": "ks", "kentucky": "ky",
-    "louisiana": "la", "maine": "me", "maryland": "md", "massachusetts": "ma", "michigan": "mi", "minnesota": "mn",
-    "mississippi": "ms", "missouri": "mo", "montana": "mt", "nebraska": "ne", "nevada": "nv", "newhampshire": "nh",
-    "newjersey": "nj", "newmexico": "nm", "newyork": "ny", "northcarolina": "nc", "northdakota": "nd", "ohio": "oh",
-    "oklahoma": "ok", "oregon": "or", "pennsylvania": "pa", "rhodeisland": "ri", "southcarolina": "sc",
-    "southdakota": "sd", "tennessee": "tn", "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va",
-    "washington": "wa", "westvirginia": "wv", "wisconsin": "wi", "wyoming": "wy", "puertorico": "pr", "guam": "gu",
-    "americansamoa": "as", "northernmarianaislands": "mp", "usvirginislands": "vi", "virginislands": "vi",
-}  # fmt: skip
-"""US state and territory names (lowercase, letters only) → their 2-letter USPS/ANSI codes."""
-
-
 # rows ------------------------------------------------------------------------------------------------------------
-
-
-def sha256_hex(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def normalize_state_meta(value: str | None, country: str | None = None) -> str | None:
-    """Meta's ST: a US state as its 2-letter code, lowercase (``"California"`` and ``"CA"`` → ``ca``); elsewhere
-    lowercase letters without punctuation or spaces. A state is read as American when the country is US or unknown."""
-    state = normalize_state(value)
-    if state is None:
-        return None
-    if (country or "US").strip().upper() == "US":
-        return US_STATES.get(state, state)
-    return state
 
 
 def graph_row(message: OutboundMessage, default_country: str | None = None) -> list[str]:

@@ -297,3 +297,13 @@ def test_audiences_go_through_dispatch_with_ads_consent(sqlite_engine: Engine, t
 
     assert report.total_sent == 2 and report.channels["meta"].suppressed.total() == 1
     assert len(read_csv(tmp_path / "meta-loyal-regulars-20261127-1.csv")) == 2
+
+
+def test_meta_files_and_the_meta_api_hash_a_state_name_alike() -> None:
+    """The hashes the audience table keeps for a Meta member (file format) match what the API uploads, so a
+    removal matches on the state too: "Oregon" and "OR" are both ``or``."""
+    from channels.meta import SCHEMA, graph_row
+
+    named = member(1, region="Oregon")
+    row = dict(zip(META_COLUMNS, ads.meta_row(named), strict=True))
+    assert row["st"] == sha256_hex("or") == dict(zip(SCHEMA, graph_row(named), strict=True))["ST"]
