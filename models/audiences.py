@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from channels.ads import identifiers
@@ -89,11 +89,12 @@ class AudienceSync:
         return text
 
 
-def eligible(conn: Connection, segment: Segment, today: date) -> list[int]:
-    """The segment's members today who may be in an ad audience (see the module docstring), sorted."""
+def eligible(conn: Connection, segment: Segment, today: date) -> dict[int, Recipient]:
+    """The segment's members today who may be in an ad audience (see the module docstring), by customer id in
+    ascending order, with who they are (what an addition uploads)."""
     ids = members(conn, segment, today)
     if not ids:
-        return []
+        return {}
     erased = {
         int(cid)
         for (cid,) in conn.execute(
@@ -105,45 +106,45 @@ def eligible(conn: Connection, segment: Segment, today: date) -> list[int]:
     listed = suppression.suppressed(
         conn, "email", {cid: r.email for cid, r in recipients.items() if r.email}
     )  # the address is on the suppression list (erased, complained, dead): never targeted either
-    return sorted(
-        cid
-        for cid in ids
+    return {
+        cid: recipients[cid]
+        for cid in sorted(ids)
         if cid not in erased
         and cid not in listed
         and suppression_reason(states.get((cid, ADS)), states.get((cid, MARKETING)), None) is None
         and cid in recipients
         and (recipients[cid].email or recipients[cid].phone)
-    )
+    }
 
 
-def reconcile(conn: Connection, now: datetime) -> int:
-    """Settle rows a sync left ``adding``/``removing`` from the ledger: sent → done, final and not sent → undone,
-    unfinished or not claimed yet → left as they are (the next sync plans them again). How many rows changed."""
-    rows = conn.execute(
-        select(MEMBERS.c.audience, MEMBERS.c.platform, MEMBERS.c.customer_id, MEMBERS.c.state,
-               MEMBERS.c.occurrence_key).where(MEMBERS.c.state.in_(("adding", "removing")))  # fmt: skip
-    ).all()
-    changed = 0
-    for audience, platform, customer_id, state, key in rows:
-        ledger = conn.execute(
-            select(MESSAGES.c.state).where(
-                MESSAGES.c.occurrence_key == key, MESSAGES.c.customer_id == customer_id, MESSAGES.c.channel == platform
-            )
-        ).scalar_one_or_none()
-        where = (MEMBERS.c.audience == audience, MEMBERS.c.platform == platform, MEMBERS.c.customer_id == customer_id)
+def reconcile(conn: Connection, now: datetime, audience: str | None = None) -> int:
+    """Settle rows a sync left ``adding``/``removing`` (of ``audience``, or all) from the ledger: sent → done, final
+    and not sent → undone, unfinished or not claimed yet → left as they are (the next sync plans them again). One
+    query joins the rows to their ledger rows, then one statement per outcome. How many rows changed."""
+    joined = MEMBERS.outerjoin(
+        MESSAGES,
+        (MESSAGES.c.occurrence_key == MEMBERS.c.occurrence_key) & (MESSAGES.c.customer_id == MEMBERS.c.customer_id)
+        & (MESSAGES.c.channel == MEMBERS.c.platform),
+    )  # fmt: skip
+    query = select(MEMBERS.c.audience, MEMBERS.c.platform, MEMBERS.c.customer_id, MEMBERS.c.state, MESSAGES.c.state)
+    query = query.select_from(joined).where(MEMBERS.c.state.in_(("adding", "removing")))
+    if audience is not None:
+        query = query.where(MEMBERS.c.audience == audience)
+    to_member: list[dict[str, Any]] = []
+    to_delete: list[dict[str, Any]] = []
+    for name, platform, customer_id, state, ledger in conn.execute(query).tuples():
+        key = {"a": name, "p": platform, "c": customer_id}
         if ledger == "sent":
-            if state == "adding":
-                conn.execute(update(MEMBERS).where(*where).values(state="member", updated_at=now))
-            else:
-                conn.execute(delete(MEMBERS).where(*where))
-            changed += 1
-        elif ledger in ("suppressed", "failed"):
-            if state == "adding":
-                conn.execute(delete(MEMBERS).where(*where))
-            else:  # the removal did not go: still a member, the next sync removes again
-                conn.execute(update(MEMBERS).where(*where).values(state="member", updated_at=now))
-            changed += 1
-    return changed
+            (to_member if state == "adding" else to_delete).append(key)
+        elif ledger in ("suppressed", "failed"):  # a removal that did not go: still a member, removed next sync
+            (to_delete if state == "adding" else to_member).append(key)
+    where = (MEMBERS.c.audience == bindparam("a"), MEMBERS.c.platform == bindparam("p"),
+             MEMBERS.c.customer_id == bindparam("c"))  # fmt: skip
+    if to_member:
+        conn.execute(update(MEMBERS).where(*where).values(state="member", updated_at=now), to_member)
+    if to_delete:
+        conn.execute(delete(MEMBERS).where(*where), to_delete)
+    return len(to_member) + len(to_delete)
 
 
 def adopt_earlier_members(conn: Connection, audience: str, platform: str, now: datetime) -> int:
@@ -199,9 +200,9 @@ def plan_sync(
     messages: list[OutboundMessage] = []
     syncs: list[AudienceSync] = []
     with engine.begin() as conn:
-        reconcile(conn, now)
-        wanted = eligible(conn, segments[audience.segment], today)
-        recipients = load_recipients(conn, wanted)
+        reconcile(conn, now, name)
+        recipients = eligible(conn, segments[audience.segment], today)
+        wanted = list(recipients)
         for platform in [p for p in audience.platforms if p in platforms]:
             adopt_earlier_members(conn, name, platform, now)
             have = current(conn, name, platform)
@@ -227,7 +228,8 @@ def record(engine: Engine, syncs: Iterable[AudienceSync], messages: Sequence[Out
     now = datetime.now(UTC)
     with engine.begin() as conn:
         states = _ledger_states(conn, messages)
-        reconcile(conn, now)
+        for name in {s.audience for s in syncs}:
+            reconcile(conn, now, name)
         by_key = {(s.audience, s.platform): s for s in syncs}
         for message in messages:
             sync = by_key.get((message.audience or "", message.channel))
