@@ -14,19 +14,19 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from tempfile import TemporaryDirectory
 
-from sqlalchemy import insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scratch_db import migrated_databases  # bench/scratch_db.py (this folder is on sys.path when run as a script)
+
 from channels.base import InMemoryChannel, Recipient  # noqa: E402
 from channels.dispatch import MESSAGES, dispatch  # noqa: E402
-from models.db import make_engine, upgrade  # noqa: E402
+from models.db import make_engine  # noqa: E402
 from models.message import OutboundMessage
 from models.schema import Consent, Customer  # noqa: E402
 
@@ -110,28 +110,10 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("OMNICAST_TEST_POSTGRES_URL",
                                                              "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
-    with TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'bench.db'}"
-        upgrade(url)
-        measure("SQLite", make_engine(url), args.messages)
-    admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    name = f"omnicast_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        print(f"PostgreSQL skipped: {exc}")
-        return
-    try:
-        url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
+    for label, url in migrated_databases(args.postgres):
         engine = make_engine(url)
-        measure("PostgreSQL", engine, args.messages)
+        measure(label, engine, args.messages)
         engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -31,15 +30,17 @@ from typing import Any
 
 import httpx
 from sqlalchemy import insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch_db import migrated_databases  # bench/scratch_db.py (this folder is on sys.path when run as a script)
 
 from channels.inapp_store import CARDS, InAppStore  # noqa: E402
 from channels.outbox import ledger_hash  # noqa: E402
 from channels.render import CardRenderer  # noqa: E402
 from flows.settings import Settings  # noqa: E402
-from models.db import make_engine, upgrade  # noqa: E402
+from models.db import make_engine  # noqa: E402
 from models.message import OutboundMessage, Recipient  # noqa: E402
 from models.schema import Customer, Identity, Product, Recommendation  # noqa: E402
 
@@ -262,28 +263,9 @@ def main() -> None:
         serve(args.serve)
         return
     print(f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at the start")
-    results = []
-    with TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'bench.db'}"
-        upgrade(url)
-        results.append(run("SQLite", url, args))
-    if not args.no_postgres:
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        name = f"omnicast_bench_{uuid.uuid4().hex[:8]}"
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        except Exception as exc:  # noqa: BLE001
-            print(f"PostgreSQL skipped: {type(exc).__name__}")
-        else:
-            try:
-                url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-                upgrade(url)
-                results.append(run("PostgreSQL", url, args))
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    results = [
+        run(label, url, args) for label, url in migrated_databases(None if args.no_postgres else args.postgres)
+    ]
     sys.exit(0 if all(results) else 1)
 
 
