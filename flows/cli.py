@@ -54,12 +54,20 @@ def print_error(message: str) -> None:
 
 
 def _stop_prefect_server() -> None:
-    """Stop the temporary Prefect server this process started (its logs and events flushed first); no-op when none
-    runs.
+    """Flush Prefect's queued logs and events, then stop the temporary Prefect server this process started (no-op
+    when none runs).
 
     Only a server Prefect started because no API URL is configured is ours to stop (not an operator's server, nor
     a test harness's, which also registers itself as the default instance).
     """
+    # Logs and events are flushed whichever server they go to: at exit, Prefect's workers would otherwise print
+    # "EventsWorker - Still processing items" after the error line (seen in CI against an operator's server).
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is not None:
+        handlers.APILogWorker.drain_all(timeout=5)
+    events = sys.modules.get("prefect.events.worker")
+    if events is not None:
+        events.EventsWorker.drain_all(timeout=5)
     server_module = sys.modules.get("prefect.server.api.server")
     if server_module is None:
         return
@@ -67,12 +75,6 @@ def _stop_prefect_server() -> None:
 
     if get_current_settings().api.url:
         return
-    handlers = sys.modules.get("prefect.logging.handlers")
-    if handlers is not None:
-        handlers.APILogWorker.drain_all(timeout=5)
-    events = sys.modules.get("prefect.events.worker")
-    if events is not None:  # else, at exit, "EventsWorker - Still processing items" could follow the error line
-        events.EventsWorker.drain_all(timeout=5)
     for server in list(server_module.SubprocessASGIServer._instances.values()):
         server.stop()
 
