@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.interactions import Columns, features_from_wide  # noqa: E402
-from models.recommender import HybridLightFM  # noqa: E402
+from models.recommend import HybridLightFM  # noqa: E402
 
 ROASTS = ("light", "medium", "dark")
 NOTES = ("chocolate", "cherry", "citrus", "caramel", "floral", "nutty", "berry", "honey", "spice", "stone fruit")

@@ -34,7 +34,7 @@ from flows.sync import run_sync
 from flows.train import run_train
 from flows.triggers import run_triggers
 from models.message import OutboundMessage
-from models.recommender import TrainReport
+from models.recommend import TrainReport
 from sources.load import SyncReport
 
 

@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Resources, locked, run_logger, run_resources, run_title
-from models.recommender import TrainReport, train_and_recommend
+from models.recommend import TrainReport, train_and_recommend
 
 
 @task(name="fit-and-recommend", cache_policy=NO_CACHE)

@@ -40,7 +40,7 @@ MAX_CART_ITEMS = 10
 
 def pick_kind(model: str | None, explanation: str | None) -> str:
     """The reason a recommendation was made, from the recommender's model and its explanation
-    (``models/recommender.py`` writes them): popularity picks are ``popular``, hybrid ones by their explanation."""
+    (``models/recommend/`` writes them): popularity picks are ``popular``, hybrid ones by their explanation."""
     if (model or "").lower() == "popularity":
         return "popular"
     text = (explanation or "").strip().lower()

@@ -13,7 +13,7 @@ no creditable test item are not counted.
 
 Models, one key each in the result:
 
-* ``hybrid``: what production serves warm customers (``models/recommender.py``): :class:`HybridLightFM` (WARP,
+* ``hybrid``: what production serves warm customers (``models/recommend/``): :class:`HybridLightFM` (WARP,
   identity + item features [+ user features], the train file's weights as sample weights) with the components and
   epochs :func:`train_and_recommend` uses. Every evaluated user is warm, so production's popularity fallback for cold
   customers does not apply. Fitted with one thread so that a seed gives one answer.
@@ -48,7 +48,7 @@ from scipy.stats import rankdata
 
 from models.errors import InputError
 from models.interactions import Columns, IdMap, InteractionWeights, features_from_wide, pair_matrix
-from models.recommender import HybridLightFM, Popularity, train_and_recommend
+from models.recommend import HybridLightFM, Popularity, train_and_recommend
 
 DEFAULT_EPOCHS = 30
 """Epochs of ``lightfm_default`` (LightFM's quickstart uses 30; ``fit``'s own default of 1 is no model)."""

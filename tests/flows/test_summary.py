@@ -23,7 +23,7 @@ from flows.summary import (
     variant_rows,
 )
 from models.message import OutboundMessage, Recipient
-from models.recommender import TrainReport
+from models.recommend import TrainReport
 from sources.load import SyncReport
 from tests.channels.conftest import add_customers
 

@@ -1,7 +1,7 @@
 """A small store whose planned messages exercise every template the way a real day does.
 
 Built with ``StoreBuilder`` (customers, products, orders, cart events), then the real pipeline: trigger detection
-(``models.triggers``), the recommender (``models.recommender``: hybrid picks for customers with history, popularity
+(``models.triggers``), the recommender (``models.recommend``: hybrid picks for customers with history, popularity
 for new ones) and planning (``models.planning``) of the shipped campaigns plus variants that override the subject,
 the template and the offer (a static code, and a pool CSV with fewer codes than recipients). Nothing here writes a
 context by hand: the tests see what planning really produces.
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from models.campaigns import Campaign, CampaignFile, Catalog, Offer, Variant, load_catalog
 from models.message import OutboundMessage
 from models.planning import PlanReport, StoreInfo, plan_campaign
-from models.recommender import train_and_recommend
+from models.recommend import train_and_recommend
 from models.schema import Product
 from models.triggers import detect_triggers
 from tests.models.builders import StoreBuilder, at

@@ -15,16 +15,16 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from models.interactions import Columns, features_from_wide, load_interactions
-from models.recommender import (
+from models.recommend import (
     RESULT_COLUMNS,
     HybridLightFM,
     NotFittedError,
     Popularity,
     RecommenderModel,
     UnsupportedUsersError,
-    _chunk_top_k,
     train_and_recommend,
 )
+from models.recommend.ranking import chunk_top_k
 from models.schema import Recommendation
 from tests.models.builders import StoreBuilder, at, taste_clusters
 
@@ -231,7 +231,7 @@ def test_blockwise_top_k_equals_a_full_sort() -> None:
     rng = np.random.default_rng(4)
     scores = rng.standard_normal((64, 3000)).astype(np.float32)
     scores[:, ::7] = -np.inf  # masked cells
-    items, values = _chunk_top_k(scores.copy(), 10, block=100)
+    items, values = chunk_top_k(scores.copy(), 10, block=100)
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(items, expected)
     np.testing.assert_array_equal(values, np.take_along_axis(scores, expected, axis=1))

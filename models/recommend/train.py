@@ -1,0 +1,160 @@
+"""The train stage: fit on the database, store every customer's top picks (hybrid for warm customers, popularity
+for cold ones) in ``recommendations``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Engine
+
+from models.interactions import (
+    Columns,
+    item_features,
+    load_catalog,
+    load_customer_ids,
+    load_interactions,
+    owned_gear,
+    table_of,
+)
+from models.recommend.base import RESULT_COLUMNS
+from models.recommend.hybrid import HybridLightFM
+from models.recommend.popularity import Popularity
+from models.schema import Recommendation, utcnow
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What one training run did, for the flow's artifact and the day summary."""
+
+    customers: int
+    warm_customers: int
+    cold_customers: int
+    items: int
+    interactions: int
+    recommendations: int
+    fit_seconds: float
+    score_seconds: float
+    load_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"customers scored: {self.customers} ({self.warm_customers} warm → hybrid, "
+            f"{self.cold_customers} cold → popularity)\n"
+            f"items: {self.items}, interactions: {self.interactions}, recommendations: {self.recommendations}\n"
+            f"load: {self.load_seconds:.2f} s, fit: {self.fit_seconds:.2f} s, scoring: {self.score_seconds:.2f} s, "
+            f"write: {self.write_seconds:.2f} s"
+        )
+
+
+def train_and_recommend(
+    engine: Engine,
+    *,
+    k: int = 10,
+    now: datetime | None = None,
+    seed: int = 0,
+    epochs: int = 15,
+    components: int = 32,
+    num_threads: int = 2,
+) -> TrainReport:
+    """Fit on the database, recommend ``k`` active products to every customer and replace ``recommendations``.
+
+    Customers with interactions get :class:`HybridLightFM` picks (bought gear excluded; consumables may return);
+    the others get :class:`Popularity`. Deterministic for a ``seed`` when ``num_threads=1``.
+    """
+    now = now or utcnow()
+    started = time.perf_counter()
+    catalog = load_catalog(engine)
+    interactions = load_interactions(engine, now)
+    customers = load_customer_ids(engine)
+    names = dict(zip(catalog[Columns.ITEM], catalog["title"], strict=True))
+    loaded = time.perf_counter()
+    models = _fit_models(interactions, item_features(catalog), now, seed, epochs, components, num_threads)
+    fitted = time.perf_counter()
+    picks = _recommend_all(models, customers, interactions, catalog, names, k)
+    scored = time.perf_counter()
+    write_recommendations(engine, picks, now)
+    warm = int(models[0].is_warm(customers).sum()) if models else 0
+    return TrainReport(
+        customers=len(customers),
+        warm_customers=warm,
+        cold_customers=len(customers) - warm,
+        items=len(catalog),
+        interactions=len(interactions),
+        recommendations=len(picks),
+        fit_seconds=round(fitted - loaded, 3),
+        score_seconds=round(scored - fitted, 3),
+        load_seconds=round(loaded - started, 3),
+        write_seconds=round(time.perf_counter() - scored, 3),
+    )
+
+
+def _fit_models(
+    interactions: pd.DataFrame,
+    features: pd.DataFrame,
+    now: datetime,
+    seed: int,
+    epochs: int,
+    components: int,
+    num_threads: int,
+) -> tuple[HybridLightFM, Popularity] | None:
+    if interactions.empty:
+        return None
+    hybrid = HybridLightFM(components=components, epochs=epochs, seed=seed, num_threads=num_threads)
+    return hybrid.fit(interactions, features), Popularity(now=now).fit(interactions, features)
+
+
+def _recommend_all(
+    models: tuple[HybridLightFM, Popularity] | None,
+    customers: np.ndarray,
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    names: dict[Any, str],
+    k: int,
+) -> pd.DataFrame:
+    """Hybrid picks for warm customers, popularity for cold ones, with a ``model`` column saying which."""
+    if models is None or len(customers) == 0:
+        return pd.DataFrame(columns=[*RESULT_COLUMNS, Columns.MODEL])
+    hybrid, popularity = models
+    warm = hybrid.is_warm(customers)
+    owned = owned_gear(interactions, catalog)
+    warm_picks = hybrid.recommend(customers[warm], k, exclude_seen=False, exclude=owned, item_names=names)
+    cold_picks = popularity.recommend(customers[~warm], k, exclude_seen=False, item_names=names)
+    warm_picks[Columns.MODEL] = hybrid.name
+    cold_picks[Columns.MODEL] = popularity.name
+    return pd.concat([warm_picks, cold_picks], ignore_index=True)
+
+
+def write_recommendations(engine: Engine, picks: pd.DataFrame, trained_at: datetime) -> None:
+    """Replace every stored recommendation with ``picks`` in one transaction (readers see old or new, never half)."""
+    table = table_of(Recommendation)
+    rows = [
+        {
+            "customer_id": int(user),
+            "product_id": int(item),
+            "rank": int(rank),
+            "score": float(score),
+            "model": str(model),
+            "explanation": str(text),
+            "trained_at": trained_at,
+        }
+        for user, item, rank, score, model, text in zip(
+            picks[Columns.USER],
+            picks[Columns.ITEM],
+            picks[Columns.RANK],
+            picks[Columns.SCORE],
+            picks[Columns.MODEL],
+            picks[Columns.EXPLANATION],
+            strict=True,
+        )
+    ]
+    with engine.begin() as conn:
+        conn.execute(delete(table))
+        if rows:
+            conn.execute(insert(table), rows)
