@@ -1,0 +1,24 @@
+"""catalogue fields marketer rules read: inventory, published, gift card
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-04 16:45:00
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+import sqlmodel  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0009'
+down_revision = '0008'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
