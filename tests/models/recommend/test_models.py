@@ -24,6 +24,8 @@ from models.recommend import (
     UnsupportedUsersError,
     train_and_recommend,
 )
+from models.recommend.content import ContentBased
+from models.recommend.item_to_item import ItemToItem
 from models.recommend.ranking import chunk_top_k
 from models.schema import Recommendation
 from tests.models.builders import StoreBuilder, at, taste_clusters
@@ -33,6 +35,8 @@ NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
 MODELS: dict[str, Callable[[], RecommenderModel]] = {
     "hybrid": lambda: HybridLightFM(epochs=5, components=8, num_threads=1, seed=1),
     "popularity": lambda: Popularity(),
+    "item_to_item": lambda: ItemToItem(),
+    "content": lambda: ContentBased(),
 }
 
 
