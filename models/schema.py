@@ -152,6 +152,20 @@ class Recommendation(SQLModel, table=True):
     trained_at: datetime = Field(default_factory=utcnow)
 
 
+class RelatedProduct(SQLModel, table=True):
+    """Products to show next to a product (product page) or a cart ("Pairs with …"), best first; replaced as a whole
+    by each training (``models/recommend/related.py``)."""
+
+    __tablename__ = "related_products"
+    product_id: int = Field(foreign_key="products.id", primary_key=True)
+    rank: int = Field(primary_key=True, description="1 = best")
+    related_product_id: int = Field(foreign_key="products.id")
+    score: float
+    kind: str = Field(description="co_purchase | content | blend: what the score mostly rests on")
+    explanation: str = Field(description="e.g. 'Pairs with Ethiopia Guji', 'Similar to Kenya AA'")
+    trained_at: datetime = Field(default_factory=utcnow)
+
+
 class TriggerOccurrence(SQLModel, table=True):
     """A moment worth reaching a customer for. ``occurrence_key`` is its business identity:
     the same moment detected twice is the same row (and so at most one message per channel)."""
