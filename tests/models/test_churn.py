@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
@@ -15,10 +16,13 @@ from models.churn import (
     ChurnParams,
     churn_scores,
     customer_summary,
+    expected_purchases,
+    expected_purchases_if_active,
     find_churn_risks,
     fit_params,
     lapsed_customers,
     p_active,
+    p_buy,
 )
 from tests.models.builders import StoreBuilder, at
 
@@ -87,6 +91,72 @@ def test_p_active_is_a_probability_that_falls_as_silence_grows(x, t_x, extra, mo
         params, np.array([x, x]), np.array([t_x, t_x]), np.array([t_x + extra, t_x + extra + more])
     )
     assert 0.0 <= later <= earlier <= 1.0
+
+
+_PARAMS = st.builds(
+    ChurnParams,
+    r=st.floats(0.05, 50),
+    alpha=st.floats(1, 2000),
+    a=st.floats(0.05, 5),
+    b=st.floats(0.05, 20),
+    fitted=st.just(True),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(x=st.integers(0, 40), t_x=st.integers(0, 700), extra=st.integers(0, 700), t=st.floats(1, 720), params=_PARAMS)
+def test_p_buy_is_a_probability_below_p_active_that_grows_with_the_horizon(x, t_x, extra, t, params) -> None:
+    t_x = t_x if x > 0 else 0
+    x_, t_x_, age = np.array([x]), np.array([t_x]), np.array([t_x + extra])
+    short, long = p_buy(params, x_, t_x_, age, t)[0], p_buy(params, x_, t_x_, age, 2 * t)[0]
+    assert 0.0 <= short <= long <= p_active(params, x_, t_x_, age)[0] + 1e-12
+    purchases = expected_purchases(params, x_, t_x_, age, t)[0]
+    assert purchases >= short - 1e-9  # at least one purchase with probability p ⇒ at least p purchases expected
+    assert expected_purchases_if_active(params, x_, age, t)[0] >= purchases - 1e-9
+
+
+def _simulate_mbgnbd(
+    params: ChurnParams, n: int, calibration: float, horizon: float, seed: int
+) -> tuple[np.ndarray, ...]:
+    """(x, t_x, T, purchases in the next ``horizon`` days) of ``n`` MBG/NBD customers whose first purchase is uniform
+    over the calibration period, in continuous time."""
+    rng = np.random.default_rng(seed)
+    rate, drop = rng.gamma(params.r, 1 / params.alpha, n), rng.beta(params.a, params.b, n)
+    first = rng.uniform(0, calibration, n)
+    x, last, later = np.zeros(n), first.copy(), np.zeros(n)
+    clock, active = first.copy(), rng.random(n) > drop
+    while active.any():
+        clock = np.where(active, clock + rng.exponential(1 / rate), clock)
+        inside = active & (clock <= calibration)
+        after = active & (clock > calibration) & (clock <= calibration + horizon)
+        x += inside
+        last = np.where(inside, clock, last)
+        later += after
+        active = (inside | after) & (rng.random(n) > drop)
+    return x, last - first, calibration - first, later
+
+
+@pytest.mark.parametrize(
+    "params", [ChurnParams(0.525, 43.3, 0.891, 1.614, True), ChurnParams(2.0, 60.0, 1.5, 6.0, True)]
+)
+def test_p_buy_and_expected_purchases_match_a_monte_carlo_of_the_process(params: ChurnParams) -> None:
+    """Averaged over customers, P(buy | history) is the share who do buy, and within every group of customers picked
+    by their history too (by frequency and by recency) — what a conditional probability must satisfy."""
+    x, t_x, age, later = _simulate_mbgnbd(params, 200_000, 365.0, 90.0, seed=5)
+    buys, purchases = p_buy(params, x, t_x, age, 90.0), expected_purchases(params, x, t_x, age, 90.0)
+    silence = age - t_x
+    groups = [
+        x == 0,
+        x == 1,
+        (x >= 2) & (x < 5),
+        x >= 5,
+        silence < 30,
+        (silence >= 30) & (silence < 120),
+        silence >= 120,
+    ]
+    for group in groups:
+        assert buys[group].mean() == pytest.approx((later[group] > 0).mean(), rel=0.04, abs=0.002)
+        assert purchases[group].mean() == pytest.approx(later[group].mean(), rel=0.04, abs=0.002)
 
 
 def test_fit_tells_active_from_lapsed_customers_on_simulated_history() -> None:
