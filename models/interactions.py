@@ -126,7 +126,9 @@ def load_customer_ids(engine: Engine) -> np.ndarray:
 
 
 def load_catalog(engine: Engine) -> pd.DataFrame:
-    """Active products: ``item_id, sku, title, product_type, roast, origin, flavour_notes, price, consumable``."""
+    """Active products: ``item_id, sku, title, product_type, roast, origin, flavour_notes, price, consumable``, and
+    what the recommendation rules match and exclude on: ``handle, vendor, tags, inventory_quantity, published,
+    gift_card``."""
     stmt = (
         select(
             PRODUCTS.c.id.label(Columns.ITEM),
@@ -138,12 +140,20 @@ def load_catalog(engine: Engine) -> pd.DataFrame:
             PRODUCTS.c.flavour_notes,
             PRODUCTS.c.price,
             PRODUCTS.c.consumable,
+            PRODUCTS.c.handle,
+            PRODUCTS.c.vendor,
+            PRODUCTS.c.tags,
+            PRODUCTS.c.inventory_quantity,
+            PRODUCTS.c.published,
+            PRODUCTS.c.gift_card,
         )
         .where(PRODUCTS.c.active.is_(True))
         .order_by(PRODUCTS.c.id)
     )
     frame = read_frame(engine, stmt)
-    frame["consumable"] = frame["consumable"].astype(bool)
+    for flag in ("consumable", "published", "gift_card"):
+        frame[flag] = frame[flag].astype(bool)
+    frame["inventory_quantity"] = frame["inventory_quantity"].astype("Int64")
     return frame
 
 

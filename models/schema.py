@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
@@ -75,6 +76,20 @@ class Product(SQLModel, table=True):
     consumable: bool = False
     replenish_days: int | None = Field(default=None, description="typical days one unit lasts")
     active: bool = True
+    inventory_quantity: int | None = Field(
+        default=None,
+        description="units in stock (Variant Inventory Qty); None = not tracked or sold when out: counts as in stock",
+    )
+    published: bool = Field(
+        default=True,
+        sa_column_kwargs={"server_default": sa_true()},
+        description="visible on the online store (Published); unpublished products are never recommended",
+    )
+    gift_card: bool = Field(
+        default=False,
+        sa_column_kwargs={"server_default": sa_false()},
+        description="a gift card (Gift Card): sold, never recommended nor replenished",
+    )
 
 
 class Order(SQLModel, table=True):

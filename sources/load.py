@@ -73,6 +73,7 @@ _source_loads: Table = SourceLoad.__table__  # type: ignore[attr-defined]
 PRODUCT_FIELDS = [
     "handle", "title", "product_type", "vendor", "tags", "price", "image_url",
     "flavour_notes", "roast", "origin", "consumable", "replenish_days", "active",
+    "inventory_quantity", "published", "gift_card",
 ]  # fmt: skip
 CHUNK = 50_000
 REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves

@@ -959,8 +959,8 @@ def product_columns(cat: Catalogue, rng: np.random.Generator) -> dict[str, np.nd
     handle = np.where(repeat > 0, handle + "-" + as_text(repeat + 1), handle).astype(object)
     description = np.array([_describe(cat, i) for i in range(len(cat))], dtype=object)
     body = '<p class="lead">' + description + "</p><ul><li>" + cat.option_name + ": " + cat.option_value + "</li></ul>"
-    active = cat.status == "active"
     stock = np.where(rng.random(len(cat)) < 0.04, 0, rng.integers(1, 300, len(cat)))
+    stock_text = np.where(cat.gift_card, "", as_text(stock))  # gift cards: inventory not tracked
     ships = np.where(cat.gift_card, "FALSE", "TRUE")
     return dict(
         zip(
@@ -973,12 +973,12 @@ def product_columns(cat: Catalogue, rng: np.random.Generator) -> dict[str, np.nd
                 escape(_category(cat.type)),
                 escape(cat.type),
                 escape(_tags(cat)),
-                np.where(active, "TRUE", "FALSE"),
+                np.where(published(cat), "TRUE", "FALSE"),
                 cat.option_name,
                 cat.option_value,
                 cat.sku,
                 as_text(cat.grams),
-                as_text(stock),
+                stock_text,
                 money(cat.price_cents),
                 np.where(cat.compare_cents > 0, money(cat.compare_cents), ""),
                 ships,
@@ -998,6 +998,18 @@ def product_columns(cat: Catalogue, rng: np.random.Generator) -> dict[str, np.nd
             strict=True,
         )
     )
+
+
+def published(cat: Catalogue) -> np.ndarray:
+    """Active products are on the online store, except one: the least popular active gift set (or else product),
+    kept for wholesale and point-of-sale orders, sold but never recommended."""
+    shown = cat.status == "active"
+    hidden = shown & ~cat.gift_card & (cat.kind == KINDS.index("gift_set"))
+    pool = np.flatnonzero(hidden if hidden.any() else shown & ~cat.gift_card)
+    if len(pool):
+        shown = shown.copy()
+        shown[pool[np.argmin(cat.popularity[pool])]] = False
+    return shown
 
 
 def malformed_products(cols: dict[str, np.ndarray], cat: Catalogue, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -48,6 +48,7 @@ EXPORT_ORDERS = "export orders from Shopify admin → Orders → Export → 'All
 
 SHOPIFY_TIME = "%Y-%m-%d %H:%M:%S %z"
 YES_NO = {"yes": True, "no": False}
+TRUE_FALSE = {"true": True, "false": False, "yes": True, "no": False}
 CONSUMABLE_TYPES = frozenset({"coffee beans", "tea", "filters & pods"})
 PRODUCT_STATUSES = frozenset({"active", "draft", "archived"})
 FINANCIAL_STATUSES = frozenset(
@@ -55,7 +56,7 @@ FINANCIAL_STATUSES = frozenset(
 )
 
 PRODUCT_REQUIRED = ["Handle", "Title", "Type", "Variant SKU", "Variant Price"]
-PRODUCT_LEVEL = ["Title", "Vendor", "Type", "Tags", "Status"]
+PRODUCT_LEVEL = ["Title", "Vendor", "Type", "Tags", "Status", "Published", "Gift Card"]
 CUSTOMER_REQUIRED = ["Customer ID", "First Name", "Last Name", "Email", "Accepts Email Marketing", "Phone"]
 ORDER_REQUIRED = [
     "Name", "Email", "Financial Status", "Created at", "Currency", "Total",
@@ -112,6 +113,10 @@ def read_products(path: Path, intake: Intake) -> pd.DataFrame:
     Row-level: no Handle, SKU or Title; a Variant Price that is missing, not a number, negative or absurd; a
     SKU already used. Field-level: a replenishment period, Status or optional number that does not parse, and
     an ``Image Src`` that is not an absolute http(s) URL (``javascript:``, ``data:``, relative): never stored.
+    Merchandising (optional columns, defaults when absent): ``Variant Inventory Qty`` (not tracked when the
+    ``Variant Inventory Tracker`` cell is blank or the ``Variant Inventory Policy`` is ``continue``: sold regardless),
+    ``Published`` and ``Gift Card`` (TRUE/FALSE); a cell that does not parse is set aside, the product loads as not
+    tracked, not published, or a gift card (so never recommended on a guess).
     """
     frame = read_csv(path, intake, PRODUCT_REQUIRED, EXPORT_PRODUCTS)
     frame = intake.drop_duplicates(frame)
@@ -139,6 +144,9 @@ def read_products(path: Path, intake: Intake) -> pd.DataFrame:
     replenish, bad_days = parse_integers(_inherited(frame, days_column))
     status = _inherited(frame, "Status").str.strip().str.lower()
     image, bad_image = parse_urls(_column(frame, "Image Src"))
+    stock, bad_stock = parse_integers(_column(frame, "Variant Inventory Qty"))
+    published, bad_published = parse_flags(_inherited(frame, "Published"), TRUE_FALSE)
+    gift_card, bad_gift_card = parse_flags(_inherited(frame, "Gift Card"), TRUE_FALSE)
     unknown = set_aside_each(
         intake,
         frame,
@@ -147,7 +155,10 @@ def read_products(path: Path, intake: Intake) -> pd.DataFrame:
             ("Status", ~status.isin(PRODUCT_STATUSES) & (status != ""),
              "Status is not active/draft/archived: loaded as not active"),
             ("Image Src", bad_image, "Image Src is not an absolute http(s) URL: loaded without an image"),
-            *_numeric_problems(frame, ["Variant Grams", "Variant Inventory Qty", "Variant Compare At Price"]),
+            *_numeric_problems(frame, ["Variant Grams", "Variant Compare At Price"]),
+            ("Variant Inventory Qty", bad_stock, "Variant Inventory Qty is not a whole number: loaded as not tracked"),
+            ("Published", bad_published, "Published is not TRUE/FALSE: loaded as not published"),
+            ("Gift Card", bad_gift_card, "Gift Card is not TRUE/FALSE: loaded as a gift card (never recommended)"),
         ],
     )  # fmt: skip
     products = _product_columns(
@@ -157,7 +168,21 @@ def read_products(path: Path, intake: Intake) -> pd.DataFrame:
         image.loc[frame.index],
         unknown["Status"],
     )
+    products["inventory_quantity"] = _inventory(frame, stock).to_numpy(dtype=object)
+    products["published"] = (~published.eq(False) & ~unknown["Published"]).to_numpy(dtype=bool)  # blank: published
+    products["gift_card"] = (gift_card.eq(True) | unknown["Gift Card"]).to_numpy(dtype=bool)
     return _with_fallback_images(products, _safe_images(intake, image_rows))
+
+
+def _inventory(frame: pd.DataFrame, stock: pd.Series) -> pd.Series:
+    """Units in stock, or None where Shopify does not track the variant (blank ``Variant Inventory Tracker``, when
+    the export has that column), sells it when out of stock (``Variant Inventory Policy: continue``), or the cell is
+    blank or unreadable: all of these count as in stock."""
+    tracked = stock.notna()
+    if "Variant Inventory Tracker" in frame.columns:
+        tracked &= ~blank(frame["Variant Inventory Tracker"])
+    tracked &= _column(frame, "Variant Inventory Policy").str.strip().str.lower() != "continue"
+    return stock.astype(object).where(tracked, None)
 
 
 def _inherit_product_fields(frame: pd.DataFrame) -> pd.DataFrame:

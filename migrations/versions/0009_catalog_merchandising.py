@@ -3,12 +3,16 @@
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04 16:45:00
+
+* ``products.inventory_quantity``: units in stock from the export's ``Variant Inventory Qty`` (NULL: not tracked,
+  which counts as in stock); the recommendation rules leave out products at 0 or below.
+* ``products.published``: the export's ``Published``; existing rows are published (as they were treated so far).
+* ``products.gift_card``: the export's ``Gift Card``; existing rows are not gift cards until the next sync says so.
 """
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = '0009'
 down_revision = '0008'
@@ -17,8 +21,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('products', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('inventory_quantity', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('published', sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch_op.add_column(sa.Column('gift_card', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('products', schema=None) as batch_op:
+        batch_op.drop_column('gift_card')
+        batch_op.drop_column('published')
+        batch_op.drop_column('inventory_quantity')
