@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -34,6 +35,7 @@ from models.interactions import ORDERS, counted_order, read_frame
 KIND = "churn_risk"
 LAPSE_FACTOR = 2.0
 LOST_AFTER_DAYS = 365
+SECOND_PURCHASE_QUANTILE = 0.8
 MIN_CUSTOMERS_TO_FIT = 50
 MIN_REPEATERS_TO_FIT = 20
 FIT_SAMPLE = 20_000
@@ -169,31 +171,91 @@ def p_buy(params: ChurnParams, x: np.ndarray, t_x: np.ndarray, age: np.ndarray, 
 
 
 def lapsed_customers(
-    scores: pd.DataFrame, *, factor: float = LAPSE_FACTOR, lost_after_days: int = LOST_AFTER_DAYS
+    scores: pd.DataFrame,
+    *,
+    factor: float = LAPSE_FACTOR,
+    lost_after_days: int = LOST_AFTER_DAYS,
+    one_time_after_days: float | None = None,
 ) -> pd.DataFrame:
-    """Repeat customers silent for at least ``factor`` × their expected gap but fewer than ``lost_after_days``."""
+    """Repeat customers silent for at least ``factor`` × their expected gap but fewer than ``lost_after_days``; with
+    ``one_time_after_days``, also one-time buyers silent for at least that many days (and fewer than
+    ``lost_after_days``)."""
     silence = scores["days_since_last_order"]
     lapsed = (scores["orders"] > 1) & (silence >= factor * scores["expected_gap_days"]) & (silence < lost_after_days)
+    if one_time_after_days is not None:
+        lapsed |= (scores["orders"] == 1) & (silence >= one_time_after_days) & (silence < lost_after_days)
     return scores[lapsed].reset_index(drop=True)
+
+
+def second_purchase_day(
+    transactions: pd.DataFrame, as_of: date, params: ChurnParams, *, quantile: float = SECOND_PURCHASE_QUANTILE
+) -> tuple[float, str]:
+    """The day after a first purchase by which most second purchases that happen have happened: the ``quantile``
+    of the days from first to second purchase, over customers whose first purchase is at least a year before
+    ``as_of`` and who bought again within that year (so a recent cohort's short gaps do not bias it). Returns the
+    days and what they rest on: ``"cohort"`` (that, with ≥ 20 such customers), ``"all repeaters"`` (every second
+    purchase so far, with ≥ 20), else ``"model"``: 2 × the population's mean gap α/r (the repeat rule's factor).
+    """
+    days = pd.to_datetime(transactions["date"], utc=True).dt.tz_localize(None).dt.normalize()
+    frame = pd.DataFrame({"customer_id": transactions["customer_id"].to_numpy(), "day": days.to_numpy()})
+    frame = frame[frame["day"] <= pd.Timestamp(as_of)].drop_duplicates().sort_values(["customer_id", "day"])
+    nth = frame.groupby("customer_id").cumcount()
+    first = frame[nth == 0].set_index("customer_id")["day"]
+    second = frame[nth == 1].set_index("customer_id")["day"].reindex(first.index)
+    gap = (second - first).dt.days
+    settled = first <= pd.Timestamp(as_of) - pd.Timedelta(days=LOST_AFTER_DAYS)
+    cohort = gap[settled & (gap <= LOST_AFTER_DAYS)].dropna()
+    if len(cohort) >= MIN_REPEATERS_TO_FIT:
+        return float(np.quantile(cohort, quantile)), "cohort"
+    everyone = gap.dropna()
+    if len(everyone) >= MIN_REPEATERS_TO_FIT:
+        return float(np.quantile(everyone, quantile)), "all repeaters"
+    return LAPSE_FACTOR * params.alpha / params.r, "model"
+
+
+def load_orders(engine: Engine, store_tz: ZoneInfo) -> pd.DataFrame:
+    """``customer_id, date, amount``: the store-local day and net amount (``total − refunded_amount``) of each
+    counted order (cancelled, voided or fully refunded ones are not)."""
+    stmt = select(
+        ORDERS.c.customer_id, ORDERS.c.created_at, (ORDERS.c.total - ORDERS.c.refunded_amount).label("amount")
+    ).where(ORDERS.c.customer_id.is_not(None), counted_order())
+    orders = read_frame(engine, stmt, datetimes=["created_at"])
+    local = orders["created_at"].dt.tz_convert(store_tz).dt.tz_localize(None).dt.normalize()
+    amount = pd.to_numeric(orders["amount"], errors="coerce").fillna(0.0).clip(lower=0.0)
+    return pd.DataFrame({"customer_id": orders["customer_id"], "date": local, "amount": amount})
 
 
 def load_order_dates(engine: Engine, store_tz: ZoneInfo) -> pd.DataFrame:
     """``customer_id, date``: the store-local day of each counted order (cancelled or fully refunded ones are not)."""
-    stmt = select(ORDERS.c.customer_id, ORDERS.c.created_at).where(ORDERS.c.customer_id.is_not(None), counted_order())
-    orders = read_frame(engine, stmt, datetimes=["created_at"])
-    local = orders["created_at"].dt.tz_convert(store_tz).dt.tz_localize(None).dt.normalize()
-    return pd.DataFrame({"customer_id": orders["customer_id"], "date": local})
+    return load_orders(engine, store_tz)[["customer_id", "date"]]
+
+
+EMPTY = pd.DataFrame(columns=["occurrence_key", "customer_id", "due_on", "payload"])
 
 
 def find_churn_risks(engine: Engine, today: date, store_tz: ZoneInfo) -> pd.DataFrame:
-    """Occurrences keyed ``churn_risk:{customer_id}:{last_order_date}``, due today.
+    """Occurrences keyed ``churn_risk:{customer_id}:{last_order_date}``, due today, most value at risk first.
 
-    Payload: ``days_since_last_order`` (int), ``expected_gap_days`` and ``p_active`` (floats).
+    Who: repeat customers silent for 2 × their expected gap, and one-time buyers silent past the store's
+    :func:`second_purchase_day`, in both cases for less than a year. Payload: ``days_since_last_order`` and
+    ``orders`` (ints; a template says "since your first order" when ``orders`` is 1), ``expected_gap_days``,
+    ``p_active``, ``p_buy_90d`` (P(any purchase in the next 90 days)), ``expected_purchases_90d``,
+    ``expected_spend`` (per purchase), ``clv_365d`` (expected value of the next 365 days, undiscounted),
+    ``value_at_risk`` ((1 − p_active) × the 365 days' value if still active; ``models/value.py``) and
+    ``value_rank`` (1 = the most value at risk among today's finds).
     """
-    orders = load_order_dates(engine, store_tz)
-    lapsed = lapsed_customers(churn_scores(orders, today)) if len(orders) else pd.DataFrame()
+    from models.value import customer_scores  # models.value builds on this module
+
+    orders = load_orders(engine, store_tz)
+    if orders.empty:
+        return EMPTY.copy()
+    scores = customer_scores(orders, today)
+    params = ChurnParams(**scores.attrs["churn_params"])
+    one_time_day, _ = second_purchase_day(orders, today, params)
+    lapsed = lapsed_customers(scores, one_time_after_days=one_time_day)
     if lapsed.empty:
-        return pd.DataFrame(columns=["occurrence_key", "customer_id", "due_on", "payload"])
+        return EMPTY.copy()
+    lapsed = lapsed.sort_values(["value_at_risk", "customer_id"], ascending=[False, True], kind="stable")
     return pd.DataFrame(
         {
             "occurrence_key": [
@@ -202,18 +264,24 @@ def find_churn_risks(engine: Engine, today: date, store_tz: ZoneInfo) -> pd.Data
             ],
             "customer_id": lapsed["customer_id"].astype(int).to_numpy(),
             "due_on": [today] * len(lapsed),
-            "payload": [
-                {
-                    "days_since_last_order": int(d),
-                    "expected_gap_days": round(float(g), 1),
-                    "p_active": round(float(p), 3),
-                }
-                for d, g, p in zip(
-                    lapsed["days_since_last_order"], lapsed["expected_gap_days"], lapsed["p_active"], strict=True
-                )
-            ],
+            "payload": [_payload(row, rank) for rank, row in enumerate(lapsed.itertuples(index=False), start=1)],
         }
     )
+
+
+def _payload(row: Any, rank: int) -> dict[str, Any]:
+    return {
+        "days_since_last_order": int(row.days_since_last_order),
+        "orders": int(row.orders),
+        "expected_gap_days": round(float(row.expected_gap_days), 1),
+        "p_active": round(float(row.p_active), 3),
+        "p_buy_90d": round(float(row.p_buy_90d), 3),
+        "expected_purchases_90d": round(float(row.expected_purchases_90d), 3),
+        "expected_spend": round(float(row.expected_spend), 2),
+        "clv_365d": round(float(row.clv_365d), 2),
+        "value_at_risk": round(float(row.value_at_risk), 2),
+        "value_rank": rank,
+    }
 
 
 def _log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, age: np.ndarray) -> np.ndarray:

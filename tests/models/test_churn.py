@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,8 +22,10 @@ from models.churn import (
     find_churn_risks,
     fit_params,
     lapsed_customers,
+    load_orders,
     p_active,
     p_buy,
+    second_purchase_day,
 )
 from tests.models.builders import StoreBuilder, at
 
@@ -48,10 +51,26 @@ def test_regular_customer_who_went_quiet_is_at_risk_and_a_recent_one_is_not() ->
     assert 25 < by_customer.loc[1, "expected_gap_days"] < 35
 
 
-def test_one_time_buyer_is_never_a_churn_risk() -> None:
+def test_one_time_buyer_is_flagged_by_their_own_rule_only() -> None:
     scores = churn_scores(_transactions([(1, TODAY - timedelta(days=200))]), TODAY, PARAMS)
-    assert lapsed_customers(scores).empty
-    assert scores["p_active"].iloc[0] < 0.5  # but the score says they are probably gone
+    assert lapsed_customers(scores).empty  # the repeat rule (2 × their gap) never applies to one order
+    assert lapsed_customers(scores, one_time_after_days=120)["customer_id"].tolist() == [1]
+    assert lapsed_customers(scores, one_time_after_days=250).empty
+    assert scores["p_active"].iloc[0] < 0.5  # the score says they are probably gone
+    gone = churn_scores(_transactions([(1, TODAY - timedelta(days=400))]), TODAY, PARAMS)
+    assert lapsed_customers(gone, one_time_after_days=120).empty  # over a year: lost, not lapsing
+
+
+def test_second_purchase_day_is_when_most_second_orders_have_come() -> None:
+    """Settled cohort (first order over a year ago): 80 % of their second orders came within 40 days; a recent
+    customer's quick second order does not count, nor does a second order after a year."""
+    start = TODAY - timedelta(days=600)
+    rows = [(n, start) for n in range(40)] + [(n, start + timedelta(days=10 + n)) for n in range(30)]
+    rows += [(100, start), (100, start + timedelta(days=500)), (200, TODAY - timedelta(days=20)), (200, TODAY)]
+    day, basis = second_purchase_day(pd.DataFrame(rows, columns=["customer_id", "date"]), TODAY, PARAMS)
+    assert basis == "cohort" and day == pytest.approx(np.quantile(np.arange(10, 40), 0.8))
+    few = pd.DataFrame(rows[:45], columns=["customer_id", "date"])
+    assert second_purchase_day(few, TODAY, PARAMS) == (2 * 30.0, "model")  # 2 × α/r when too few to tell
 
 
 def test_customer_silent_for_a_year_counts_as_lost_not_lapsing() -> None:
@@ -198,9 +217,102 @@ def test_churn_risk_occurrence_keys_the_lapse_by_last_order_date(sqlite_engine: 
     assert found["occurrence_key"].tolist() == [f"churn_risk:{customer}:2026-03-02"]
     assert found["due_on"].tolist() == [date(2026, 5, 20)]
     payload = found["payload"].iloc[0]
-    assert set(payload) == {"days_since_last_order", "expected_gap_days", "p_active"}
+    assert {"days_since_last_order", "expected_gap_days", "p_active"} <= set(payload)  # the keys templates know
+    assert payload["orders"] == 3 and payload["value_rank"] == 1
+    assert 0 < payload["p_buy_90d"] < payload["p_active"] and payload["expected_purchases_90d"] > 0
+    assert payload["clv_365d"] > 0 and payload["value_at_risk"] > 0
     assert payload["days_since_last_order"] == 79
     assert isinstance(payload["expected_gap_days"], float) and 0 < payload["p_active"] < 1
+
+
+def test_win_back_ranks_by_value_at_risk_and_covers_one_time_buyers(sqlite_engine: Engine) -> None:
+    """Two lapsed monthly buyers alike but for their basket size: the bigger spender comes first. A one-time buyer
+    silent past the store's second-purchase day is flagged too, with ``orders`` 1 for the template; one who bought
+    last week is not."""
+    store = StoreBuilder(sqlite_engine)
+    beans = store.product(replenish_days=30)
+    today = date(2026, 6, 10)  # 70 days after the monthly buyers' last orders; 151 after the one-time buyer's
+    big, small, once, fresh = (store.customer() for _ in range(4))
+    for n in range(4):
+        store.order(big, at(date(2026, 1, 1) + timedelta(days=30 * n)), [(beans, 5)])
+        store.order(small, at(date(2026, 1, 2) + timedelta(days=30 * n)), [(beans, 1)])
+    store.order(once, at(date(2026, 1, 10)), [(beans, 2)])
+    store.order(fresh, at(today - timedelta(days=7)), [(beans, 2)])
+    found = find_churn_risks(sqlite_engine, today, ZoneInfo("UTC"))
+    payloads = dict(zip(found["customer_id"], found["payload"], strict=True))
+    assert set(payloads) == {big, small, once}
+    assert (
+        found["customer_id"].tolist()[:2] == [big, small] or payloads[once]["value_rank"] < payloads[big]["value_rank"]
+    )
+    assert payloads[big]["value_at_risk"] > payloads[small]["value_at_risk"]
+    assert payloads[big]["value_rank"] < payloads[small]["value_rank"]
+    ranks = [p["value_rank"] for p in found["payload"]]
+    values = [p["value_at_risk"] for p in found["payload"]]
+    assert ranks == list(range(1, len(found) + 1)) and values == sorted(values, reverse=True)
+    assert payloads[once]["orders"] == 1 and payloads[big]["orders"] == 4
+    assert found.set_index("customer_id").loc[once, "occurrence_key"] == f"churn_risk:{once}:2026-01-10"
+
+
+def _next_period_rates(flagged: set, one_timers: set, buyers_later: set, not_yet_due: set) -> tuple[float, float]:
+    def rate(group: set) -> float:
+        return len(group & buyers_later) / len(group)
+
+    return rate(flagged & one_timers), rate(not_yet_due & one_timers)
+
+
+def test_one_time_rule_flags_buyers_less_likely_to_buy_next_period_on_simulated_history() -> None:
+    """Time split of an MBG/NBD history (CDNOW's published fit, in days): one-time buyers the rule flags buy again
+    in the next 180 days far less often than the one-time buyers it leaves for later."""
+    params = ChurnParams(0.525, 43.3, 0.891, 1.614, True)
+    rng = np.random.default_rng(11)
+    rows, later = [], set()
+    for customer in range(6000):
+        rate, drop = rng.gamma(params.r, 1 / params.alpha), rng.beta(params.a, params.b)
+        clock = rng.uniform(0, 730)
+        while clock < 910:
+            (
+                rows.append((customer, date(2024, 1, 1) + timedelta(days=int(clock))))
+                if clock < 730
+                else later.add(customer)
+            )
+            if rng.random() < drop:
+                break
+            clock += rng.exponential(1 / rate)
+    history = pd.DataFrame(rows, columns=["customer_id", "date"])
+    split = date(2024, 1, 1) + timedelta(days=730)
+    scores = churn_scores(history, split)
+    day, basis = second_purchase_day(history, split, fit_params(customer_summary(history, split)))
+    flagged = set(lapsed_customers(scores, one_time_after_days=day)["customer_id"])
+    one_timers = set(scores.loc[scores["orders"] == 1, "customer_id"])
+    not_yet_due = set(scores.loc[scores["days_since_last_order"] < day, "customer_id"])
+    flagged_rate, waiting_rate = _next_period_rates(flagged, one_timers, later, not_yet_due)
+    assert basis == "cohort" and len(flagged & one_timers) > 500
+    assert flagged_rate < 0.6 * waiting_rate
+
+
+def test_one_time_rule_flags_buyers_less_likely_to_buy_next_period_on_the_demo_store(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """The same time split on the sample store, through the detector itself: detected on 2026-06-03, judged by the
+    orders of the next six months."""
+    from sources.load import sync_store
+    from sources.sample import write_sample
+
+    write_sample(tmp_path / "store", customers=800, seed=7, as_of=date(2026, 12, 3))
+    sync_store(sqlite_engine, tmp_path / "store" / "shopify", None, None, run_id="t", now=at("2026-12-03", 23))
+    split, zone = date(2026, 6, 3), ZoneInfo("America/New_York")
+    found = find_churn_risks(sqlite_engine, split, zone)
+    orders = load_orders(sqlite_engine, zone)
+    before = orders[orders["date"] <= pd.Timestamp(split)]
+    after = orders[(orders["date"] > pd.Timestamp(split)) & (orders["date"] <= pd.Timestamp("2026-12-03"))]
+    scores = churn_scores(before, split)
+    day, _ = second_purchase_day(before, split, fit_params(customer_summary(before, split)))
+    one_timers = set(scores.loc[scores["orders"] == 1, "customer_id"])
+    not_yet_due = set(scores.loc[scores["days_since_last_order"] < day, "customer_id"])
+    flagged = {c for c, p in zip(found["customer_id"], found["payload"], strict=True) if p["orders"] == 1}
+    assert flagged and flagged <= one_timers
+    flagged_rate, waiting_rate = _next_period_rates(flagged, one_timers, set(after["customer_id"]), not_yet_due)
+    assert flagged_rate < 0.6 * waiting_rate
 
 
 def test_no_orders_means_no_churn_risk(sqlite_engine: Engine) -> None:
