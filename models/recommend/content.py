@@ -55,8 +55,9 @@ def feature_tokens(features: Iterable[str]) -> list[str]:
         text = (value if separator else kind).casefold().strip()
         if not text:
             continue
-        tokens.append(f"{kind.casefold()}{FEATURE_SEPARATOR}{text}" if separator else text)
-        tokens.extend(w for w in _WORD.findall(text) if len(w) > 1 and w not in ENGLISH_STOP_WORDS)
+        whole = f"{kind.casefold()}{FEATURE_SEPARATOR}{text}" if separator else text
+        tokens.append(whole)
+        tokens.extend(w for w in _WORD.findall(text) if len(w) > 1 and w not in ENGLISH_STOP_WORDS and w != whole)
     return tokens
 
 
