@@ -83,8 +83,9 @@ def customer_scores(
     purchase), ``clv_365d`` and ``value_at_risk`` (365 days; undiscounted unless ``annual_discount``). Without an
     ``amount`` column every purchase is worth 1 (CLV is then in purchases). The fitted parameters are in
     ``attrs["churn_params"]`` and ``attrs["spend_params"]``."""
-    if "amount" not in transactions.columns:
+    if "amount" not in transactions.columns:  # every purchase worth 1: the prior's mean, exactly, for everyone
         transactions = transactions.assign(amount=1.0)
+        spend = spend or SpendParams(PRIOR_SHAPE, PRIOR_SHAPE, (PRIOR_SHAPE - 1) / PRIOR_SHAPE, fitted=False)
     summary = customer_summary(transactions, as_of)
     churn = churn or fit_params(summary)
     scores = churn_scores(transactions, as_of, churn)
