@@ -2,11 +2,14 @@
 
     GET /v1/customers/{external_id}/cards               the customer's live in-app cards, newest first
     GET /v1/customers/{external_id}/recommendations     their top recommendations (?limit=1..50, default 10)
+    GET /v1/products/{product_id}/related               the product's related products (?limit=1..50, default 10)
 
 ``external_id`` is the app's user id, the one the in-app cards carry (``channels.recipients.app_user_ids``): the
 store's customer id (the Shopify Customer ID of the customers export), or for someone the store does not know, their
 CRM record id; an id that is nobody's app user id (a CRM id of a store customer, an email, a person erased by
-``omnicast forget``) is 404.
+``omnicast forget``) is 404. ``product_id`` is the product's SKU or its handle (the ``/products/{handle}`` of its
+page), as the recommendations answer gives them; an unknown one is 404. Related products are what the train stage
+wrote to ``related_products`` (``models/recommend/related.py``: bought with it, else similar to it), active ones only.
 
 Every request carries an API key from ``OMNICAST_API_KEYS`` (comma-separated, so a key can be rotated: add the new
 one, move the apps, drop the old one) as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; keys are compared in
@@ -31,13 +34,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select, true
+from sqlalchemy import Connection, case, or_, select, true
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from channels.recipients import USER_ID_SOURCES, app_user_ids
 from models.errors import ConfigurationError
-from models.schema import Identity, InAppCard, Product, Recommendation
+from models.schema import Identity, InAppCard, Product, Recommendation, RelatedProduct
 
 __all__ = ["API_KEYS_SETTING", "DEFAULT_LIMIT", "MAX_CARDS", "MAX_LIMIT", "PullApi", "api_keys", "api_router"]
 
@@ -55,6 +58,7 @@ IDENTITIES = Identity.__table__  # type: ignore[attr-defined]
 CARDS = InAppCard.__table__  # type: ignore[attr-defined]
 RECOMMENDATIONS = Recommendation.__table__  # type: ignore[attr-defined]
 PRODUCTS = Product.__table__  # type: ignore[attr-defined]
+RELATED = RelatedProduct.__table__  # type: ignore[attr-defined]
 
 _LIMIT = re.compile(r"^[0-9]{1,3}$")
 _ETAG = re.compile(r'(?:W/)?("[^"]*")')
@@ -97,6 +101,7 @@ class PullApi:
         router = APIRouter()
         router.add_api_route("/v1/customers/{external_id}/cards", self.cards, methods=["GET"])
         router.add_api_route("/v1/customers/{external_id}/recommendations", self.recommendations, methods=["GET"])
+        router.add_api_route("/v1/products/{product_id}/related", self.related, methods=["GET"])
         return router
 
     # --- handlers ----------------------------------------------------------------------------------------------
@@ -116,16 +121,29 @@ class PullApi:
         refused = self._refusal(request)
         if refused is not None:
             return refused
-        given = request.query_params.get("limit")
-        if given is not None and not (_LIMIT.fullmatch(given) and 1 <= int(given) <= MAX_LIMIT):
-            return _error(f"limit must be a whole number from 1 to {MAX_LIMIT}", 400)
-        limit = int(given) if given is not None else DEFAULT_LIMIT
+        limit = _limit(request)
+        if isinstance(limit, Response):
+            return limit
         if len(external_id) > MAX_EXTERNAL_ID:
             return _error("unknown customer", 404)
         items = await run_in_threadpool(self._read_recommendations, external_id, limit)
         if items is None:
             return _error("unknown customer", 404)
         return _answer(request, {"customer": external_id, "recommendations": items})
+
+    async def related(self, product_id: str, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        limit = _limit(request)
+        if isinstance(limit, Response):
+            return limit
+        if len(product_id) > MAX_EXTERNAL_ID:
+            return _error("unknown product", 404)
+        items = await run_in_threadpool(self._read_related, product_id, limit)
+        if items is None:
+            return _error("unknown product", 404)
+        return _answer(request, {"product": product_id, "related": items})
 
     # --- auth --------------------------------------------------------------------------------------------------
 
@@ -174,19 +192,38 @@ class PullApi:
                 .order_by(RECOMMENDATIONS.c.rank)
                 .limit(limit)
             ).all()  # fmt: skip
-        return [
-            {
-                "rank": row.rank,
-                "sku": row.sku,
-                "title": row.title,
-                "url": f"{self.store_url}/products/{row.handle}",  # as planning links a product (StoreInfo)
-                "image_url": row.image_url,
-                "price": row.price,
-                "explanation": row.explanation,
-                "model": row.model,
-            }
-            for row in rows
-        ]
+        return [{**self._product(row), "explanation": row.explanation, "model": row.model} for row in rows]
+
+    def _read_related(self, product_id: str, limit: int) -> list[dict[str, Any]] | None:
+        """The related products of the product whose SKU (first) or handle is ``product_id``; two indexed queries."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(PRODUCTS.c.id)
+                .where(or_(PRODUCTS.c.sku == product_id, PRODUCTS.c.handle == product_id))
+                .order_by(case((PRODUCTS.c.sku == product_id, 0), else_=1), PRODUCTS.c.active.desc(), PRODUCTS.c.id)
+                .limit(1)
+            ).scalar()
+            if found is None:
+                return None
+            rows = conn.execute(
+                select(RELATED.c.rank, RELATED.c.kind, RELATED.c.explanation,
+                       PRODUCTS.c.sku, PRODUCTS.c.title, PRODUCTS.c.handle, PRODUCTS.c.image_url, PRODUCTS.c.price)
+                .join(PRODUCTS, PRODUCTS.c.id == RELATED.c.related_product_id)
+                .where(RELATED.c.product_id == found, PRODUCTS.c.active == true())
+                .order_by(RELATED.c.rank)
+                .limit(limit)
+            ).all()  # fmt: skip
+        return [{**self._product(row), "explanation": row.explanation, "kind": row.kind} for row in rows]
+
+    def _product(self, row: Any) -> dict[str, Any]:
+        return {
+            "rank": row.rank,
+            "sku": row.sku,
+            "title": row.title,
+            "url": f"{self.store_url}/products/{row.handle}",  # as planning links a product (StoreInfo)
+            "image_url": row.image_url,
+            "price": row.price,
+        }
 
 
 def _customer_id(conn: Connection, external_id: str) -> int | None:
@@ -202,6 +239,14 @@ def _customer_id(conn: Connection, external_id: str) -> int | None:
         if app_user_ids(conn, [customer_id]).get(customer_id) == external_id:
             return int(customer_id)
     return None
+
+
+def _limit(request: Request) -> int | Response:
+    """``?limit=`` (1..``MAX_LIMIT``, default ``DEFAULT_LIMIT``), or the 400 answer for a bad one."""
+    given = request.query_params.get("limit")
+    if given is not None and not (_LIMIT.fullmatch(given) and 1 <= int(given) <= MAX_LIMIT):
+        return _error(f"limit must be a whole number from 1 to {MAX_LIMIT}", 400)
+    return int(given) if given is not None else DEFAULT_LIMIT
 
 
 def _presented_key(request: Request) -> str | None:
