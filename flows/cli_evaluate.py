@@ -81,8 +81,12 @@ def recommendations(
         bool, typer.Option("--include-seen", help="Keep train items rankable and creditable (re-buys).")
     ] = False,
     tune: Annotated[
-        bool, typer.Option("--tune", help="Not yet: the hybrid uses production's settings (the JSON says tuned).")
+        bool,
+        typer.Option("--tune", help="Choose the hybrid's hyperparameters on a validation split of train first."),
     ] = False,
+    tune_budget: Annotated[
+        float, typer.Option(help="Seconds --tune may spend starting trials (one running trial may overrun it).")
+    ] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one key per model as JSON.")] = False,
 ) -> None:
     """Fit production's hybrid LightFM, popularity, re-buy and a default LightFM on the train file and score their top
@@ -96,6 +100,8 @@ def recommendations(
         read_features(user_features, "user_id", "--user-features") if user_features else None,
         k=k,
         include_seen=include_seen,
+        tune=tune,
+        tune_budget_seconds=tune_budget,
     )
     if as_json:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
@@ -109,5 +115,11 @@ def recommendations(
                       _number(figures["ndcg_at_k"]), _number(figures["auc"]), _number(figures["coverage"], "{:.1%}"),
                       f"{figures['fit_seconds']:.2f}")  # fmt: skip
     console.print(table)
-    if tune:
-        console.print("--tune is not implemented yet: the hybrid used production's settings.")
+    tuning = result["hybrid"].get("tuning")
+    if tuning and "skipped" in tuning:
+        console.print(f"--tune skipped: {tuning['skipped']}; the hybrid used production's settings.")
+    elif tuning:
+        console.print(
+            f"--tune: {tuning['trials']} trials in {tuning['seconds']:.0f} s (budget {tuning['budget_seconds']:.0f} s);"
+            f" chosen {tuning['best']}"
+        )

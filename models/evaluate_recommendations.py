@@ -49,6 +49,7 @@ from scipy.stats import rankdata
 from models.errors import InputError
 from models.interactions import Columns, IdMap, InteractionWeights, features_from_wide, pair_matrix
 from models.recommend import HybridLightFM, Popularity, train_and_recommend
+from models.recommend.tuning import DEFAULT_BUDGET_SECONDS, tune_hybrid
 
 DEFAULT_EPOCHS = 30
 """Epochs of ``lightfm_default`` (LightFM's quickstart uses 30; ``fit``'s own default of 1 is no model)."""
@@ -221,14 +222,20 @@ def evaluate_recommendations(
     include_seen: bool = False,
     *,
     seed: int = 0,
+    tune: bool = False,
+    tune_budget_seconds: float = DEFAULT_BUDGET_SECONDS,
 ) -> dict[str, dict[str, Any]]:
     """Fit every model on ``train`` and score its top ``k`` on ``test`` (module docstring); one dict per model."""
     if k < 1:
         raise InputError(f"--k {k}: ask for at least one recommendation per user")
     timings: dict[str, float] = {}
 
+    tuning = None
+    if tune:
+        tuning = tune_hybrid(train, item_features, user_features, budget_seconds=tune_budget_seconds, seed=seed)
+    settings = tuning.best if tuning is not None else {"components": PRODUCTION_COMPONENTS, "epochs": PRODUCTION_EPOCHS}
     started = time.perf_counter()
-    hybrid = HybridLightFM(components=PRODUCTION_COMPONENTS, epochs=PRODUCTION_EPOCHS, seed=seed, num_threads=1)
+    hybrid = HybridLightFM(**settings, seed=seed, num_threads=1)
     hybrid.fit(train, item_features, user_features)
     timings["hybrid"] = time.perf_counter() - started
     users, items = hybrid.users_, hybrid.items_
@@ -283,10 +290,13 @@ def evaluate_recommendations(
             "k": k,
             "include_seen": include_seen,
         }
-    result["hybrid"]["tuned"] = False
+    result["hybrid"]["tuned"] = tuning is not None
+    if tuning is not None:
+        result["hybrid"]["tuning"] = tuning.summary()
+    elif tune:
+        result["hybrid"]["tuning"] = {"skipped": "too little data to carve a validation split from train"}
     result["hybrid"]["settings"] = {
-        "loss": "warp", "components": PRODUCTION_COMPONENTS, "epochs": PRODUCTION_EPOCHS,
-        "item_features": item_features is not None, "user_features": user_features is not None,
+        **hybrid.settings(), "item_features": item_features is not None, "user_features": user_features is not None,
     }  # fmt: skip
     result["lightfm_default"]["settings"] = {"loss": default.loss, "components": default.no_components,
                                              "epochs": DEFAULT_EPOCHS}  # fmt: skip

@@ -335,14 +335,19 @@ def pair_matrix(users: IdMap, items: IdMap, frame: pd.DataFrame, values: np.ndar
     return matrix
 
 
-def feature_matrix(ids: IdMap, features: pd.DataFrame | None, id_column: str) -> tuple[sp.csr_matrix, list[str]]:
-    """Identity + ``features`` for each id, rows normalised to sum 1 (LightFM's convention); and the column names.
+def feature_matrix(
+    ids: IdMap, features: pd.DataFrame | None, id_column: str, identity_weight: float | None = None
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Identity + ``features`` for each id, each row summing to 1 (LightFM's convention); and the column names.
 
-    The identity block lets the model learn what is particular to one item (or user) beyond its features.
+    The identity block lets the model learn what is particular to one item (or user) beyond its features. With
+    ``identity_weight`` None every column of a row weighs the same (an item with three features keeps a quarter of
+    its weight on its own identity); with a number, the identity keeps that share and the features share the rest
+    (1.0: features ignored). Rows without features keep all weight on the identity either way.
     """
     names = [f"{id_column}:{i}" for i in ids.external]
     identity = sp.identity(len(ids), dtype=np.float32, format="csr")
-    if features is None or features.empty:
+    if features is None or features.empty or identity_weight == 1.0:
         return identity.tocsr(), names
     rows = ids.rows(features[id_column])
     known = features[rows >= 0]
@@ -352,7 +357,14 @@ def feature_matrix(ids: IdMap, features: pd.DataFrame | None, id_column: str) ->
         (np.asarray(values, dtype=np.float32), (rows[rows >= 0], vocabulary.rows(known[Columns.FEATURE]))),
         shape=(len(ids), len(vocabulary)),
     )
-    matrix = sp.hstack([identity, block], format="csr", dtype=np.float32)
-    sums = np.asarray(matrix.sum(axis=1)).ravel()
-    matrix = sp.diags(1.0 / np.where(sums > 0, sums, 1.0)).astype(np.float32) @ matrix
+    if identity_weight is None:
+        matrix = sp.hstack([identity, block], format="csr", dtype=np.float32)
+        sums = np.asarray(matrix.sum(axis=1)).ravel()
+        matrix = sp.diags(1.0 / np.where(sums > 0, sums, 1.0)).astype(np.float32) @ matrix
+    else:
+        feature_sums = np.asarray(block.sum(axis=1)).ravel()
+        has = feature_sums > 0
+        block = sp.diags(np.where(has, (1 - identity_weight) / np.where(has, feature_sums, 1.0), 0.0)) @ block
+        identity = sp.diags(np.where(has, identity_weight, 1.0)) @ identity
+        matrix = sp.hstack([identity, block], format="csr", dtype=np.float32)
     return matrix.tocsr(), names + [str(f) for f in vocabulary.external]

@@ -51,18 +51,23 @@ class RecommenderModel(ABC):
         Items that only appear in ``item_features`` join the catalogue (content can carry them); features are long
         ``item_id|user_id, feature[, value]`` frames.
         """
+        check_features(user_features, Columns.USER, "user_features")
+        frame = self.prepare_ids(interactions, item_features)
+        self._fit(frame, item_features, user_features)
+        self._fitted = True
+        return self
+
+    def prepare_ids(self, interactions: pd.DataFrame, item_features: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The id maps and the seen / purchased matrices of :meth:`fit`, without fitting; the checked frame."""
         frame = prepared_interactions(interactions)
         check_features(item_features, Columns.ITEM, "item_features")
-        check_features(user_features, Columns.USER, "user_features")
         feature_items = item_features[Columns.ITEM] if item_features is not None else pd.Series([], dtype=object)
         self.users_ = IdMap(frame[Columns.USER])
         self.items_ = IdMap(pd.concat([frame[Columns.ITEM], feature_items], ignore_index=True))
         self.seen_ = pair_matrix(self.users_, self.items_, frame)
         bought = frame[frame[Columns.PURCHASED]]
         self.purchased_ = pair_matrix(self.users_, self.items_, bought)
-        self._fit(frame, item_features, user_features)
-        self._fitted = True
-        return self
+        return frame
 
     def is_warm(self, user_ids: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Which of ``user_ids`` have interactions the model learned from."""

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from models.interactions import Columns, feature_matrix, pair_matrix
+from models.interactions import Columns, IdMap, feature_matrix, pair_matrix
 from models.recommend.base import RecommenderModel
 from models.recommend.explain import TasteFeatures, best_anchors, contains, stack_rows
 from models.recommend.ranking import PAD_SCORE, padded_width
+from models.recommend.rebuy import RebuyLogit, item_statistics, labels_after, pair_features, reference_time
+from models.recommend.validation import Judge, Split, holdout_split, ndcg_at_k
+
+IDENTITY_WEIGHTS: tuple[float | None, ...] = (None, 0.8, 1.0)
+"""Feature weightings validation chooses from: LightFM's equal split, identity-heavy, and features ignored."""
+MAX_EPOCHS = 60
 
 
 class HybridLightFM(RecommenderModel):
@@ -34,9 +42,14 @@ class HybridLightFM(RecommenderModel):
         item_alpha: float = 1e-6,
         user_alpha: float = 1e-6,
         max_sampled: int = 10,
+        loss: str = "warp",
         seed: int = 0,
         num_threads: int = 2,
         anchor_threshold: float = 0.5,
+        validate: bool = True,
+        identity_weights: tuple[float | None, ...] = IDENTITY_WEIGHTS,
+        max_epochs: int = MAX_EPOCHS,
+        blend_rebuys: bool = True,
     ):
         super().__init__()
         self.components = components
@@ -45,36 +58,165 @@ class HybridLightFM(RecommenderModel):
         self.item_alpha = item_alpha
         self.user_alpha = user_alpha
         self.max_sampled = max_sampled
+        self.loss = loss
         self.seed = seed
         self.num_threads = num_threads
         self.anchor_threshold = anchor_threshold
+        self.validate = validate
+        self.identity_weights = identity_weights
+        self.max_epochs = max_epochs
+        self.blend_rebuys = blend_rebuys
 
-    def _fit(
-        self, interactions: pd.DataFrame, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
-    ) -> None:
-        item_matrix, item_columns = feature_matrix(self.items_, item_features, Columns.ITEM)
-        user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER)
-        matrix, weights = self._training_matrices(interactions)
-        self.lightfm_ = LightFM(
+    def settings(self) -> dict[str, Any]:
+        """The hyperparameters, and what validation chose (``choices_``) once fitted."""
+        return {**self.hyperparameters(), **getattr(self, "choices_", {})}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor's LightFM settings (what ``--tune`` chooses)."""
+        return {
+            "loss": self.loss, "components": self.components, "epochs": self.epochs,
+            "learning_rate": self.learning_rate, "item_alpha": self.item_alpha, "user_alpha": self.user_alpha,
+            "max_sampled": self.max_sampled,
+        }  # fmt: skip
+
+    def _new_lightfm(self) -> LightFM:
+        return LightFM(
             no_components=self.components,
-            loss="warp",
+            loss=self.loss,
             learning_rate=self.learning_rate,
             item_alpha=self.item_alpha,
             user_alpha=self.user_alpha,
             max_sampled=self.max_sampled,
             random_state=np.random.RandomState(self.seed),
         )
+
+    def _fit(
+        self, interactions: pd.DataFrame, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
+    ) -> None:
+        frame = interactions.reset_index(drop=True)
+        self.choices_: dict[str, Any] = {"validated": False}
+        item_weight: float | None = None
+        user_weight: float | None = None
+        epochs = self.epochs
+        calibration = None
+        rebuy_logit = None
+        split = holdout_split(frame, seed=self.seed) if self.validate else None
+        judge = Judge.of(split, self.users_, self.items_, self.seed) if split is not None else None
+        if split is not None and judge is not None:
+            chosen = self._validate(split, judge, item_features, user_features)
+            item_weight, user_weight, epochs, calibration, rebuy_logit = chosen
+        item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
+        user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
+        matrix, weights = self._training_matrices(frame)
+        self.lightfm_ = self._new_lightfm()
         self.lightfm_.fit(
             matrix,
             user_features=user_matrix,
             item_features=item_matrix,
             sample_weight=weights,
-            epochs=self.epochs,
+            epochs=epochs,
             num_threads=self.num_threads,
         )
         self.item_matrix_, self.user_matrix_ = item_matrix, user_matrix
         self._prepare_scoring(item_matrix, user_matrix)
-        self._taste = TasteFeatures.from_columns(item_matrix, item_columns, len(self.items_))
+        explained, item_columns = feature_matrix(self.items_, item_features, Columns.ITEM)
+        self._taste = TasteFeatures.from_columns(explained, item_columns, len(self.items_))
+        self._owned_scores: sp.csr_matrix | None = None
+        if calibration is not None and rebuy_logit is not None:
+            self._owned_scores = self._rebuy_scores(frame, calibration, rebuy_logit)
+
+    # ---- validation: what the data chooses ------------------------------------------------------------------
+    def _validate(
+        self, split: Split, judge: Judge, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
+    ) -> tuple[float | None, float | None, int, tuple[float, float] | None, RebuyLogit | None]:
+        """Feature weights, epochs, the new-item calibration and the re-buy model, all chosen on ``split``."""
+        matrix, weights = self._training_matrices(split.early)
+        item_options = self.identity_weights if item_features is not None else (1.0,)
+        user_options = self.identity_weights if user_features is not None else (1.0,)
+        trials: dict[tuple[float | None, float | None], float] = {}
+        best: tuple[float, float | None, float | None, LightFM, sp.csr_matrix, sp.csr_matrix] | None = None
+        for item_weight in item_options:  # items first, then users given the best items: not the full grid
+            for user_weight in (user_options[0],) if best is None or len(user_options) == 1 else user_options:
+                if (item_weight, user_weight) in trials:
+                    continue
+                model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
+                                                            item_weight, user_weight)  # fmt: skip
+                score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
+                trials[(item_weight, user_weight)] = score
+                if best is None or score > best[0]:
+                    best = (score, item_weight, user_weight, model, items_m, users_m)
+        if len(user_options) > 1 and best is not None:
+            for user_weight in user_options:
+                if (best[1], user_weight) in trials:
+                    continue
+                model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
+                                                            best[1], user_weight)  # fmt: skip
+                score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
+                trials[(best[1], user_weight)] = score
+                if score > best[0]:
+                    best = (score, best[1], user_weight, model, items_m, users_m)
+        assert best is not None
+        score, item_weight, user_weight, model, items_m, users_m = best
+        epochs, score = self._more_epochs(model, matrix, weights, items_m, users_m, judge, score)
+        calibration = _calibrate_new_items(model, users_m, items_m, judge, self.seed)
+        rebuy_logit = None
+        if self.blend_rebuys and calibration is not None:
+            stats = item_statistics(split.early, self.items_)
+            taste = _pair_taste(model, users_m, items_m, split.early, self.users_, self.items_)
+            past = pair_features(split.early, self.users_, self.items_, reference_time(split.early), taste, stats)
+            rebuy_logit = RebuyLogit.fit(past.values, labels_after(split, self.users_, self.items_, past), self.seed)
+        self.choices_ = {
+            "validated": True,
+            "validation": "time" if split.by_time else "random",
+            "item_identity_weight": item_weight,
+            "user_identity_weight": user_weight,
+            "epochs": epochs,
+            "validation_ndcg_at_10": round(score, 4),
+            "feature_trials": {f"items={i},users={u}": round(v, 4) for (i, u), v in trials.items()},
+            "rebuy_blend": rebuy_logit is not None,
+            "rebuy_coefficients": rebuy_logit.coefficients() if rebuy_logit is not None else None,
+        }
+        return item_weight, user_weight, epochs, calibration, rebuy_logit
+
+    def _early_model(
+        self,
+        matrix: sp.coo_matrix,
+        weights: sp.coo_matrix,
+        item_features: pd.DataFrame | None,
+        user_features: pd.DataFrame | None,
+        item_weight: float | None,
+        user_weight: float | None,
+    ) -> tuple[LightFM, sp.csr_matrix, sp.csr_matrix]:
+        items_m, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
+        users_m, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
+        model = self._new_lightfm()
+        model.fit(matrix, user_features=users_m, item_features=items_m, sample_weight=weights,
+                  epochs=self.epochs, num_threads=self.num_threads)  # fmt: skip
+        return model, items_m, users_m
+
+    def _more_epochs(
+        self,
+        model: LightFM,
+        matrix: sp.coo_matrix,
+        weights: sp.coo_matrix,
+        items_m: sp.csr_matrix,
+        users_m: sp.csr_matrix,
+        judge: Judge,
+        score: float,
+    ) -> tuple[int, float]:
+        """Train on in steps while the validation NDCG improves (two steps without gain stop it); the best count."""
+        best_epochs, epochs, misses = self.epochs, self.epochs, 0
+        step = max(self.epochs // 3, 1)
+        while epochs + step <= self.max_epochs and misses < 2:
+            model.fit_partial(matrix, user_features=users_m, item_features=items_m, sample_weight=weights,
+                              epochs=step, num_threads=self.num_threads)  # fmt: skip
+            epochs += step
+            now = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
+            if now > score * 1.002:
+                score, best_epochs, misses = now, epochs, 0
+            else:
+                misses += 1
+        return best_epochs, score
 
     def _training_matrices(self, interactions: pd.DataFrame) -> tuple[sp.coo_matrix, sp.coo_matrix]:
         """Binary interactions and their weights (scaled to mean 1 so the learning rate keeps its meaning)."""
@@ -96,11 +238,30 @@ class HybridLightFM(RecommenderModel):
         pad_rows[:, -1] = PAD_SCORE
         self._item_factors_t = np.ascontiguousarray(np.vstack([items, pad_rows]).T)
         self._user_factors = np.hstack([user_vectors, user_bias[:, None], ones_users]).astype(np.float32)
+        self._item_factors_real = items
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         self.item_unit_vectors_ = (item_vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
+    def _rebuy_scores(self, frame: pd.DataFrame, calibration: tuple[float, float], logit: RebuyLogit) -> sp.csr_matrix:
+        """Each owned pair's re-buy probability, expressed as the hybrid score a new item with that probability of
+        being bought would have for that user: owned and new items then rank on one scale."""
+        mean, std = _row_moments(self._user_factors, self._item_factors_real)
+        reference = reference_time(frame)
+        pairs = pair_features(frame, self.users_, self.items_, reference)
+        raw = np.einsum("ij,ij->i", self._user_factors[pairs.rows], self._item_factors_real[pairs.cols])
+        pairs.values[:, -1] = (raw - mean[pairs.rows]) / std[pairs.rows]
+        intercept, slope = calibration
+        z_equivalent = (logit.log_odds(pairs.values) - intercept) / slope
+        values = (mean[pairs.rows] + std[pairs.rows] * z_equivalent).astype(np.float32)
+        values[values == 0] = np.float32(1e-30)  # a stored zero would vanish from the sparse matrix
+        return sp.csr_matrix((values, (pairs.rows, pairs.cols)), shape=(len(self.users_), len(self.items_)))
+
     def _score_chunk(self, rows: np.ndarray) -> np.ndarray:
-        return self._user_factors[rows] @ self._item_factors_t
+        scores = self._user_factors[rows] @ self._item_factors_t
+        if self._owned_scores is not None:  # own items at their re-buy probability, on the same scale
+            owned = self._owned_scores[rows].tocoo()
+            scores[owned.row, owned.col] = owned.data
+        return scores
 
     def _explain(self, rows: np.ndarray, items: np.ndarray, names: np.ndarray) -> np.ndarray:
         out = np.full(items.shape, "", dtype=object)
@@ -126,3 +287,66 @@ class HybridLightFM(RecommenderModel):
         text = np.where(text == "", "Picked for you from your shopping history", text)
         text = np.where(bought_before, "You bought this before", text)
         return np.where(items >= 0, text, "")
+
+
+# ---- helpers for validation and the blend ------------------------------------------------------------------------
+def _representations(model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors with the biases folded in, so that ``users @ items.T`` is LightFM's score."""
+    item_bias, item_vectors = model.get_item_representations(items_m)
+    user_bias, user_vectors = model.get_user_representations(users_m)
+    items = np.hstack([item_vectors, np.ones((len(item_bias), 1)), item_bias[:, None]]).astype(np.float32)
+    users = np.hstack([user_vectors, user_bias[:, None], np.ones((len(user_bias), 1))]).astype(np.float32)
+    return users, items
+
+
+def _scores(model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    users, items = _representations(model, users_m, items_m)
+    return users[rows] @ items.T
+
+
+def _row_moments(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's mean and standard deviation of scores over all items, without scoring them: the mean is
+    ``u · mean(items)`` and the variance ``u Σ u`` with Σ the items' covariance."""
+    mean = users.astype(np.float64) @ items.mean(axis=0).astype(np.float64)
+    covariance = np.cov(items.astype(np.float64), rowvar=False, bias=True)
+    variance = np.einsum("ij,jk,ik->i", users.astype(np.float64), covariance, users.astype(np.float64))
+    return mean, np.sqrt(np.maximum(variance, 1e-12))
+
+
+def _calibrate_new_items(
+    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, judge: Judge, seed: int
+) -> tuple[float, float] | None:
+    """Log-odds that a user buys a new item in the held-out period, as ``intercept + slope · z`` of the item's
+    standardized score for that user; None when the scores do not rank new items (slope not positive)."""
+    users, items = _representations(model, users_m, items_m)
+    mean, std = _row_moments(users[judge.rows], items)
+    z = (users[judge.rows] @ items.T - mean[:, None]) / std[:, None]
+    open_cells = np.asarray(judge.seen[judge.rows].todense()) == 0
+    labels = np.asarray(judge.relevant.todense()) > 0
+    positive = z[labels & open_cells]
+    negatives = z[~labels & open_cells]
+    if len(positive) == 0 or len(negatives) == 0:
+        return None
+    rate = min(1.0, 20 * len(positive) / len(negatives))
+    negatives = np.random.default_rng(seed).choice(negatives, max(int(len(negatives) * rate), 1), replace=False)
+    fitted = RebuyLogit.fit(
+        np.concatenate([positive, negatives])[:, None], np.r_[np.ones(len(positive)), np.zeros(len(negatives))]
+    )
+    if fitted is None:
+        return None
+    slope = float(fitted.weights[0] / fitted.scale[0])
+    intercept = float(fitted.intercept - fitted.weights[0] * fitted.mean[0] / fitted.scale[0]) + np.log(rate)
+    return (intercept, slope) if slope > 0 else None
+
+
+def _pair_taste(
+    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, frame: pd.DataFrame, users: IdMap, items: IdMap
+) -> np.ndarray:
+    """The standardized score of each (user, item) pair of ``frame`` in (row, col) order, as pair_features sorts."""
+    user_f, item_f = _representations(model, users_m, items_m)
+    mean, std = _row_moments(user_f, item_f)
+    pairs = pd.DataFrame({"row": users.rows(frame[Columns.USER]), "col": items.rows(frame[Columns.ITEM])})
+    pairs = pairs[(pairs["row"] >= 0) & (pairs["col"] >= 0)].drop_duplicates().sort_values(["row", "col"])
+    rows, cols = pairs["row"].to_numpy(), pairs["col"].to_numpy()
+    raw = np.einsum("ij,ij->i", user_f[rows], item_f[cols])
+    return np.asarray((raw - mean[rows]) / std[rows])

@@ -74,8 +74,10 @@ def test_the_hybrid_and_default_lightfm_beat_popularity(files: dict[str, Path]) 
     assert hybrid["precision_at_k"] > popularity["precision_at_k"] and hybrid["auc"] > popularity["auc"] > 0.5
     assert hybrid["coverage"] > popularity["coverage"]
     assert result["rebuy"]["auc"] is None and hybrid["tuned"] is False
-    assert hybrid["settings"] == {"loss": "warp", "components": 32, "epochs": 15, "item_features": True,
-                                  "user_features": False}  # fmt: skip
+    settings = hybrid["settings"]
+    assert settings["loss"] == "warp" and settings["components"] == 32 and settings["item_features"] is True
+    assert settings["validated"] is True and settings["validation"] == "time"
+    assert settings["item_identity_weight"] in (None, 0.8, 1.0) and len(settings["feature_trials"]) == 3
     assert result["lightfm_default"]["settings"] == {"loss": "logistic", "components": 10, "epochs": 30}
 
 
@@ -158,12 +160,14 @@ def test_the_command_prints_the_json_and_refuses_a_bad_file(files: dict[str, Pat
     from flows.cli import app
 
     arguments = ["evaluate", "recommendations", "--train", str(files["train"]), "--test", str(files["test"]),
-                 "--item-features", str(files["items"]), "--k", "5", "--include-seen", "--tune", "--json"]  # fmt: skip
+                 "--item-features", str(files["items"]), "--k", "5", "--include-seen", "--tune", "--tune-budget", "1", "--json"]  # fmt: skip
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert set(answer) == set(MODELS)
-    assert all(set(answer[name]) >= FIGURES for name in MODELS) and answer["hybrid"]["tuned"] is False
+    assert all(set(answer[name]) >= FIGURES for name in MODELS) and answer["hybrid"]["tuned"] is True
+    tuning = answer["hybrid"]["tuning"]  # the production settings are always the first trial
+    assert tuning["trials"] >= 1 and tuning["budget_seconds"] == 1 and tuning["best_validation_ndcg_at_10"] > 0
     assert answer["hybrid"]["k"] == 5 and answer["hybrid"]["include_seen"] is True
 
     table = runner.invoke(app, arguments[:-1])
