@@ -420,3 +420,29 @@ class InAppCard(SQLModel, table=True):
     expires_at: datetime
     retracted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    """One trained recommender (``models/registry.py``): its configuration, the data it saw and how it did.
+
+    A version *is* its ``parameters`` (model kind and hyperparameters) run by ``code_version`` on the data window:
+    the day's picks are re-fitted on all the data every run, so no fitted model file is kept (the registry's
+    docstring says why). ``status``: ``serving`` (one at a time: the parameters the picks are fitted with),
+    ``retired`` (served before), ``rejected`` (lost to the serving model on the holdout), ``candidate`` (recorded,
+    not judged: a pinned version was serving). No customer data: counts and figures only."""
+
+    __tablename__ = "model_versions"
+    version: int = Field(primary_key=True, description="1, 2, 3 … in training order")
+    trained_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(description="candidate | serving | retired | rejected")
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    code_version: str = Field(description="the omnicast release that trained it")
+    first_interaction_at: datetime | None = Field(default=None, description="earliest signal the fit read")
+    last_interaction_at: datetime | None = Field(default=None, description="latest signal the fit read")
+    holdout_start: datetime | None = Field(default=None, description="None: too little data to evaluate")
+    holdout_end: datetime | None = None
+    evaluation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(description="why it was promoted or not, with the figures")
+    promoted_at: datetime | None = None
+    retired_at: datetime | None = None
+    pinned: bool = Field(default=False, description="promoted by hand: the train flow does not replace it")
