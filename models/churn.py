@@ -19,7 +19,7 @@ yet a year (after that they count as lost, not lapsing); one occurrence per laps
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln, hyp2f1
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from models.interactions import ORDERS, counted_order, read_frame
 
@@ -213,12 +213,14 @@ def second_purchase_day(
     return LAPSE_FACTOR * params.alpha / params.r, "model"
 
 
-def load_orders(engine: Engine, store_tz: ZoneInfo) -> pd.DataFrame:
+def load_orders(engine: Engine | Connection, store_tz: ZoneInfo, *, before: datetime | None = None) -> pd.DataFrame:
     """``customer_id, date, amount``: the store-local day and net amount (``total − refunded_amount``) of each
-    counted order (cancelled, voided or fully refunded ones are not)."""
+    counted order (cancelled, voided or fully refunded ones are not), placed before ``before`` if given."""
     stmt = select(
         ORDERS.c.customer_id, ORDERS.c.created_at, (ORDERS.c.total - ORDERS.c.refunded_amount).label("amount")
     ).where(ORDERS.c.customer_id.is_not(None), counted_order())
+    if before is not None:
+        stmt = stmt.where(ORDERS.c.created_at < before)
     orders = read_frame(engine, stmt, datetimes=["created_at"])
     local = orders["created_at"].dt.tz_convert(store_tz).dt.tz_localize(None).dt.normalize()
     amount = pd.to_numeric(orders["amount"], errors="coerce").fillna(0.0).clip(lower=0.0)

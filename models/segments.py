@@ -19,15 +19,30 @@ Conditions: ``has_recommendations: true``, ``trigger: KIND`` (+ ``within_days``)
 any of them), ``orders_at_least: N``, ``spend_at_least: AMOUNT``, ``spend_top_share: SHARE``,
 ``ordered_within_days: N``, ``not_ordered_within_days: N``, ``profile: {FIELD: VALUE or [VALUES]}`` over country,
 region, city, loyalty_tier, timezone.
+
+Scores from the repeat-purchase and spend models (``models/churn.py``, ``models/value.py``), computed as of the day's
+start over the customers with counted orders (someone who never ordered has none and matches none of these):
+``expected_purchases_at_least: N`` (expected purchases in the next 90 days), ``buy_probability_at_least: P``
+(P(at least one purchase in the next 90 days), 0 to 1), ``churn_risk_above: P`` (1 − P(still active), 0 to 1),
+``clv_at_least: AMOUNT`` (expected net spend over the next 365 days, undiscounted) and ``value_at_risk_at_least:
+AMOUNT`` ((1 − P(active)) × the 365 days' value if still active: what the store stands to lose)::
+
+      lapsing-big-spenders:
+        where:
+          - churn_risk_above: 0.5
+          - value_at_risk_at_least: 200
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
@@ -60,6 +75,11 @@ class Condition(BaseModel):
     ordered_within_days: int | None = Field(None, ge=1, le=3650)
     not_ordered_within_days: int | None = Field(None, ge=1, le=3650)
     profile: dict[str, str | list[str]] | None = None
+    expected_purchases_at_least: float | None = Field(None, gt=0)
+    buy_probability_at_least: float | None = Field(None, gt=0, le=1)
+    churn_risk_above: float | None = Field(None, ge=0, lt=1)
+    clv_at_least: float | None = Field(None, ge=0)
+    value_at_risk_at_least: float | None = Field(None, ge=0)
 
     @field_validator("likes")
     @classmethod
@@ -223,7 +243,42 @@ def _condition(conn: Connection, c: Condition, today: date) -> set[int]:
             values = value if isinstance(value, list) else [value]
             query = query.where(column.in_(values))
         return set(conn.execute(query).scalars())
+    score = next((name for name in _SCORE_CONDITIONS if getattr(c, name) is not None), None)
+    if score is not None:
+        column, above = _SCORE_CONDITIONS[score]
+        scores = customer_scores_on(conn, today)
+        value = scores[column] if column != "churn_risk" else 1.0 - scores["p_active"]
+        threshold = float(getattr(c, score))
+        chosen = value > threshold if above else value >= threshold
+        return {int(customer) for customer in scores.loc[chosen, "customer_id"]}
     return _order_condition(conn, c, today)
+
+
+_SCORE_CONDITIONS: dict[str, tuple[str, bool]] = {  # condition: (score column, strictly above)
+    "expected_purchases_at_least": ("expected_purchases_90d", False),
+    "buy_probability_at_least": ("p_buy_90d", False),
+    "churn_risk_above": ("churn_risk", True),
+    "clv_at_least": ("clv_365d", False),
+    "value_at_risk_at_least": ("value_at_risk", False),
+}
+_SCORE_CACHE: dict[tuple[date, str], pd.DataFrame] = {}
+
+
+def customer_scores_on(conn: Connection, today: date) -> pd.DataFrame:
+    """Every customer's scores (``models.value.customer_scores``) from the counted orders placed before ``today``
+    (UTC days), as of ``today``. The last result is kept by day and a digest of those orders, so the segments of a
+    run share one fit while any change to the orders is scored afresh."""
+    from models.churn import load_orders  # the models (scipy) load only when a segment uses a score
+    from models.value import customer_scores
+
+    orders = load_orders(conn, ZoneInfo("UTC"), before=datetime.combine(today, time(), UTC))
+    digest = hashlib.sha256(pd.util.hash_pandas_object(orders, index=False).to_numpy().tobytes()).hexdigest()
+    key = (today, digest)
+    if key not in _SCORE_CACHE:
+        empty = pd.DataFrame(columns=["customer_id", "p_active", *(column for column, _ in _SCORE_CONDITIONS.values())])
+        _SCORE_CACHE.clear()
+        _SCORE_CACHE[key] = customer_scores(orders, today) if len(orders) else empty
+    return _SCORE_CACHE[key]
 
 
 def _order_condition(conn: Connection, c: Condition, today: date) -> set[int]:
