@@ -28,6 +28,7 @@ from typer.core import TyperGroup  # noqa: E402
 from flows.cli_answers import register as register_answers  # noqa: E402
 from flows.cli_campaigns import register as register_campaigns  # noqa: E402
 from flows.cli_evaluate import register as register_evaluate  # noqa: E402
+from flows.cli_models import register as register_models  # noqa: E402
 from flows.cli_preview import register as register_preview  # noqa: E402
 from flows.cli_report import register as register_report  # noqa: E402
 from flows.cli_schedule import register as register_schedule  # noqa: E402
@@ -333,13 +334,21 @@ def sync(
 
 
 @app.command()
-def train() -> None:
-    """Fit the recommender and store every customer's top picks."""
+def train(
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote the new model even if it does not beat the serving one.")
+    ] = False,
+) -> None:
+    """Judge a new model against the serving one on the store's holdout, register it, and store every customer's
+    top picks from whichever serves (`omnicast models list` shows the versions)."""
     preflight()
     from flows.train import train_flow
 
-    report = train_flow()
+    report = train_flow(force=force)
     console.print(report)
+    from flows.cli_models import print_latest
+
+    print_latest(console)
 
 
 @triggers_app.command("run")
@@ -436,6 +445,7 @@ register_schedule(app)  # `omnicast deployments write`, `worker`, `init`, `campa
 register_preview(app)  # `omnicast preview` (flows/cli_preview.py)
 register_report(app)  # `omnicast report` (flows/cli_report.py)
 register_evaluate(app)  # `omnicast evaluate churn` (flows/cli_evaluate.py)
+register_models(app)  # `omnicast models list|promote` (flows/cli_models.py)
 
 
 if __name__ == "__main__":  # pragma: no cover
