@@ -216,6 +216,13 @@ def load_interactions(
     events (last ``cart_lookback_days``) and view_item events (last ``view_lookback_days``) add medium and low
     weight; analytics purchase events are ignored because orders are the record of purchases.
     """
+    return aggregate_interactions(load_signals(engine, now, weights))
+
+
+def load_signals(engine: Engine, now: datetime, weights: InteractionWeights = InteractionWeights()) -> pd.DataFrame:
+    """The rows :func:`load_interactions` adds up, one per order line or event: ``user_id, item_id, timestamp,
+    weight, purchased, kind``. The recommender fits on these so that it can see when each purchase happened (its
+    validation split is by time, and the re-buy model learns from repeat purchases)."""
     purchases = _purchase_signals(engine, now)
     events = _event_signals(engine, now, weights)
     signals = pd.concat([purchases, events], ignore_index=True)
@@ -223,7 +230,7 @@ def load_interactions(
     age_days = (pd.Timestamp(now) - signals[Columns.TIMESTAMP]).dt.total_seconds().clip(lower=0) / 86_400
     signals[Columns.WEIGHT] = kind_weight * np.exp2(-age_days / weights.half_life_days)
     signals[Columns.PURCHASED] = signals["kind"] == "purchase"
-    return aggregate_interactions(signals)
+    return signals
 
 
 def aggregate_interactions(signals: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,7 @@ for cold ones) in ``recommendations``."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,16 +15,19 @@ from sqlalchemy.engine import Engine
 
 from models.interactions import (
     Columns,
+    IdMap,
+    aggregate_interactions,
     item_features,
     load_catalog,
     load_customer_ids,
-    load_interactions,
+    load_signals,
     owned_gear,
     table_of,
 )
 from models.recommend.base import RESULT_COLUMNS
 from models.recommend.hybrid import HybridLightFM
 from models.recommend.popularity import Popularity
+from models.recommend.rebuy import infer_consumables
 from models.schema import Recommendation, utcnow
 
 
@@ -42,6 +45,8 @@ class TrainReport:
     score_seconds: float
     load_seconds: float = 0.0
     write_seconds: float = 0.0
+    consumables: int = 0
+    model_settings: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return (
@@ -49,8 +54,26 @@ class TrainReport:
             f"{self.cold_customers} cold → popularity)\n"
             f"items: {self.items}, interactions: {self.interactions}, recommendations: {self.recommendations}\n"
             f"load: {self.load_seconds:.2f} s, fit: {self.fit_seconds:.2f} s, scoring: {self.score_seconds:.2f} s, "
-            f"write: {self.write_seconds:.2f} s"
+            f"write: {self.write_seconds:.2f} s\n"
+            f"consumables (inferred from repeat purchases): {self.consumables}\n"
+            f"hybrid: {_choices_line(self.model_settings)}"
         )
+
+
+def _choices_line(settings: dict[str, Any]) -> str:
+    if not settings:
+        return "not fitted (no interactions)"
+    if not settings.get("validated"):
+        return f"{settings.get('epochs')} epochs, production settings (too little history to validate choices)"
+    weight = settings.get("item_identity_weight")
+    features = {None: "features weighed like identities", 1.0: "product features unused"}.get(
+        weight, f"{weight:.0%} of each product's weight on its identity"
+    )
+    blend = "re-buys blended" if settings.get("rebuy_blend") else "no re-buy blend"
+    return (
+        f"{settings.get('epochs')} epochs, {features}, {blend} "
+        f"(chosen on a {settings.get('validation')} split: NDCG@10 {settings.get('validation_ndcg_at_10')})"
+    )
 
 
 def train_and_recommend(
@@ -65,18 +88,21 @@ def train_and_recommend(
 ) -> TrainReport:
     """Fit on the database, recommend ``k`` active products to every customer and replace ``recommendations``.
 
-    Customers with interactions get :class:`HybridLightFM` picks (bought gear excluded; consumables may return);
+    Customers with interactions get :class:`HybridLightFM` picks (bought gear excluded; consumables, inferred from
+    repeat purchases, may return at their learned re-buy probability);
     the others get :class:`Popularity`. Deterministic for a ``seed`` when ``num_threads=1``.
     """
     now = now or utcnow()
     started = time.perf_counter()
     catalog = load_catalog(engine)
-    interactions = load_interactions(engine, now)
+    signals = load_signals(engine, now)
+    interactions = aggregate_interactions(signals)
     customers = load_customer_ids(engine)
     names = dict(zip(catalog[Columns.ITEM], catalog["title"], strict=True))
     loaded = time.perf_counter()
-    models = _fit_models(interactions, item_features(catalog), now, seed, epochs, components, num_threads)
+    models = _fit_models(signals, item_features(catalog), now, seed, epochs, components, num_threads)
     fitted = time.perf_counter()
+    catalog = with_inferred_consumables(catalog, signals)
     picks = _recommend_all(models, customers, interactions, catalog, names, k)
     scored = time.perf_counter()
     write_recommendations(engine, picks, now)
@@ -92,7 +118,19 @@ def train_and_recommend(
         score_seconds=round(scored - fitted, 3),
         load_seconds=round(loaded - started, 3),
         write_seconds=round(time.perf_counter() - scored, 3),
+        consumables=int(catalog["consumable"].sum()),
+        model_settings=models[0].settings() if models else {},
     )
+
+
+def with_inferred_consumables(catalog: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue with ``consumable`` inferred from purchases (:func:`infer_consumables`); the catalogue's own
+    flag stands for products too new or too rarely bought to tell."""
+    items = IdMap(catalog[Columns.ITEM])
+    known = catalog["consumable"].to_numpy(dtype=bool)
+    purchases = signals[signals[Columns.PURCHASED]] if len(signals) else signals
+    inferred = infer_consumables(purchases, items, known) if len(purchases) else known
+    return catalog.assign(consumable=inferred)
 
 
 def _fit_models(

@@ -153,3 +153,29 @@ def taste_clusters(
         }
     )
     return interactions, features_from_wide(wide, "item_id"), user_cluster, item_cluster
+
+
+def baskets(
+    users: int = 400, items: int = 80, days: int = 240, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Timestamped purchases of a grocery-like store: each customer re-buys a few staples at their own rhythm (the
+    even items are consumables; an odd item is bought once) and discovers others by popularity.
+
+    Returns ``(interactions, consumable)``: rows ``user_id, item_id, timestamp`` and which items are consumables.
+    """
+    rng = np.random.default_rng(seed)
+    consumable = np.arange(items) % 2 == 0
+    popularity = 1.0 / np.arange(1, items + 1)
+    popularity /= popularity.sum()
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = []
+    for user in range(users):
+        staples = rng.choice(items, 5, replace=False, p=popularity)
+        rate = np.where(consumable[staples], rng.uniform(0.3, 0.8, 5), 0.0)
+        owned: set[int] = set()
+        for day in np.sort(rng.choice(days, int(rng.integers(6, 20)), replace=False)):
+            basket = {int(i) for i in staples[rng.random(5) < rate]}
+            basket |= {int(i) for i in rng.choice(items, 2, p=popularity) if consumable[i] or i not in owned}
+            owned |= basket
+            rows += [(user, item, start + pd.Timedelta(days=int(day))) for item in sorted(basket)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), consumable

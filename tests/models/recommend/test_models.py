@@ -27,6 +27,7 @@ from models.recommend import (
 from models.recommend.content import ContentBased
 from models.recommend.item_to_item import ItemToItem
 from models.recommend.ranking import chunk_top_k
+from models.recommend.rebuy import Rebuy
 from models.schema import Recommendation
 from tests.models.builders import StoreBuilder, at, taste_clusters
 
@@ -37,6 +38,7 @@ MODELS: dict[str, Callable[[], RecommenderModel]] = {
     "popularity": lambda: Popularity(),
     "item_to_item": lambda: ItemToItem(),
     "content": lambda: ContentBased(),
+    "rebuy": lambda: Rebuy(),
 }
 
 

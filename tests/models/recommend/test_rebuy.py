@@ -1,0 +1,73 @@
+"""Re-buys: consumables inferred from purchases, the learned re-buy probability and its blend into the hybrid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.evaluate_recommendations import evaluate_recommendations
+from models.interactions import Columns, IdMap
+from models.recommend import HybridLightFM
+from models.recommend.rebuy import Rebuy, infer_consumables, item_statistics
+from tests.models.builders import baskets
+
+CUT = pd.Timestamp("2026-07-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def store() -> tuple[pd.DataFrame, np.ndarray]:
+    return baskets()
+
+
+def test_consumables_are_inferred_from_repeat_purchases(store: tuple[pd.DataFrame, np.ndarray]) -> None:
+    interactions, consumable = store
+    items = IdMap(interactions[Columns.ITEM])
+    inferred = infer_consumables(interactions, items)
+    stats = item_statistics(interactions, items)
+    judged = stats["buyers"].to_numpy() >= 10  # items with too few buyers keep the catalogue's flag
+    truth = consumable[items.external.to_numpy()]
+    assert judged.sum() >= 20
+    assert (inferred[judged] == truth[judged]).mean() >= 0.9
+    repeat_rate = stats["repeat_rate"].to_numpy()
+    assert repeat_rate[truth & judged].mean() > 3 * repeat_rate[~truth & judged].mean()
+
+
+def test_too_few_buyers_keep_the_catalogue_flag() -> None:
+    one = pd.DataFrame({Columns.USER: [1, 2], Columns.ITEM: ["grinder", "grinder"]})
+    items = IdMap(["grinder", "beans"])
+    assert list(infer_consumables(one, items, known=np.array([False, True]))) == [False, True]
+    assert list(infer_consumables(one, items)) == [True, True]  # unknown: never hide what may be needed again
+
+
+def test_the_rebuy_model_puts_a_customers_own_staples_first(store: tuple[pd.DataFrame, np.ndarray]) -> None:
+    interactions, consumable = store
+    model = Rebuy().fit(interactions)
+    assert model.logit_ is not None
+    assert model.logit_.coefficients()["item_repeat_logit"] > 0  # repeatable items are bought again
+    assert model.logit_.coefficients()["log_count"] > 0  # and so are the ones bought often
+    picks = model.recommend([0], 5, exclude_seen=False)
+    mine = set(interactions.loc[interactions[Columns.USER] == 0, Columns.ITEM])
+    assert set(picks[Columns.ITEM]) <= mine | set(range(80))
+    top = picks.iloc[0]
+    assert top[Columns.ITEM] in mine and consumable[top[Columns.ITEM]]
+    assert top[Columns.EXPLANATION] == "You buy this regularly"
+
+
+def test_the_blended_hybrid_wins_on_rebuys_and_loses_nothing_on_new_items(
+    store: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    interactions, _ = store
+    train = interactions[interactions[Columns.TIMESTAMP] < CUT]
+    test = interactions[interactions[Columns.TIMESTAMP] >= CUT]
+    with_seen = evaluate_recommendations(train, test, include_seen=True)
+    assert with_seen["hybrid"]["settings"]["rebuy_blend"] is True
+    for rival in ("rebuy", "popularity", "lightfm_default"):
+        assert with_seen["hybrid"]["ndcg_at_k"] > with_seen[rival]["ndcg_at_k"], rival
+    unblended = HybridLightFM(num_threads=1, blend_rebuys=False).fit(train)
+    blended = HybridLightFM(num_threads=1).fit(train)
+    users = test[Columns.USER].unique()
+    # without own items the blend changes nothing: it only re-scores items the customer already has
+    plain = unblended.recommend(users, 10, exclude_seen=True)
+    mixed = blended.recommend(users, 10, exclude_seen=True)
+    assert plain[Columns.ITEM].tolist() == mixed[Columns.ITEM].tolist()
