@@ -116,6 +116,8 @@ def simulate_responses(
     state = _read_marker(marker)
     done = set(state.get("ledger_keys", []))
     ledger = _ledger(engine)
+    if ledger.empty:  # nothing was sent (an empty frame's columns are not strings)
+        return ResponseReport(messages=0)
     ledger["key"] = ledger["occurrence_key"] + "|" + ledger["customer_id"].astype(str) + "|" + ledger["channel"]
     fresh = ledger[~ledger["key"].isin(done)]
     report = ResponseReport(messages=len(fresh))
