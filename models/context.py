@@ -4,11 +4,15 @@
 (``templates/email/README.md``), so copy reads right for every reason a message exists:
 
 * **why each product is shown**: every product carries ``kind``, the reason it was picked, read from the
-  recommender's model and explanation (``again``, ``bought``, ``browsed``, ``taste``, ``history``, ``popular``) or
-  from the trigger (``cart``, ``refill``); ``picks`` sums the recommendations up (``personal``, ``popular``,
+  recommender's model and explanation (``again``, ``bought``, ``browsed``, ``taste``, ``history``, ``popular``,
+  and ``pairs`` / ``similar`` for related products: "Pairs with X", "Similar to X") or from the trigger (``cart``,
+  ``refill``); ``picks`` sums the recommendations up (``personal``, ``popular``,
   ``mixed``, ``none``) and templates choose their intro sentence, heading and subject by it;
 * **what the email is about**: ``topic`` (``coffee``, ``tea``, ``coffee and tea`` or ``""``) from the products'
   types, so a tea-only email is never subjected "coffee picks";
+* **what goes with a cart**: :func:`cart_pairings` ranks the products related to a cart's items (the
+  ``related_products`` table: bought with them, else like them) for the abandoned-cart email, apart from the cart and
+  never one of its items;
 * **the trigger in words**: dates and durations a sentence can use ("around November 28", "about 4 months");
 * **diversity**: at most ``per_category`` products of one type in an email and no product in more than
   ``max_share`` of one campaign's emails (pinned products excepted), decided deterministically;
@@ -30,7 +34,7 @@ from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 UTM_SOURCE = "omnicast"
 OUR_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
-PERSONAL_KINDS = ("again", "bought", "browsed", "taste", "history")
+PERSONAL_KINDS = ("again", "bought", "browsed", "taste", "history", "pairs", "similar")
 OWN_KINDS = ("cart", "refill")
 MAX_CART_ITEMS = 10
 
@@ -52,6 +56,10 @@ def pick_kind(model: str | None, explanation: str | None) -> str:
         return "browsed"
     if text.startswith("matches your taste"):
         return "taste"
+    if text.startswith("pairs with"):
+        return "pairs"
+    if text.startswith("similar to"):
+        return "similar"
     if text.startswith(("popular", "a customer favourite")):
         return "popular"
     return "history"
@@ -88,6 +96,33 @@ def _noun(product_type: str | None) -> str | None:
     if "tea" in words or "teas" in words:
         return "tea"
     return None
+
+
+# ---- what goes with a cart -------------------------------------------------------------------------------------------
+
+
+def cart_pairings(
+    cart: Sequence[int], related: Mapping[int, Sequence[tuple[int, float, str]]], limit: int
+) -> list[tuple[int, str]]:
+    """Products to suggest next to a cart, best first, at most ``limit``: ``(product_id, explanation)``.
+
+    ``related`` gives each cart item's related products, ``(product_id, score, explanation)`` (the explanation names
+    the cart item: "Pairs with Ethiopia Guji"). A product related to several cart items scores their sum (it goes
+    with more of the cart) and keeps the explanation of the item it relates to most (the earlier cart item on a tie);
+    items already in the cart are never suggested. Deterministic: equal scores go by product id.
+    """
+    in_cart = set(cart)
+    total: dict[int, float] = {}
+    best: dict[int, tuple[float, int, str]] = {}
+    for position, item in enumerate(cart):
+        for product, score, explanation in related.get(item, ()):
+            if product in in_cart:
+                continue
+            total[product] = total.get(product, 0.0) + float(score)
+            if product not in best or (-float(score), position) < best[product][:2]:
+                best[product] = (-float(score), position, explanation)
+    ordered = sorted(total, key=lambda product: (-total[product], product))
+    return [(product, best[product][2]) for product in ordered[:limit]]
 
 
 # ---- dates and durations in words ------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ What a message shows, and why:
 * the trigger's own products in their own slot: the cart's items (``cart``, only items still in the cart: active
   and not bought since) or the product running low (``refill``); an abandoned-cart or replenishment moment with
   nothing left to show is not planned;
+* for an abandoned cart, first what pairs with the cart's items (``models.context.cart_pairings`` over the
+  ``related_products`` table: "Pairs with X", never an item of the cart nor gear the customer owns), then the
+  customer's own recommendations;
 * recommendations (``products``), each with its reason (``kind``, ``explanation``), diverse (``Diversity``: at most
   N per product type in an email, no product in more than a share of the campaign's emails unless pinned);
 * the variant's overrides: its ``template`` (the message's template), ``subject`` (``context["subject"]``, which
@@ -44,6 +47,7 @@ from models.context import (
     Candidate,
     Diversity,
     DiversityReport,
+    cart_pairings,
     diversify,
     long_date,
     order_key,
@@ -59,6 +63,7 @@ from models.experiments import apply_global_holdout, assign_variant
 from models.interactions import EVENTS, ORDER_LINES, ORDERS, PRODUCTS, counted_order
 from models.message import OutboundMessage, Recipient
 from models.offers import OfferReport, allocate_codes, offer_context
+from models.recommend.related import load_related
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
 from models.segments import Segment, product_likes
@@ -200,6 +205,8 @@ def plan_targets(
     if spec.likes:  # a "likes fruity" campaign shows fruity picks: the customer's own first, then popular ones
         candidates = {c: [item for item in items if _liked(item, spec.likes)] for c, items in candidates.items()}
     own = own_items(session, targets)
+    if spec.trigger_kind == "abandoned_cart":
+        candidates = _with_cart_pairings(session, own, candidates, spec.likes)
     kept: list[Target] = []
     for target in targets:
         if spec.trigger_kind in ("abandoned_cart", "replenishment") and not own.get(_key(target)):
@@ -481,6 +488,36 @@ def _popular(session: Session, today: date, count: int = MAX_CANDIDATES) -> list
     products = _products(session, set(recent) | set(ever))
     ranked = [(pid, "Popular this month") for pid in recent] + [(pid, "A customer favourite") for pid in ever]
     return [_Item(products[pid], reason, "popular") for pid, reason in ranked[:count] if pid in products]
+
+
+def _with_cart_pairings(
+    session: Session,
+    own: Mapping[tuple[str, int], list[_Item]],
+    candidates: Mapping[int, list[_Item]],
+    likes: Sequence[str],
+) -> dict[int, list[_Item]]:
+    """Each cart's customer's candidates with what pairs with the cart first (``kind`` ``pairs``/``similar``, from
+    ``related_products``), then their own recommendations; nothing in the cart, no gear they already bought."""
+    carts = {key[1]: [int(item.product.id or 0) for item in items] for key, items in own.items() if items}
+    related = load_related(session.connection(), {pid for pids in carts.values() for pid in pids}, MAX_CANDIDATES)
+    products = _products(session, {p.related_product_id for pairs in related.values() for p in pairs})
+    gear = {pid for pid, product in products.items() if not product.consumable}
+    owned = bought_since(session, set(carts), gear, datetime(1970, 1, 1, tzinfo=UTC))
+    out = dict(candidates)
+    for customer, cart in carts.items():
+        suggestions = cart_pairings(
+            cart, {pid: [(p.related_product_id, p.score, p.explanation) for p in related.get(pid, [])] for pid in cart},
+            MAX_CANDIDATES,
+        )  # fmt: skip
+        paired = [
+            _Item(products[pid], text, pick_kind(None, text))
+            for pid, text in suggestions
+            if pid in products and (customer, pid) not in owned
+        ]
+        paired = [item for item in paired if not likes or _liked(item, likes)]
+        shown = {*cart, *(item.product.id for item in paired)}
+        out[customer] = paired + [item for item in candidates.get(customer, []) if item.product.id not in shown]
+    return out
 
 
 def _liked(item: _Item, likes: Sequence[str]) -> bool:
