@@ -1,4 +1,5 @@
-"""``omnicast campaigns list|validate|show NAME``: the campaign files as a marketer checks them.
+"""``omnicast campaigns list|validate|show NAME``: the campaign files (and the recommendation rules) as a marketer
+checks them.
 
 ``register(app)`` adds the ``campaigns`` group to the ``omnicast`` Typer app (flows/cli.py). A broken file is an
 ``InputError`` naming the file, the line and the field (one ``error:`` line per broken file, exit code 2).
@@ -64,12 +65,32 @@ def _when(campaign: Any) -> str:
 
 @campaigns_app.command("validate")
 def validate(folder: Folder = None) -> None:
-    """Check every campaign file and segments.yaml; exit 2 naming file, line and field of each problem."""
-    catalog = _catalog(folder)
+    """Check every campaign file, segments.yaml and recommendation-rules.yaml; exit 2 naming file, line and field
+    of each problem."""
+    from zoneinfo import ZoneInfo
+
+    from flows.runtime import load_settings
+    from models.errors import InputError
+    from models.recommend.rules import load_rule_set, rules_summary
+
+    problems: list[str] = []
+    try:
+        catalog = _catalog(folder)
+    except InputError as exc:
+        problems.append(str(exc))
+        catalog = None
+    settings = load_settings()
+    try:
+        rules = load_rule_set(folder or settings.campaigns_dir)
+    except InputError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise InputError("\n".join(problems))
     console.print(
         f"{len(catalog.campaigns)} campaigns, {len(catalog.segments)} segments and {len(catalog.audiences)} ad "
         f"audiences in {catalog.folder}: all valid"
     )
+    console.print(rules_summary(rules, datetime.now(ZoneInfo(settings.timezone)).date()) + ": valid", markup=False)
 
 
 @campaigns_app.command("list")

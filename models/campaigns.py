@@ -30,6 +30,8 @@ from models.segments import SEGMENT_FILE, AudienceDef, Segment, like_words, load
 from models.yamlfile import YamlFileError, field_name, load_with_lines, where
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "campaigns"
+RULES_FILE = "recommendation-rules.yaml"
+"""The recommendation rules of a campaigns folder (``models/recommend/rules.py``): not a campaign."""
 TRIGGER_KINDS = ("abandoned_cart", "birthday", "churn_risk", "replenishment")
 CHANNELS = ("email", "inapp")
 HOLDOUT = "holdout"
@@ -351,7 +353,7 @@ def load_catalog(folder: Path | None = None) -> Catalog:
             problems.append(str(exc))
     campaigns: list[Campaign] = []
     for path in sorted(folder.glob("*.yaml")):
-        if path.name == SEGMENT_FILE:
+        if path.name in (SEGMENT_FILE, RULES_FILE):
             continue
         try:
             campaigns.append(_load_campaign(path, segments))

@@ -66,3 +66,17 @@ def test_a_send_window_inside_the_quiet_hours_is_refused_before_any_run(
     monkeypatch.setenv("OMNICAST_DATABASE_URL", f"sqlite:///{tmp_path / 'omnicast.db'}")
     shown = runner.invoke(app, ["campaigns", "show", "winback", "--dir", str(folder)])
     assert shown.exit_code == 0 and "send window: 22:00-23:30" in shown.stdout
+
+
+def test_validate_checks_the_recommendation_rules_too(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["campaigns", "validate"])
+    assert "recommendation rules" in result.stdout and "1 pin rule (" in result.stdout
+    folder = tmp_path / "campaigns"
+    shutil.copytree(SHIPPED_DIR, folder)
+    rules = folder / "recommendation-rules.yaml"
+    text = rules.read_text().replace("multiply: 1.2", "multiply: 1.2\n    mutliply: 2")
+    rules.write_text(text)
+    line = text.splitlines().index("    mutliply: 2") + 1
+    broken = runner.invoke(app, ["campaigns", "validate", "--dir", str(folder)])
+    assert broken.exit_code == 2
+    assert f"recommendation-rules.yaml, line {line}, field boost[0].mutliply: unknown field 'mutliply'" in broken.stderr

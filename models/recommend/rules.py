@@ -1,0 +1,843 @@
+"""Marketer rules over recommendations, from ``campaigns/recommendation-rules.yaml``, applied after scoring.
+
+The models score; the rules decide what may be shown and in which order (after Recombee's filters and boosters and
+Algolia's merchandising rules)::
+
+    exclude:                         # never shown (all on by default, even without the file)
+      purchased_non_consumables: true
+      out_of_stock: true             # tracked stock at 0 or below
+      unpublished: true
+      gift_cards: true
+      items:                         # and these, by sku, handle, product_type, vendor, tag, roast, origin, flavour_note
+        - name: no-wholesale
+          match: {tag: wholesale}
+    tiers:                           # named customer groups a rule can be limited to (all conditions must hold)
+      vip: {spend_at_least: 500}
+    pin:                             # first, in this order (file order, then the order listed)
+      - name: holiday-box
+        match: {sku: [GIFT-SET-001]}
+        from: 2026-11-20             # store-local dates, both days included
+        until: 2026-12-24
+        tier: vip
+    bury:                            # after every other candidate: out of the top k unless too few remain
+      - {name: decaf-last, match: {tag: decaf}}
+    boost:                           # on the customer's 0–1 scale (best candidate 1, weakest 0): score × multiply + add
+      - {name: winter-teas, match: {product_type: Tea}, multiply: 1.3, add: 0.1, from: 2026-12-01, until: 2027-02-28}
+    max_per_category: {field: product_type, max: 4}
+
+Every rule may carry ``from``/``until`` and ``tier`` (a name or a list: any of them). Order of work:
+exclusions (pins included: an excluded product is never pinned) → pins → boosts → bury → re-rank →
+``max_per_category`` (pins count toward it and are always kept) → top k.
+
+Explanations are shown to customers, so they are never rewritten (a pinned product the model did not propose gets
+its pin's ``explanation``, default none): what the rules did to each pick goes to a separate ``rules`` column
+(``pin:holiday-box, boost:winter-teas``) for the marketer. ``apply`` is vectorised: candidates are laid out as a
+users × candidates matrix, and one row-wise sort of integer keys re-ranks them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from models.campaigns import RULES_FILE, SHIPPED_DIR
+from models.interactions import CUSTOMERS, ORDERS, Columns, read_frame
+from models.recommend.ranking import rank_within_groups
+from models.yamlfile import YamlFileError, field_name, load_with_lines, where
+
+RULES = "rules"
+"""The column ``apply`` adds: what the rules did to each pick (marketer-only; never shown to customers)."""
+MAX_RECORDED_RULES = 64
+PIN_MODEL = "pin"
+"""The ``model`` value of a pinned product the model did not propose (when the candidates have a ``model`` column)."""
+CATEGORY_FIELDS = ("product_type", "vendor", "roast", "origin")
+_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_SCALAR_MATCH = ("sku", "handle", "product_type", "vendor", "roast", "origin")
+_LIST_MATCH = {"tag": ("tags", ","), "flavour_note": ("flavour_notes", "|")}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Words = str | list[str]
+
+
+def _words(value: Words | None) -> list[str]:
+    values = [value] if isinstance(value, str) else (value or [])
+    return [v.strip().lower() for v in values]
+
+
+class Match(_Strict):
+    """Which products a rule is about: every field given must hold; a list holds when any of its values does
+    (case-insensitive, whole values: ``tag: decaf`` matches the tag ``Decaf``, not ``decaf-blend``)."""
+
+    sku: Words | None = None
+    handle: Words | None = None
+    product_type: Words | None = None
+    vendor: Words | None = None
+    tag: Words | None = None
+    roast: Words | None = None
+    origin: Words | None = None
+    flavour_note: Words | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _not_empty(cls, value: Words | None) -> Words | None:
+        if value is not None and (not _words(value) or any(not word for word in _words(value))):
+            raise ValueError("give a value or a list of values, e.g. [Coffee Beans, Tea]")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Match:
+        if not self.given():
+            raise ValueError(f"name at least one field to match on: {', '.join(type(self).model_fields)}")
+        return self
+
+    def given(self) -> dict[str, list[str]]:
+        return {name: _words(value) for name, value in self if value is not None}
+
+
+class _Rule(_Strict):
+    name: str = Field(..., pattern=_NAME)
+    match: Match
+    tier: Words | None = None
+    from_: date | None = Field(None, alias="from")
+    until: date | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> _Rule:
+        if self.from_ is not None and self.until is not None and self.until < self.from_:
+            raise ValueError(f"until ({self.until}) is before from ({self.from_}); both days are included")
+        return self
+
+    def active_on(self, today: date) -> bool:
+        return (self.from_ is None or today >= self.from_) and (self.until is None or today <= self.until)
+
+    def tiers(self) -> list[str]:
+        return [self.tier] if isinstance(self.tier, str) else list(self.tier or [])
+
+
+class ExcludeRule(_Rule):
+    """Products never shown (to the rule's tier, between its dates)."""
+
+
+class PinRule(_Rule):
+    """Products put first, in the order listed, whether or not the model proposed them."""
+
+    explanation: str = Field("", max_length=120)
+    """Shown to customers next to a pinned product the model did not propose (e.g. "New this season")."""
+
+    @field_validator("match")
+    @classmethod
+    def _by_product(cls, value: Match) -> Match:
+        others = [name for name in value.given() if name not in ("sku", "handle")]
+        if others:
+            raise ValueError(f"a pin names its products by sku or handle, in the order they go first (not {others[0]})")
+        return value
+
+
+class BuryRule(_Rule):
+    """Products moved after every other candidate."""
+
+
+class BoostRule(_Rule):
+    """Products whose score is lifted: on the customer's 0–1 scale, ``score × multiply + add``."""
+
+    multiply: float = Field(1.0, gt=0, le=100)
+    add: float = Field(0.0, ge=-10, le=10)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> BoostRule:
+        if self.multiply == 1.0 and self.add == 0.0:
+            raise ValueError("give multiply (e.g. 1.3) and/or add (e.g. 0.1): as written the boost changes nothing")
+        return self
+
+
+class Exclude(_Strict):
+    purchased_non_consumables: bool = True
+    out_of_stock: bool = True
+    unpublished: bool = True
+    gift_cards: bool = True
+    items: list[ExcludeRule] = Field(default_factory=list)
+
+
+class Tier(_Strict):
+    """Customers whose standing meets every condition given (spend: net of refunds, counted orders before today)."""
+
+    spend_at_least: float | None = Field(None, ge=0)
+    orders_at_least: int | None = Field(None, ge=0)
+    orders_at_most: int | None = Field(None, ge=0)
+    loyalty_tier: Words | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Tier:
+        if all(value is None for _, value in self):
+            raise ValueError(f"give at least one condition: {', '.join(type(self).model_fields)}")
+        return self
+
+
+class MaxPerCategory(_Strict):
+    field: Literal["product_type", "vendor", "roast", "origin"] = "product_type"
+    max: int = Field(..., ge=1, le=100)
+
+
+class RulesFile(_Strict):
+    """The rules file as written."""
+
+    exclude: Exclude = Field(default_factory=Exclude)
+    tiers: dict[str, Tier] = Field(default_factory=dict)
+    pin: list[PinRule] = Field(default_factory=list)
+    bury: list[BuryRule] = Field(default_factory=list)
+    boost: list[BoostRule] = Field(default_factory=list)
+    max_per_category: MaxPerCategory | None = None
+
+
+# ---- loading -----------------------------------------------------------------------------------------------------
+
+
+def rules_path(campaigns_dir: Path | None) -> Path:
+    """Where a campaigns folder keeps its rules (the shipped folder by default)."""
+    return (campaigns_dir or SHIPPED_DIR) / RULES_FILE
+
+
+def load_rules(path: Path) -> RuleSet:
+    """The rules of ``path``; the default rules (the four exclusions) when it does not exist.
+
+    Raises :class:`YamlFileError` (an ``InputError``) naming file, line and field of the first problem."""
+    if not path.exists():
+        return RuleSet(RulesFile(), None)
+    try:
+        data, lines = load_with_lines(path)
+    except ValueError as exc:  # YAML reads 2026-02-30 as a date and fails without a line
+        raise YamlFileError(_bad_date(path, exc)) from None
+    if data is None:
+        return RuleSet(RulesFile(), path)
+    if not isinstance(data, dict):
+        raise YamlFileError(
+            f"{path}, line 1: a rules file is a mapping (exclude:, tiers:, pin:, bury:, boost:, max_per_category:)"
+        )
+    try:
+        spec = RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise YamlFileError(_first_problem(path, lines, exc)) from None
+    _check_names(path, lines, spec)
+    return RuleSet(spec, path)
+
+
+def _bad_date(path: Path, exc: ValueError) -> str:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for text in re.findall(r"\b\d{4}-\d\d-\d\d\b", line.split("#")[0]):
+            try:
+                date.fromisoformat(text)
+            except ValueError:
+                return f"{path}, line {number}: {text} is not a date ({exc}); write YYYY-MM-DD"
+    return f"{path}: a date cannot be read ({exc}); write YYYY-MM-DD"
+
+
+def _named_rules(spec: RulesFile) -> list[tuple[tuple[str | int, ...], str, _Rule]]:
+    """Every listed rule with its location and kind, in file order per kind."""
+    found: list[tuple[tuple[str | int, ...], str, _Rule]] = [
+        (("exclude", "items", i), "exclude", rule) for i, rule in enumerate(spec.exclude.items)
+    ]
+    for kind in ("pin", "bury", "boost"):
+        found += [((kind, i), kind, rule) for i, rule in enumerate(getattr(spec, kind))]
+    return found
+
+
+def _check_names(path: Path, lines: dict[Any, int], spec: RulesFile) -> None:
+    seen: set[str] = set()
+    for loc, _, rule in _named_rules(spec):
+        if rule.name in seen:
+            raise YamlFileError(_located(path, lines, (*loc, "name"), f"{rule.name!r} is used twice; names are unique"))
+        seen.add(rule.name)
+        for tier in rule.tiers():
+            if tier not in spec.tiers:
+                known = ", ".join(sorted(spec.tiers)) or "none (add a tiers: section)"
+                raise YamlFileError(_located(path, lines, (*loc, "tier"), f"unknown tier {tier!r}; tiers: {known}"))
+    recorded = len(spec.pin) + len(spec.bury) + len(spec.boost)
+    if recorded > MAX_RECORDED_RULES:
+        raise YamlFileError(
+            f"{path}: {recorded} pin, bury and boost rules; at most {MAX_RECORDED_RULES} "
+            "(a match takes lists: merge some)"
+        )
+
+
+def _located(path: Path, lines: dict[Any, int], loc: Sequence[str | int], message: str) -> str:
+    return f"{path}, line {where(lines, loc)}, field {field_name(loc)}: {message}"
+
+
+def _first_problem(path: Path, lines: dict[Any, int], exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains "missing"
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}; fields here: {', '.join(_fields_at(loc))}"
+    elif error["type"] == "missing":
+        message = f"{loc[-1]!r} is missing; add it"
+    return _located(path, lines, loc, message)
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str]:
+    """The field names (as written: ``from``, not ``from_``) of the model holding ``loc[-1]``."""
+    annotation: Any = RulesFile
+    for part in loc[:-1]:
+        model = _model_in(annotation)
+        if isinstance(part, str) and model is not None:
+            fields = {info.alias or name: info for name, info in model.model_fields.items()}
+            if part in fields:
+                annotation = fields[part].annotation
+    model = _model_in(annotation)
+    return [info.alias or name for name, info in model.model_fields.items()] if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+# ---- customers' standing (tiers) ---------------------------------------------------------------------------------
+
+
+def customer_standing(engine: Engine, today: date) -> pd.DataFrame:
+    """``user_id, orders, spend, loyalty_tier`` of every customer with orders or a loyalty tier: counted orders
+    (not cancelled) created before ``today``'s start and their net spend (total − refunded), as segments count them."""
+    start = datetime.combine(today, time(), UTC)
+    orders = read_frame(
+        engine,
+        select(
+            ORDERS.c.customer_id.label(Columns.USER),
+            func.count().label("orders"),
+            func.sum(ORDERS.c.total - ORDERS.c.refunded_amount).label("spend"),
+        )
+        .where(ORDERS.c.customer_id.is_not(None), ORDERS.c.cancelled_at.is_(None), ORDERS.c.created_at < start)
+        .group_by(ORDERS.c.customer_id),
+    )
+    tiers = read_frame(
+        engine,
+        select(CUSTOMERS.c.id.label(Columns.USER), CUSTOMERS.c.loyalty_tier).where(
+            CUSTOMERS.c.loyalty_tier.is_not(None), CUSTOMERS.c.erased_at.is_(None)
+        ),
+    )
+    frame = orders.merge(tiers, on=Columns.USER, how="outer")
+    frame["orders"] = frame["orders"].fillna(0).astype("int64")
+    frame["spend"] = frame["spend"].astype(float).fillna(0.0)
+    return frame[[Columns.USER, "orders", "spend", "loyalty_tier"]]
+
+
+# ---- the catalogue as the rules see it ---------------------------------------------------------------------------
+
+
+class _Catalog:
+    """Item ids, their positions, and lower-cased values to match on (computed once per ``apply``)."""
+
+    def __init__(self, catalog: pd.DataFrame) -> None:
+        if Columns.ITEM not in catalog.columns:
+            raise ValueError(f"catalog lacks column {Columns.ITEM!r}; it has {list(catalog.columns)}")
+        self.frame = catalog.reset_index(drop=True)
+        self.ids = self.frame[Columns.ITEM].to_numpy()
+        self.index = pd.Index(self.ids)
+        self._lowered: dict[str, pd.Series] = {}
+        self._exploded: dict[str, pd.DataFrame] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, items: Any) -> np.ndarray:
+        return np.asarray(self.index.get_indexer(items), dtype=np.int64)
+
+    def flag(self, column: str, default: bool) -> np.ndarray:
+        if column not in self.frame.columns:
+            return np.full(len(self), default)
+        return self.frame[column].fillna(default).astype(bool).to_numpy()
+
+    def out_of_stock(self) -> np.ndarray:
+        if "inventory_quantity" not in self.frame.columns:
+            return np.zeros(len(self), dtype=bool)
+        stock = pd.to_numeric(self.frame["inventory_quantity"], errors="coerce")
+        return (stock.notna() & (stock <= 0)).to_numpy(dtype=bool)
+
+    def lowered(self, column: str) -> pd.Series:
+        if column not in self._lowered:
+            values = self.frame[column] if column in self.frame.columns else pd.Series(None, index=self.frame.index)
+            self._lowered[column] = values.astype(object).where(values.notna(), "").astype(str).str.strip().str.lower()
+        return self._lowered[column]
+
+    def exploded(self, column: str, separator: str) -> pd.DataFrame:
+        if column not in self._exploded:
+            parts = self.lowered(column).str.split(separator).explode().str.strip()
+            self._exploded[column] = pd.DataFrame({"position": parts.index.to_numpy(), "value": parts.to_numpy()})
+        return self._exploded[column]
+
+    def matches(self, match: Match) -> np.ndarray:
+        mask = np.ones(len(self), dtype=bool)
+        for name, values in match.given().items():
+            if name in _LIST_MATCH:
+                column, separator = _LIST_MATCH[name]
+                parts = self.exploded(column, separator)
+                hit = np.zeros(len(self), dtype=bool)
+                hit[parts["position"].to_numpy()[parts["value"].isin(values).to_numpy()]] = True
+                mask &= hit
+            else:
+                mask &= self.lowered(name).isin(values).to_numpy()
+        return mask
+
+    def ordered(self, match: Match) -> list[int]:
+        """Positions of a pin's products in the order listed (a handle: its variants in catalogue order)."""
+        given = match.given()
+        found: list[int] = []
+        for name in ("sku", "handle"):
+            column = self.lowered(name)
+            for value in given.get(name, []):
+                found += [int(p) for p in np.flatnonzero((column == value).to_numpy()) if int(p) not in found]
+        return found
+
+    def categories(self, column: str) -> np.ndarray:
+        codes, _ = pd.factorize(self.lowered(column).replace("", None))
+        return np.asarray(codes, dtype=np.int64)
+
+
+# ---- the rule set --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Validated rules and where they came from (``file`` is None: the defaults, no file)."""
+
+    spec: RulesFile = field(default_factory=RulesFile)
+    file: Path | None = None
+
+    @property
+    def uses_tiers(self) -> bool:
+        return any(rule.tier is not None for _, _, rule in _named_rules(self.spec))
+
+    def candidates_needed(self, k: int) -> int:
+        """How many candidates per customer ``apply`` needs to fill ``k`` picks after exclusions, burials and the
+        category cap: ask the model for this many (pinned products come on top)."""
+        if self.spec.max_per_category is not None:
+            return 3 * k + 10
+        return 2 * k + 10
+
+    def active(self, today: date) -> dict[str, list[str]]:
+        """The names of the listed rules in force on ``today``, by kind."""
+        active: dict[str, list[str]] = {}
+        for _, kind, rule in _named_rules(self.spec):
+            if rule.active_on(today):
+                active.setdefault(kind, []).append(rule.name)
+        return active
+
+    def excluded_items(self, catalog: pd.DataFrame, today: date) -> np.ndarray:
+        """Item ids excluded for every customer on ``today`` (stock, publication, gift cards and the exclusions with
+        no tier): for placements that are not per customer (related products, best sellers)."""
+        view = _Catalog(catalog)
+        return view.ids[self._excluded_for_all(view, today)]
+
+    def _excluded_for_all(self, view: _Catalog, today: date) -> np.ndarray:
+        rules = self.spec.exclude
+        mask = np.zeros(len(view), dtype=bool)
+        if rules.out_of_stock:
+            mask |= view.out_of_stock()
+        if rules.unpublished:
+            mask |= ~view.flag("published", True)
+        if rules.gift_cards:
+            mask |= view.flag("gift_card", False)
+        for rule in rules.items:
+            if rule.tier is None and rule.active_on(today):
+                mask |= view.matches(rule.match)
+        return mask
+
+    def apply(
+        self,
+        candidates: pd.DataFrame,
+        catalog: pd.DataFrame,
+        purchases: pd.DataFrame | None,
+        today: date,
+        customers: pd.DataFrame | None = None,
+        *,
+        k: int = 10,
+    ) -> pd.DataFrame:
+        """The top ``k`` per user after the rules, ranked 1…k, with a ``rules`` column.
+
+        ``candidates``: ``user_id, item_id, rank, score, explanation`` (any other column, e.g. ``model``, is carried
+        over), each user's rows best first and at least :meth:`candidates_needed` of them; ``catalog``: as
+        :func:`models.interactions.load_catalog` returns it (items not in it are never shown); ``purchases``:
+        ``user_id, item_id`` pairs bought (rows with ``purchased`` False are ignored); ``today``: the store-local
+        date the ``from``/``until`` dates are compared with; ``customers``: :func:`customer_standing` (needed when a
+        rule names a tier). ``score`` stays the model's (a pinned product the model did not propose: 0.0; the rank
+        is what the rules decide). ``attrs["rules"]`` counts what each rule did.
+        """
+        if k < 1:
+            raise ValueError(f"k={k}: ask for at least one recommendation per user")
+        missing = [c for c in (Columns.USER, Columns.ITEM, Columns.SCORE, Columns.EXPLANATION) if c not in candidates]
+        if missing:
+            raise ValueError(f"candidates lacks column(s) {missing}; it has {list(candidates.columns)}")
+        if self.uses_tiers and customers is None:
+            raise ValueError("these rules name tiers: pass customers=customer_standing(engine, today)")
+        return _Application(self, candidates, _Catalog(catalog), purchases, today, customers, k).run()
+
+
+def load_rule_set(campaigns_dir: Path | None) -> RuleSet:
+    """The rules of a campaigns folder (``recommendation-rules.yaml``), or the defaults when it has none."""
+    return load_rules(rules_path(campaigns_dir))
+
+
+# ---- applying ------------------------------------------------------------------------------------------------------
+
+
+class _Application:
+    """One ``apply``: the candidates as users × slots matrices (slot = the user's n-th candidate, then pins)."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        candidates: pd.DataFrame,
+        view: _Catalog,
+        purchases: pd.DataFrame | None,
+        today: date,
+        customers: pd.DataFrame | None,
+        k: int,
+    ) -> None:
+        self.spec, self.candidates, self.view, self.today, self.k = rules.spec, candidates, view, today, k
+        self.purchases = purchases
+        self.counts: dict[str, int] = {}
+        self.recorded = [(kind, rule) for _, kind, rule in _named_rules(self.spec) if kind != "exclude"]
+        codes, uniques = pd.factorize(candidates[Columns.USER].to_numpy(), use_na_sentinel=False)
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.users = pd.Index(uniques)
+        self.n = len(self.users)
+        self.customers = customers
+
+    # -- tiers ---------------------------------------------------------------------------------------------------
+    def _tier_masks(self) -> dict[str, np.ndarray]:
+        if not self.spec.tiers or self.customers is None:
+            return {}
+        standing = self.customers.drop_duplicates(Columns.USER).set_index(Columns.USER).reindex(self.users)
+        zero = pd.Series(0.0, index=standing.index)
+        orders = pd.to_numeric(standing.get("orders", zero), errors="coerce").fillna(0).to_numpy()
+        spend = pd.to_numeric(standing.get("spend", zero), errors="coerce").fillna(0.0).to_numpy()
+        loyalty = standing["loyalty_tier"] if "loyalty_tier" in standing else pd.Series(None, index=standing.index)
+        loyalty_text = loyalty.astype(object).where(loyalty.notna(), "").astype(str).str.strip().str.lower()
+        masks = {}
+        for name, tier in self.spec.tiers.items():
+            mask = np.ones(self.n, dtype=bool)
+            if tier.spend_at_least is not None:
+                mask &= spend >= tier.spend_at_least
+            if tier.orders_at_least is not None:
+                mask &= orders >= tier.orders_at_least
+            if tier.orders_at_most is not None:
+                mask &= orders <= tier.orders_at_most
+            if tier.loyalty_tier is not None:
+                mask &= loyalty_text.isin(_words(tier.loyalty_tier)).to_numpy()
+            masks[name] = mask
+        return masks
+
+    def _users_of(self, rule: _Rule, tiers: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Which users a rule applies to (None: everyone)."""
+        names = rule.tiers()
+        if not names:
+            return None
+        mask = np.zeros(self.n, dtype=bool)
+        for name in names:
+            mask |= tiers[name]
+        return mask
+
+    # -- the run -------------------------------------------------------------------------------------------------
+    def run(self) -> pd.DataFrame:
+        frame = self.candidates
+        if frame.empty:
+            return self._empty()
+        view, k = self.view, self.k
+        codes = self.codes
+        source = np.arange(len(frame), dtype=np.int64)
+        if len(codes) > 1 and (np.diff(codes) < 0).any():  # a user's rows are not together: gather them
+            order = np.argsort(codes, kind="stable")
+            codes, source = codes[order], source[order]
+        positions = view.positions(frame[Columns.ITEM].to_numpy()[source])
+        per_user = np.bincount(codes, minlength=self.n)
+        width0 = int(per_user.max())
+        slot = np.arange(len(codes)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
+        tiers = self._tier_masks()
+        pins = self._pin_slots(tiers)
+        width = width0 + len(pins)
+        n = self.n
+        item = np.full((n, width), -1, dtype=np.int64)
+        item[codes, slot] = positions
+        present = np.zeros((n, width), dtype=bool)
+        present[codes, slot] = True
+        src = np.full((n, width), -1, dtype=np.int64)
+        src[codes, slot] = source
+        score = np.zeros((n, width), dtype=np.float64)
+        score[codes, slot] = pd.to_numeric(frame[Columns.SCORE], errors="coerce").to_numpy(dtype=np.float64)[source]
+        pinned = np.full((n, width), -1, dtype=np.int64)
+        injected = np.zeros((n, width), dtype=bool)
+        bits = np.zeros((n, width), dtype=np.uint64)
+        done: dict[int, np.ndarray] = {}  # catalogue position → users it is already pinned for
+        for pin_rank, (position, users, bit) in enumerate(pins):
+            eligible = np.ones(n, dtype=bool) if users is None else users.copy()
+            if position in done:
+                eligible &= ~done[position]
+            done[position] = done.get(position, np.zeros(n, dtype=bool)) | eligible
+            here = (item[:, :width0] == position) & present[:, :width0] & eligible[:, None]
+            pinned[:, :width0][here] = pin_rank
+            bits[:, :width0][here] |= bit
+            add = eligible & ~here.any(axis=1)
+            column = width0 + pin_rank
+            item[add, column], present[add, column], pinned[add, column] = position, True, pin_rank
+            injected[add, column] = True
+            bits[add, column] |= bit
+        excluded = self._excluded(item, present, tiers)
+        valid = present & ~excluded
+        adjusted = self._boosted(item, score, valid & ~injected & (pinned < 0), bits, tiers)
+        buried = self._buried(item, valid & (pinned < 0), bits, tiers)
+        group = np.where(~valid, 3, np.where(pinned >= 0, 0, np.where(buried, 2, 1)))
+        order_within = _sort_keys(group, adjusted, pinned)
+        take = order_within if self.spec.max_per_category is not None else order_within[:, : min(k, width)]
+        sorted_group = np.take_along_axis(group, take, axis=1)
+        sorted_item = np.take_along_axis(item, take, axis=1)
+        picked = self._picked(sorted_group, sorted_item)
+        rows, cols = np.nonzero(picked)
+        chosen = take[rows, cols]
+        return self._result(rows, chosen, item, src, injected, bits, pins)
+
+    def _pin_slots(self, tiers: dict[str, np.ndarray]) -> list[tuple[int, np.ndarray | None, np.uint64]]:
+        """(catalogue position, users or None = all, rule bit) per pinned product, in pin order."""
+        slots: list[tuple[int, np.ndarray | None, np.uint64]] = []
+        for bit_index, (kind, rule) in enumerate(self.recorded):
+            if kind != "pin" or not rule.active_on(self.today):
+                continue
+            users = self._users_of(rule, tiers)
+            for position in self.view.ordered(rule.match):
+                slots.append((position, users, np.uint64(1) << np.uint64(bit_index)))
+        return slots
+
+    def _excluded(self, item: np.ndarray, present: np.ndarray, tiers: dict[str, np.ndarray]) -> np.ndarray:
+        view, spec = self.view, self.spec.exclude
+        known = item >= 0
+        safe = np.maximum(item, 0)
+        excluded = present & ~known
+        self.counts["exclude:not_in_catalogue"] = int(excluded.sum())
+        flags = [
+            ("out_of_stock", spec.out_of_stock, view.out_of_stock),
+            ("unpublished", spec.unpublished, lambda: ~view.flag("published", True)),
+            ("gift_cards", spec.gift_cards, lambda: view.flag("gift_card", False)),
+        ]
+        for name, on, items in flags:
+            if on:
+                hit = present & known & items()[safe]
+                self.counts[f"exclude:{name}"] = int((hit & ~excluded).sum())
+                excluded |= hit
+        for rule in spec.items:
+            if not rule.active_on(self.today):
+                continue
+            hit = present & known & view.matches(rule.match)[safe]
+            users = self._users_of(rule, tiers)
+            if users is not None:
+                hit &= users[:, None]
+            self.counts[f"exclude:{rule.name}"] = int((hit & ~excluded).sum())
+            excluded |= hit
+        if spec.purchased_non_consumables and self.purchases is not None and len(self.purchases):
+            hit = self._owned(item, present & known & ~excluded)
+            self.counts["exclude:purchased_non_consumables"] = int(hit.sum())
+            excluded |= hit
+        return excluded
+
+    def _owned(self, item: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Cells holding a non-consumable the user bought (a sparse users × items lookup)."""
+        bought = self.purchases
+        assert bought is not None
+        if Columns.PURCHASED in bought.columns:
+            bought = bought[bought[Columns.PURCHASED].fillna(False).astype(bool)]
+        rows = np.asarray(self.users.get_indexer(bought[Columns.USER].to_numpy()), dtype=np.int64)
+        cols = self.view.positions(bought[Columns.ITEM].to_numpy())
+        durable = ~self.view.flag("consumable", False)
+        keep = (rows >= 0) & (cols >= 0)
+        keep[keep] &= durable[cols[keep]]
+        matrix = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], cols[keep])), shape=(self.n, len(self.view))
+        )
+        matrix.sum_duplicates()
+        cell_rows, cell_cols = np.nonzero(candidates & durable[np.maximum(item, 0)])
+        owned = np.zeros(candidates.shape, dtype=bool)
+        if len(cell_rows):
+            values = np.asarray(matrix[cell_rows, item[cell_rows, cell_cols]]).ravel()
+            owned[cell_rows, cell_cols] = values > 0
+        return owned
+
+    def _boosted(
+        self, item: np.ndarray, score: np.ndarray, eligible: np.ndarray, bits: np.ndarray, tiers: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """Scores on each user's 0–1 scale (best eligible candidate 1, weakest 0), boosts applied."""
+        scaled = eligible & np.isfinite(score)  # a missing score ranks last
+        low = np.where(scaled, score, np.inf).min(axis=1, keepdims=True)
+        high = np.where(scaled, score, -np.inf).max(axis=1, keepdims=True)
+        span = np.where(high > low, high - low, 1.0)
+        with np.errstate(invalid="ignore"):
+            adjusted = np.where(scaled, np.where(high > low, (score - low) / span, 1.0), 0.0)
+        safe = np.maximum(item, 0)
+        for bit_index, (kind, rule) in enumerate(self.recorded):
+            if kind != "boost" or not rule.active_on(self.today):
+                continue
+            assert isinstance(rule, BoostRule)
+            hit = eligible & self.view.matches(rule.match)[safe]
+            users = self._users_of(rule, tiers)
+            if users is not None:
+                hit &= users[:, None]
+            adjusted = np.where(hit, adjusted * rule.multiply + rule.add, adjusted)
+            bits[hit] |= np.uint64(1) << np.uint64(bit_index)
+        return adjusted
+
+    def _buried(
+        self, item: np.ndarray, eligible: np.ndarray, bits: np.ndarray, tiers: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        buried = np.zeros(item.shape, dtype=bool)
+        safe = np.maximum(item, 0)
+        for bit_index, (kind, rule) in enumerate(self.recorded):
+            if kind != "bury" or not rule.active_on(self.today):
+                continue
+            hit = eligible & self.view.matches(rule.match)[safe]
+            users = self._users_of(rule, tiers)
+            if users is not None:
+                hit &= users[:, None]
+            buried |= hit
+            bits[hit] |= np.uint64(1) << np.uint64(bit_index)
+        return buried
+
+    def _picked(self, group: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Which sorted slots make each user's top k: the first k valid ones, or walking down under the cap."""
+        k, cap = self.k, self.spec.max_per_category
+        valid = group < 3
+        if cap is None:
+            return valid  # already cut to k columns; invalid slots sort last
+        category = self.view.categories(cap.field)
+        n, width = group.shape
+        counts = np.zeros((n, int(category.max(initial=-1)) + 2), dtype=np.int32)  # last column: no category
+        taken = np.zeros(n, dtype=np.int64)
+        picked = np.zeros((n, width), dtype=bool)
+        rows = np.arange(n)
+        capped = 0
+        for column in range(width):
+            live = valid[:, column] & (taken < k)
+            if not live.any():
+                break
+            cat = np.where(live, category[np.maximum(item[:, column], 0)], -1)
+            within = counts[rows, cat]
+            ok = live & ((group[:, column] == 0) | (cat < 0) | (within < cap.max))
+            capped += int((live & ~ok).sum())
+            counts[rows[ok], cat[ok]] += 1
+            picked[:, column] = ok
+            taken += ok
+        self.counts["max_per_category"] = capped
+        return picked
+
+    def _result(
+        self,
+        rows: np.ndarray,
+        chosen: np.ndarray,
+        item: np.ndarray,
+        src: np.ndarray,
+        injected: np.ndarray,
+        bits: np.ndarray,
+        pins: list[tuple[int, np.ndarray | None, np.uint64]],
+    ) -> pd.DataFrame:
+        frame = self.candidates
+        is_injected = injected[rows, chosen]
+        source = np.where(is_injected, src[rows, 0], src[rows, chosen])
+        result = frame.iloc[source].reset_index(drop=True)
+        positions = item[rows, chosen]
+        result[Columns.ITEM] = self.view.ids[positions]
+        result[Columns.RANK] = rank_within_groups(rows, self.n) + 1
+        codes = bits[rows, chosen]
+        if is_injected.any():
+            explanations = {
+                1 << i: rule.explanation for i, (_, rule) in enumerate(self.recorded) if isinstance(rule, PinRule)
+            }
+            scores = result[Columns.SCORE].to_numpy(dtype=np.float64, copy=True)
+            scores[is_injected] = 0.0
+            result[Columns.SCORE] = scores
+            texts = result[Columns.EXPLANATION].to_numpy(dtype=object, copy=True)
+            texts[is_injected] = [explanations.get(int(code), "") for code in codes[is_injected]]
+            result[Columns.EXPLANATION] = texts
+            if Columns.MODEL in result.columns:
+                models = result[Columns.MODEL].to_numpy(dtype=object, copy=True)
+                models[is_injected] = PIN_MODEL
+                result[Columns.MODEL] = models
+        result[RULES] = self._labels(codes)
+        result.attrs[RULES] = self._summary(codes, rows)
+        return result
+
+    def _labels(self, codes: np.ndarray) -> np.ndarray:
+        uniques, inverse = np.unique(codes, return_inverse=True)
+        names = [f"{kind}:{rule.name}" for kind, rule in self.recorded]
+        texts = np.array(
+            [", ".join(names[i] for i in range(len(names)) if int(code) >> i & 1) for code in uniques], dtype=object
+        )
+        return texts[inverse]
+
+    def _summary(self, codes: np.ndarray, rows: np.ndarray) -> dict[str, int]:
+        """Candidates each exclusion removed, picks each pin/boost/bury rule touched, users left with fewer than k."""
+        summary = {name: count for name, count in self.counts.items() if count}
+        for i, (kind, rule) in enumerate(self.recorded):
+            count = int(((codes >> np.uint64(i)) & np.uint64(1)).sum())
+            if count:
+                summary[f"{kind}:{rule.name}"] = count
+        short = int((np.bincount(rows, minlength=self.n) < self.k).sum())
+        if short:
+            summary["users_short_of_k"] = short
+        return summary
+
+    def _empty(self) -> pd.DataFrame:
+        result = self.candidates.head(0).copy()
+        result[RULES] = pd.Series(dtype=object)
+        result.attrs[RULES] = {}
+        return result
+
+
+def _sort_keys(group: np.ndarray, adjusted: np.ndarray, pinned: np.ndarray) -> np.ndarray:
+    """Each row's slots in their new order: pinned (in pin order), then by adjusted score, then buried, then invalid;
+    ties keep the candidates' order. One int64 key per slot (group | quantised score | slot), sorted row-wise."""
+    n, width = group.shape
+    slot_bits = max(1, int(width - 1).bit_length())
+    value_bits = min(60 - slot_bits, 52)
+    scored = (group == 1) | (group == 2)
+    high = float(adjusted[scored].max()) if scored.any() else 0.0
+    low = float(adjusted[scored].min()) if scored.any() else 0.0
+    scale = (2.0**value_bits - 1) / (high - low) if high > low else 0.0
+    value = np.where(scored, np.floor((high - adjusted) * scale), np.where(group == 0, pinned, 0)).astype(np.int64)
+    keys = (group.astype(np.int64) << (value_bits + slot_bits)) | (value << slot_bits) | np.arange(width)[None, :]
+    return np.argsort(keys, axis=1)
+
+
+def rules_summary(rules: RuleSet, today: date) -> str:
+    """One line for ``omnicast campaigns validate``: what the rules file holds and what is in force today."""
+    spec = rules.spec
+    on = [name for name in ("purchased_non_consumables", "out_of_stock", "unpublished", "gift_cards")
+          if getattr(spec.exclude, name)]  # fmt: skip
+    active = rules.active(today)
+    parts = [f"excludes {', '.join(on) or 'nothing by default'}"]
+    for kind in ("exclude", "pin", "bury", "boost"):
+        listed = len(spec.exclude.items) if kind == "exclude" else len(getattr(spec, kind))
+        if listed:
+            parts.append(f"{listed} {kind} rule{'s' if listed != 1 else ''} ({len(active.get(kind, []))} in force)")
+    if spec.tiers:
+        parts.append(f"tiers {', '.join(spec.tiers)}")
+    if spec.max_per_category is not None:
+        parts.append(f"at most {spec.max_per_category.max} per {spec.max_per_category.field}")
+    where_from = str(rules.file) if rules.file is not None else f"defaults (no {RULES_FILE})"
+    return f"recommendation rules, {where_from}: {'; '.join(parts)}"
