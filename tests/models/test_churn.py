@@ -327,14 +327,19 @@ def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
     return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-@pytest.mark.parametrize(("orders", "since"), [(1, "since your first order"), (3, "since your last order")])
-def test_win_back_copy_says_first_order_to_a_one_time_buyer(orders: int, since: str) -> None:
-    """The payload's ``orders`` reaches the template: a one-time buyer's email and card say "since your first order"."""
+@pytest.mark.parametrize(
+    ("orders", "since"), [(1, "since your first order"), (3, "since your last order"), (None, "since your last order")]
+)
+def test_win_back_copy_says_first_order_to_a_one_time_buyer(orders: int | None, since: str) -> None:
+    """The payload's ``orders`` reaches the template: a one-time buyer's email and card say "since your first order";
+    occurrences recorded before payloads had ``orders`` (None here) read as before."""
     from channels.render import CardRenderer, EmailRenderer
     from models.context import trigger_context
     from tests.channels.conftest import planner_context
 
     payload = {"days_since_last_order": 120, "orders": orders, "expected_gap_days": 40.0, "p_active": 0.2}
+    if orders is None:
+        del payload["orders"]
     context = {**planner_context(), "unsubscribe_url": "https://beanandleaf.example/u/T"}
     context["trigger"] = trigger_context("churn_risk", payload, TODAY, [])
     email = EmailRenderer().render("winback", context)
