@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
 from models.interactions import FEATURE_SEPARATOR, Columns, IdMap, features_from_wide
-from models.recommend.item_to_item import ItemSimilarityModel
+from models.recommend.item_to_item import ItemSimilarityModel, strongest_per_row
 
 _WORD = re.compile(r"[^\W_]+")
 CONTENT_COLUMNS = ("title", "product_type", "vendor", "tags", "roast", "origin", "flavour_notes", "options")
@@ -82,30 +82,47 @@ def tfidf_vectors(items: IdMap, features: pd.DataFrame | None) -> sp.csr_matrix:
 class ContentBased(ItemSimilarityModel):
     """TF-IDF cosine over item features; recommends what resembles a user's history ("Similar to X").
 
-    Items only in ``item_features`` (nobody interacted with them yet) are scored and related like any other.
+    Items only in ``item_features`` (nobody interacted with them yet) are scored and related like any other. The
+    item × item similarity keeps each item's ``neighbours`` most similar items (scoring is then one sparse product
+    per chunk of users, as for co-purchase); ``related`` reads the full cosine.
     """
 
     name = "content"
     reason_template = "Similar to {}"
 
+    def __init__(self, *, neighbours: int = 200, history_items: int = 20) -> None:
+        super().__init__(history_items=history_items)
+        if neighbours < 1:
+            raise ValueError("neighbours must be ≥ 1")
+        self.neighbours = neighbours
+
     def _fit_similarity(self, interactions: pd.DataFrame, item_features: pd.DataFrame | None) -> None:
         self.vectors_ = tfidf_vectors(self.items_, item_features)
         self._vectors_t = self.vectors_.T.tocsr()
-        self._self_similarity = np.asarray(self.vectors_.multiply(self.vectors_).sum(axis=1), dtype=np.float32).ravel()
+        n = len(self.items_)
+        keep = min(self.neighbours, n)
+        parts = []
+        for start in range(0, n, 512):
+            rows = np.arange(start, min(start + 512, n))
+            sims = self._similar_rows(rows)
+            if keep < n:  # the neighbours: a partition, then only those sorted (deterministic for a given input)
+                top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+                values = np.take_along_axis(sims, top, axis=1)
+                row = np.repeat(np.arange(len(rows)), keep)
+                sims = sp.csr_matrix((values.ravel(), (row, top.ravel())), shape=sims.shape)
+            parts.append(strongest_per_row(sp.csr_matrix(sims), self.neighbours))
+        self.similarity_ = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=np.float32)
 
     def _propagate(self, history: sp.csr_matrix) -> np.ndarray:
-        scores = np.asarray(((history @ self.vectors_) @ self._vectors_t).toarray(), dtype=np.float32)
-        own = history.multiply(self._self_similarity[None, :]).tocoo()  # a history item does not vouch for itself
-        scores[own.row, own.col] -= own.data
-        return scores
+        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
 
     def pair_similarity(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         if not len(first):
             return np.zeros(0, dtype=np.float32)
-        dots = np.asarray(self.vectors_[first].multiply(self.vectors_[second]).sum(axis=1), dtype=np.float32).ravel()
-        return np.where(first == second, 0.0, dots).astype(np.float32)
+        return np.asarray(self.similarity_[first, second], dtype=np.float32).ravel()
 
     def _similar_rows(self, positions: np.ndarray) -> np.ndarray:
         sims = np.asarray((self.vectors_[positions] @ self._vectors_t).toarray(), dtype=np.float32)
+        sims = sims.reshape(len(positions), len(self.items_))
         sims[np.arange(len(positions)), positions] = 0.0
         return sims
