@@ -99,12 +99,20 @@ def evaluation_markdown(version: ModelVersion) -> str:
             f"| {name} | {_cell(figures['include_seen']['ndcg_at_k'])} | {_cell(figures['exclude_seen']['ndcg_at_k'])}"
             f" | {figures['include_seen']['users']:,} |"
         )
-    for model, figures in (evaluation.get("harness") or {}).get("include_seen", {}).items():
-        excluded = evaluation["harness"]["exclude_seen"].get(model, {})
+    harness = evaluation.get("harness") or {}
+    included, excluded = harness.get("include_seen", {}), harness.get("exclude_seen", {})
+    for model in dict.fromkeys([*included, *excluded]):
+        rebuys, others = included.get(model), excluded.get(model)
+        if not isinstance(rebuys, dict) and not isinstance(others, dict):
+            continue
+        rebuys, others = rebuys if isinstance(rebuys, dict) else {}, others if isinstance(others, dict) else {}
         lines.append(
-            f"| harness: {model} | {_cell(figures.get('ndcg_at_k'))} | {_cell(excluded.get('ndcg_at_k'))} "
-            f"| {figures.get('users', 0):,} |"
+            f"| harness: {model} | {_cell(rebuys.get('ndcg_at_k'))} | {_cell(others.get('ndcg_at_k'))} "
+            f"| {rebuys.get('users', others.get('users', 0)):,} |"
         )
+    for protocol, why in ((p, h.get("not_evaluated")) for p, h in harness.items() if isinstance(h, dict)):
+        if why:
+            lines.append(f"\nharness, {protocol}: not evaluated ({why})")
     return "\n".join(lines)
 
 

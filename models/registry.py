@@ -293,11 +293,17 @@ def _mean(parts: list[dict[str, np.ndarray]], name: str) -> float | None:
 
 
 def harness_figures(split: TimeSplit, k: int = K) -> dict[str, Any]:
-    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols."""
-    return {
-        protocol: evaluate_recommendations(split.train, split.test, split.features, k=k, include_seen=include_seen)
-        for protocol, include_seen in PROTOCOLS.items()
-    }
+    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols; a protocol with nothing
+    to judge (e.g. every holdout purchase a re-buy, with re-buys excluded) says why instead."""
+    out: dict[str, Any] = {}
+    for protocol, include_seen in PROTOCOLS.items():
+        try:
+            out[protocol] = evaluate_recommendations(
+                split.train, split.test, split.features, k=k, include_seen=include_seen
+            )
+        except InputError as exc:
+            out[protocol] = {"not_evaluated": str(exc)}
+    return out
 
 
 def score_of(figures: dict[str, Any] | None) -> float | None:

@@ -37,9 +37,12 @@ from models.schema import Customer, Order, OrderLine, Product
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def make_store(engine: Engine, *, customers: int = 90, days: int = 150, products: int = 24, seed: int = 0) -> None:
-    """A coffee-like store: four taste clusters, each customer re-buying a favourite of theirs every one to four
-    weeks and trying others of their cluster, for ``days`` before :data:`NOW` (bulk inserts: fast)."""
+def make_store(
+    engine: Engine, *, customers: int = 90, days: int = 150, products: int = 24, loyalty: float = 0.6, seed: int = 0
+) -> None:
+    """A coffee-like store: four taste clusters, each customer re-buying a favourite of theirs (share ``loyalty`` of
+    the orders) every one to four weeks and trying others of their cluster, for ``days`` before :data:`NOW` (bulk
+    inserts: fast)."""
     rng = np.random.default_rng(seed)
     cluster_of_item = np.arange(products) % 4
     roasts = ("light", "medium", "dark", "espresso")
@@ -58,7 +61,7 @@ def make_store(engine: Engine, *, customers: int = 90, days: int = 150, products
         moment = NOW - timedelta(days=days) + timedelta(days=float(rng.uniform(0, 20)))
         while moment < NOW:
             order_id += 1
-            item = favourite if rng.random() < 0.6 else int(rng.choice(own))
+            item = favourite if rng.random() < loyalty else int(rng.choice(own))
             order_rows.append({"id": order_id, "external_id": f"#{order_id}", "customer_id": c + 1,
                                "created_at": moment, "total": 10.0, "financial_status": "paid"})  # fmt: skip
             line_rows.append({"order_id": order_id, "line_number": 1, "product_id": item + 1, "quantity": 1,
@@ -293,3 +296,18 @@ def test_a_real_run_records_both_protocols_and_the_harness(engine: Engine) -> No
         second.evaluation["candidate"]["include_seen"]["ndcg_at_k"] - versus["ndcg_at_10"]
     )
     assert second.status == ("serving" if versus["difference"] > 0 else "rejected")
+
+
+def test_a_store_of_pure_re_buys_is_judged_on_re_buys_and_says_the_other_protocol_has_no_one(
+    sqlite_engine: Engine,
+) -> None:
+    from flows.train import evaluation_markdown
+
+    make_store(sqlite_engine, loyalty=1.0)
+    row = register(sqlite_engine, evaluate_candidate(sqlite_engine, NOW), NOW)
+    candidate = row.evaluation["candidate"]
+    assert candidate["exclude_seen"]["users"] == 0 and candidate["exclude_seen"]["ndcg_at_k"] is None
+    assert candidate["include_seen"]["users"] >= 20 and row.status == "serving"
+    assert "nothing to evaluate" in row.evaluation["harness"]["exclude_seen"]["not_evaluated"]
+    markdown = evaluation_markdown(row)
+    assert "| harness: popularity |" in markdown and "harness, exclude_seen: not evaluated" in markdown
