@@ -563,33 +563,39 @@ class _Application:
         frame = self.candidates
         if frame.empty:
             return self._empty()
-        view, k = self.view, self.k
+        view, n = self.view, self.n
         codes = self.codes
         source = np.arange(len(frame), dtype=np.int64)
         if len(codes) > 1 and (np.diff(codes) < 0).any():  # a user's rows are not together: gather them
-            order = np.argsort(codes, kind="stable")
-            codes, source = codes[order], source[order]
-        positions = view.positions(frame[Columns.ITEM].to_numpy()[source])
-        per_user = np.bincount(codes, minlength=self.n)
+            source = np.argsort(codes, kind="stable")
+            codes = codes[source]
+        per_user = np.bincount(codes, minlength=n)
+        self.starts = np.cumsum(per_user) - per_user
+        self.source = source
         width0 = int(per_user.max())
-        slot = np.arange(len(codes)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
         tiers = self._tier_masks()
         pins = self._pin_slots(tiers)
         width = width0 + len(pins)
-        n = self.n
-        item = np.full((n, width), -1, dtype=np.int64)
-        item[codes, slot] = positions
-        present = np.zeros((n, width), dtype=bool)
-        present[codes, slot] = True
-        src = np.full((n, width), -1, dtype=np.int64)
-        src[codes, slot] = source
+        positions = view.positions(frame[Columns.ITEM].to_numpy()[source]).astype(np.int32)
+        none = len(view)  # the position of "no catalogue product": unknown items and empty slots
+        positions[positions < 0] = none
+        scores = pd.to_numeric(frame[Columns.SCORE], errors="coerce").to_numpy(dtype=np.float64)[source]
+        item = np.full((n, width), none, dtype=np.int32)
         score = np.zeros((n, width), dtype=np.float64)
-        score[codes, slot] = pd.to_numeric(frame[Columns.SCORE], errors="coerce").to_numpy(dtype=np.float64)[source]
-        pinned = np.full((n, width), -1, dtype=np.int64)
-        injected = np.zeros((n, width), dtype=bool)
-        bits = np.zeros((n, width), dtype=np.uint64)
+        if per_user.min() == width0:  # the usual case: as many candidates for everyone
+            item[:, :width0] = positions.reshape(n, width0)
+            score[:, :width0] = scores.reshape(n, width0)
+        else:
+            slot = np.arange(len(codes)) - np.repeat(self.starts, per_user)
+            item[codes, slot] = positions
+            score[codes, slot] = scores
+        present = np.zeros((n, width), dtype=bool)
+        present[:, :width0] = np.arange(width0)[None, :] < per_user[:, None]
+        pinned = np.full((n, width), -1, dtype=np.int16) if pins else None
+        bits = np.zeros((n, width), dtype=np.uint64) if self._records_today() else None
         done: dict[int, np.ndarray] = {}  # catalogue position → users it is already pinned for
         for pin_rank, (position, users, bit) in enumerate(pins):
+            assert pinned is not None and bits is not None
             eligible = np.ones(n, dtype=bool) if users is None else users.copy()
             if position in done:
                 eligible &= ~done[position]
@@ -600,21 +606,34 @@ class _Application:
             add = eligible & ~here.any(axis=1)
             column = width0 + pin_rank
             item[add, column], present[add, column], pinned[add, column] = position, True, pin_rank
-            injected[add, column] = True
             bits[add, column] |= bit
         excluded = self._excluded(item, present, tiers)
         valid = present & ~excluded
-        adjusted = self._boosted(item, score, valid & ~injected & (pinned < 0), bits, tiers)
-        buried = self._buried(item, valid & (pinned < 0), bits, tiers)
-        group = np.where(~valid, 3, np.where(pinned >= 0, 0, np.where(buried, 2, 1)))
-        order_within = _sort_keys(group, adjusted, pinned)
-        take = order_within if self.spec.max_per_category is not None else order_within[:, : min(k, width)]
-        sorted_group = np.take_along_axis(group, take, axis=1)
-        sorted_item = np.take_along_axis(item, take, axis=1)
-        picked = self._picked(sorted_group, sorted_item)
+        free = valid if pinned is None else valid & (pinned < 0)
+        free[:, width0:] = False  # added pins have no model score
+        adjusted = self._boosted(item, score, free, bits, tiers)
+        buried = self._buried(item, free, bits, tiers)
+        if adjusted is None and buried is None and pinned is None:  # nothing moves: keep the model's order
+            take = np.broadcast_to(np.arange(width), (n, width))
+            sorted_valid, sorted_item = valid, item
+        else:
+            group = np.where(valid, np.int8(1), np.int8(3)).astype(np.int8)
+            if buried is not None:
+                group[buried] = 2
+            if pinned is not None:
+                group[valid & (pinned >= 0)] = 0
+            take = _sort_keys(group, adjusted if adjusted is not None else score, pinned)
+            sorted_valid = np.take_along_axis(group, take, axis=1) < 3
+            sorted_item = np.take_along_axis(item, take, axis=1)
+        picked = self._picked(
+            sorted_valid, sorted_item, None if pinned is None else np.take_along_axis(pinned, take, 1)
+        )
         rows, cols = np.nonzero(picked)
         chosen = take[rows, cols]
-        return self._result(rows, chosen, item, src, injected, bits, pins)
+        return self._result(rows, chosen, width0, item, score, bits)
+
+    def _records_today(self) -> bool:
+        return any(kind != "exclude" and rule.active_on(self.today) for kind, rule in self.recorded)
 
     def _pin_slots(self, tiers: dict[str, np.ndarray]) -> list[tuple[int, np.ndarray | None, np.uint64]]:
         """(catalogue position, users or None = all, rule bit) per pinned product, in pin order."""
@@ -628,11 +647,15 @@ class _Application:
         return slots
 
     def _excluded(self, item: np.ndarray, present: np.ndarray, tiers: dict[str, np.ndarray]) -> np.ndarray:
+        """Cells not to show. Item-level exclusions are decided on the catalogue and looked up once; each is
+        credited with the candidates it removed that no earlier one did."""
         view, spec = self.view, self.spec.exclude
-        known = item >= 0
-        safe = np.maximum(item, 0)
-        excluded = present & ~known
-        self.counts["exclude:not_in_catalogue"] = int(excluded.sum())
+        none = len(view)
+        shown = item[present]
+        per_item = np.bincount(shown, minlength=none + 1)
+        self.counts["exclude:not_in_catalogue"] = int(per_item[none])
+        everyone = np.zeros(none + 1, dtype=bool)
+        everyone[none] = True
         flags = [
             ("out_of_stock", spec.out_of_stock, view.out_of_stock),
             ("unpublished", spec.unpublished, lambda: ~view.flag("published", True)),
@@ -640,23 +663,32 @@ class _Application:
         ]
         for name, on, items in flags:
             if on:
-                hit = present & known & items()[safe]
-                self.counts[f"exclude:{name}"] = int((hit & ~excluded).sum())
-                excluded |= hit
+                self._credit(f"exclude:{name}", items(), everyone, per_item)
+        tiered = []
         for rule in spec.items:
             if not rule.active_on(self.today):
                 continue
-            hit = present & known & view.matches(rule.match)[safe]
+            if rule.tier is None:
+                self._credit(f"exclude:{rule.name}", view.matches(rule.match), everyone, per_item)
+            else:
+                tiered.append(rule)
+        excluded = present & everyone[item]
+        for rule in tiered:
             users = self._users_of(rule, tiers)
-            if users is not None:
-                hit &= users[:, None]
-            self.counts[f"exclude:{rule.name}"] = int((hit & ~excluded).sum())
+            assert users is not None
+            hit = present & _padded(view.matches(rule.match))[item] & users[:, None] & ~excluded
+            self.counts[f"exclude:{rule.name}"] = int(hit.sum())
             excluded |= hit
         if spec.purchased_non_consumables and self.purchases is not None and len(self.purchases):
-            hit = self._owned(item, present & known & ~excluded)
+            hit = self._owned(item, present & ~excluded)
             self.counts["exclude:purchased_non_consumables"] = int(hit.sum())
             excluded |= hit
         return excluded
+
+    def _credit(self, label: str, mask: np.ndarray, everyone: np.ndarray, per_item: np.ndarray) -> None:
+        new = _padded(mask) & ~everyone
+        self.counts[label] = int(per_item[new].sum())
+        everyone |= new
 
     def _owned(self, item: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Cells holding a non-consumable the user bought (a sparse users × items lookup)."""
@@ -673,7 +705,7 @@ class _Application:
             (np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], cols[keep])), shape=(self.n, len(self.view))
         )
         matrix.sum_duplicates()
-        cell_rows, cell_cols = np.nonzero(candidates & durable[np.maximum(item, 0)])
+        cell_rows, cell_cols = np.nonzero(candidates & _padded(durable)[item])
         owned = np.zeros(candidates.shape, dtype=bool)
         if len(cell_rows):
             values = np.asarray(matrix[cell_rows, item[cell_rows, cell_cols]]).ravel()
@@ -681,37 +713,55 @@ class _Application:
         return owned
 
     def _boosted(
-        self, item: np.ndarray, score: np.ndarray, eligible: np.ndarray, bits: np.ndarray, tiers: dict[str, np.ndarray]
-    ) -> np.ndarray:
-        """Scores on each user's 0–1 scale (best eligible candidate 1, weakest 0), boosts applied."""
-        scaled = eligible & np.isfinite(score)  # a missing score ranks last
-        low = np.where(scaled, score, np.inf).min(axis=1, keepdims=True)
-        high = np.where(scaled, score, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(high > low, high - low, 1.0)
-        with np.errstate(invalid="ignore"):
-            adjusted = np.where(scaled, np.where(high > low, (score - low) / span, 1.0), 0.0)
-        safe = np.maximum(item, 0)
-        for bit_index, (kind, rule) in enumerate(self.recorded):
-            if kind != "boost" or not rule.active_on(self.today):
-                continue
+        self,
+        item: np.ndarray,
+        score: np.ndarray,
+        eligible: np.ndarray,
+        bits: np.ndarray | None,
+        tiers: dict[str, np.ndarray],
+    ) -> np.ndarray | None:
+        """Scores on each user's 0–1 scale (best eligible candidate 1, weakest 0), boosts applied; None: no boost
+        in force (the model's scores order the candidates)."""
+        boosts = [
+            (i, rule) for i, (kind, rule) in enumerate(self.recorded) if kind == "boost" and rule.active_on(self.today)
+        ]
+        if not boosts:
+            return None
+        assert bits is not None
+        # a boost works on the customer's 0–1 scale, x = (score − low) / span; ordering by low + span·(x·m + a) is the
+        # same as ordering by x·m + a, so only the boosted cells are computed, in the scores' own units
+        scaled = eligible & np.isfinite(score)
+        low = np.where(scaled, score, np.inf).min(axis=1)
+        high = np.where(scaled, score, -np.inf).max(axis=1)
+        flat = ~(high > low)
+        span = np.where(flat, 1.0, high - low)
+        low = np.where(np.isfinite(low), low, 0.0)
+        adjusted = score.copy()
+        for bit_index, rule in boosts:
             assert isinstance(rule, BoostRule)
-            hit = eligible & self.view.matches(rule.match)[safe]
+            hit = eligible & _padded(self.view.matches(rule.match))[item]
             users = self._users_of(rule, tiers)
             if users is not None:
                 hit &= users[:, None]
-            adjusted = np.where(hit, adjusted * rule.multiply + rule.add, adjusted)
-            bits[hit] |= np.uint64(1) << np.uint64(bit_index)
+            rows, cols = np.nonzero(hit)
+            unit = np.where(flat[rows], 1.0, (adjusted[rows, cols] - low[rows]) / span[rows])
+            shift = np.where(flat[rows], 1.0, 0.0)  # all scores equal: each is 1 on the scale, at `low`
+            adjusted[rows, cols] = low[rows] + span[rows] * (unit * rule.multiply + rule.add - shift)
+            bits[rows, cols] |= np.uint64(1) << np.uint64(bit_index)
         return adjusted
 
     def _buried(
-        self, item: np.ndarray, eligible: np.ndarray, bits: np.ndarray, tiers: dict[str, np.ndarray]
-    ) -> np.ndarray:
+        self, item: np.ndarray, eligible: np.ndarray, bits: np.ndarray | None, tiers: dict[str, np.ndarray]
+    ) -> np.ndarray | None:
+        burials = [
+            (i, rule) for i, (kind, rule) in enumerate(self.recorded) if kind == "bury" and rule.active_on(self.today)
+        ]
+        if not burials:
+            return None
+        assert bits is not None
         buried = np.zeros(item.shape, dtype=bool)
-        safe = np.maximum(item, 0)
-        for bit_index, (kind, rule) in enumerate(self.recorded):
-            if kind != "bury" or not rule.active_on(self.today):
-                continue
-            hit = eligible & self.view.matches(rule.match)[safe]
+        for bit_index, rule in burials:
+            hit = eligible & _padded(self.view.matches(rule.match))[item]
             users = self._users_of(rule, tiers)
             if users is not None:
                 hit &= users[:, None]
@@ -719,14 +769,13 @@ class _Application:
             bits[hit] |= np.uint64(1) << np.uint64(bit_index)
         return buried
 
-    def _picked(self, group: np.ndarray, item: np.ndarray) -> np.ndarray:
+    def _picked(self, valid: np.ndarray, item: np.ndarray, pinned: np.ndarray | None) -> np.ndarray:
         """Which sorted slots make each user's top k: the first k valid ones, or walking down under the cap."""
         k, cap = self.k, self.spec.max_per_category
-        valid = group < 3
         if cap is None:
-            return valid  # already cut to k columns; invalid slots sort last
-        category = self.view.categories(cap.field)
-        n, width = group.shape
+            return valid & (np.cumsum(valid, axis=1, dtype=np.int32) <= k)
+        category = np.append(self.view.categories(cap.field), -1)
+        n, width = valid.shape
         counts = np.zeros((n, int(category.max(initial=-1)) + 2), dtype=np.int32)  # last column: no category
         taken = np.zeros(n, dtype=np.int64)
         picked = np.zeros((n, width), dtype=bool)
@@ -736,9 +785,11 @@ class _Application:
             live = valid[:, column] & (taken < k)
             if not live.any():
                 break
-            cat = np.where(live, category[np.maximum(item[:, column], 0)], -1)
+            cat = np.where(live, category[item[:, column]], -1)
             within = counts[rows, cat]
-            ok = live & ((group[:, column] == 0) | (cat < 0) | (within < cap.max))
+            ok = live & ((cat < 0) | (within < cap.max))
+            if pinned is not None:
+                ok |= live & (pinned[:, column] >= 0)
             capped += int((live & ~ok).sum())
             counts[rows[ok], cat[ok]] += 1
             picked[:, column] = ok
@@ -750,40 +801,44 @@ class _Application:
         self,
         rows: np.ndarray,
         chosen: np.ndarray,
+        width0: int,
         item: np.ndarray,
-        src: np.ndarray,
-        injected: np.ndarray,
-        bits: np.ndarray,
-        pins: list[tuple[int, np.ndarray | None, np.uint64]],
+        score: np.ndarray,
+        bits: np.ndarray | None,
     ) -> pd.DataFrame:
         frame = self.candidates
-        is_injected = injected[rows, chosen]
-        source = np.where(is_injected, src[rows, 0], src[rows, chosen])
-        result = frame.iloc[source].reset_index(drop=True)
-        positions = item[rows, chosen]
-        result[Columns.ITEM] = self.view.ids[positions]
-        result[Columns.RANK] = rank_within_groups(rows, self.n) + 1
-        codes = bits[rows, chosen]
-        if is_injected.any():
+        injected = chosen >= width0
+        src = self.source[self.starts[rows] + np.where(injected, 0, chosen)]
+        replaced = (Columns.ITEM, Columns.RANK, Columns.SCORE)
+        columns: dict[str, Any] = {
+            name: None if name in replaced else frame[name].array.take(src) for name in frame.columns
+        }
+        columns[Columns.ITEM] = self.view.ids[item[rows, chosen]]
+        columns[Columns.RANK] = rank_within_groups(rows, self.n) + 1
+        scores = score[rows, chosen]
+        codes = bits[rows, chosen] if bits is not None else np.zeros(len(rows), dtype=np.uint64)
+        if injected.any():
+            scores[injected] = 0.0
             explanations = {
                 1 << i: rule.explanation for i, (_, rule) in enumerate(self.recorded) if isinstance(rule, PinRule)
             }
-            scores = result[Columns.SCORE].to_numpy(dtype=np.float64, copy=True)
-            scores[is_injected] = 0.0
-            result[Columns.SCORE] = scores
-            texts = result[Columns.EXPLANATION].to_numpy(dtype=object, copy=True)
-            texts[is_injected] = [explanations.get(int(code), "") for code in codes[is_injected]]
-            result[Columns.EXPLANATION] = texts
-            if Columns.MODEL in result.columns:
-                models = result[Columns.MODEL].to_numpy(dtype=object, copy=True)
-                models[is_injected] = PIN_MODEL
-                result[Columns.MODEL] = models
-        result[RULES] = self._labels(codes)
+            texts = np.asarray(columns[Columns.EXPLANATION], dtype=object)
+            texts[injected] = [explanations.get(int(code), "") for code in codes[injected]]
+            columns[Columns.EXPLANATION] = texts
+            if Columns.MODEL in columns:
+                models = np.asarray(columns[Columns.MODEL], dtype=object)
+                models[injected] = PIN_MODEL
+                columns[Columns.MODEL] = models
+        columns[Columns.SCORE] = scores
+        columns[RULES] = self._labels(codes)
+        result = pd.DataFrame(columns)
         result.attrs[RULES] = self._summary(codes, rows)
         return result
 
     def _labels(self, codes: np.ndarray) -> np.ndarray:
-        uniques, inverse = np.unique(codes, return_inverse=True)
+        if not codes.any():
+            return np.full(len(codes), "", dtype=object)
+        inverse, uniques = pd.factorize(codes)
         names = [f"{kind}:{rule.name}" for kind, rule in self.recorded]
         texts = np.array(
             [", ".join(names[i] for i in range(len(names)) if int(code) >> i & 1) for code in uniques], dtype=object
@@ -809,18 +864,36 @@ class _Application:
         return result
 
 
-def _sort_keys(group: np.ndarray, adjusted: np.ndarray, pinned: np.ndarray) -> np.ndarray:
-    """Each row's slots in their new order: pinned (in pin order), then by adjusted score, then buried, then invalid;
-    ties keep the candidates' order. One int64 key per slot (group | quantised score | slot), sorted row-wise."""
+def _padded(mask: np.ndarray) -> np.ndarray:
+    """A per-product mask with False for the "no product" position (see ``_Application.run``)."""
+    return np.append(mask, False)
+
+
+def _sort_keys(group: np.ndarray, value: np.ndarray, pinned: np.ndarray | None) -> np.ndarray:
+    """Each row's slots in their new order: group 0 (pinned, in pin order), 1 and 2 (not buried, buried: by ``value``,
+    highest first), 3 (not shown); ties keep the candidates' order. One int64 key per slot, group | quantised value |
+    slot, sorted row-wise (unique keys: the fast unstable sort is deterministic)."""
     n, width = group.shape
     slot_bits = max(1, int(width - 1).bit_length())
     value_bits = min(60 - slot_bits, 52)
     scored = (group == 1) | (group == 2)
-    high = float(adjusted[scored].max()) if scored.any() else 0.0
-    low = float(adjusted[scored].min()) if scored.any() else 0.0
-    scale = (2.0**value_bits - 1) / (high - low) if high > low else 0.0
-    value = np.where(scored, np.floor((high - adjusted) * scale), np.where(group == 0, pinned, 0)).astype(np.int64)
-    keys = (group.astype(np.int64) << (value_bits + slot_bits)) | (value << slot_bits) | np.arange(width)[None, :]
+    usable = scored & np.isfinite(value)
+    high = float(value[usable].max()) if usable.any() else 0.0
+    low = float(value[usable].min()) if usable.any() else 0.0
+    top = 2.0**value_bits - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        quantised = np.subtract(high, value)
+        quantised *= top / (high - low) if high > low else 0.0
+        np.floor(quantised, out=quantised)
+    quantised[~usable] = top  # a missing score: last of its group
+    keys = quantised.astype(np.int64)
+    if pinned is not None:
+        first = group == 0
+        keys[first] = pinned[first]
+    keys[group == 3] = 0
+    keys <<= slot_bits
+    keys |= np.arange(width, dtype=np.int64)[None, :]
+    keys |= group.astype(np.int64) << (value_bits + slot_bits)
     return np.argsort(keys, axis=1)
 
 
