@@ -15,8 +15,13 @@ Models, one key each in the result:
 
 * ``hybrid``: what production serves warm customers (``models/recommend/``): :class:`HybridLightFM` (WARP,
   identity + item features [+ user features], the train file's weights as sample weights) with the components and
-  epochs :func:`train_and_recommend` uses. Every evaluated user is warm, so production's popularity fallback for cold
-  customers does not apply. Fitted with one thread so that a seed gives one answer.
+  epochs :func:`train_and_recommend` uses as a start. It validates its own choices on a split carved from train
+  (:mod:`models.recommend.validation`): how much weight features get (LightFM's equal split, identity-heavy, or
+  none), how many epochs, and a learned re-buy probability for the user's own items blended with calibrated scores
+  of new items (:mod:`models.recommend.rebuy`); ``settings`` reports what it chose. With ``tune`` its
+  hyperparameters come from a random search on the same kind of split first (:mod:`models.recommend.tuning`;
+  ``tuning`` reports the trials, the budget and the winner). Every evaluated user is warm, so production's
+  popularity fallback for cold customers does not apply. Fitted with one thread so that a seed gives one answer.
 * ``popularity``: production's :class:`Popularity` (the sum of interaction weights per item in train).
 * ``rebuy``: the user's own train items ranked by recency-weighted frequency (weights halve every
   ``InteractionWeights.half_life_days`` before the latest train timestamp), then popularity to fill. Only meaningful
@@ -28,8 +33,8 @@ Models, one key each in the result:
 Per model: ``precision_at_k``, ``recall_at_k``, ``ndcg_at_k`` (binary relevance, log2 discount, ideal DCG over
 min(k, |relevant|)), ``auc`` (per user, the share of (relevant, non-relevant) pairs of rankable items ordered right,
 ties half; averaged over users with both kinds), each computed per user and averaged; ``coverage`` (share of catalogue
-items in anyone's top k); ``fit_seconds``; and ``users``, ``k``, ``include_seen``. ``hybrid`` says ``tuned``: tuning
-is not implemented yet, the production settings are used.
+items in anyone's top k); ``fit_seconds``; and ``users``, ``k``, ``include_seen``. ``hybrid`` also says ``tuned``,
+``settings`` and (with ``tune``) ``tuning``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ from models.recommend.ranking import PAD_SCORE, padded_width
 from models.recommend.rebuy import RebuyLogit, item_statistics, labels_after, pair_features, reference_time
 from models.recommend.validation import Judge, Split, holdout_split, ndcg_at_k
 
+POPULARITY_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+"""Popularity blends validation chooses from (0: none), in units of each user's score spread."""
 IDENTITY_WEIGHTS: tuple[float | None, ...] = (None, 0.8, 1.0)
 """Feature weightings validation chooses from: LightFM's equal split, identity-heavy, and features ignored."""
 MAX_EPOCHS = 60
@@ -98,13 +101,14 @@ class HybridLightFM(RecommenderModel):
         item_weight: float | None = None
         user_weight: float | None = None
         epochs = self.epochs
+        popularity_weight = 0.0
         calibration = None
         rebuy_logit = None
         split = holdout_split(frame, seed=self.seed) if self.validate else None
         judge = Judge.of(split, self.users_, self.items_, self.seed) if split is not None else None
         if split is not None and judge is not None:
             chosen = self._validate(split, judge, item_features, user_features)
-            item_weight, user_weight, epochs, calibration, rebuy_logit = chosen
+            item_weight, user_weight, epochs, popularity_weight, calibration, rebuy_logit = chosen
         item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
         matrix, weights = self._training_matrices(frame)
@@ -118,7 +122,7 @@ class HybridLightFM(RecommenderModel):
             num_threads=self.num_threads,
         )
         self.item_matrix_, self.user_matrix_ = item_matrix, user_matrix
-        self._prepare_scoring(item_matrix, user_matrix)
+        self._prepare_scoring(item_matrix, user_matrix, Blend(popularity_weight, _popularity_z(frame, self.items_)))
         explained, item_columns = feature_matrix(self.items_, item_features, Columns.ITEM)
         self._taste = TasteFeatures.from_columns(explained, item_columns, len(self.items_))
         self._owned_scores: sp.csr_matrix | None = None
@@ -128,41 +132,34 @@ class HybridLightFM(RecommenderModel):
     # ---- validation: what the data chooses ------------------------------------------------------------------
     def _validate(
         self, split: Split, judge: Judge, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
-    ) -> tuple[float | None, float | None, int, tuple[float, float] | None, RebuyLogit | None]:
+    ) -> tuple[float | None, float | None, int, float, tuple[float, float] | None, RebuyLogit | None]:
         """Feature weights, epochs, the new-item calibration and the re-buy model, all chosen on ``split``."""
         matrix, weights = self._training_matrices(split.early)
         item_options = self.identity_weights if item_features is not None else (1.0,)
         user_options = self.identity_weights if user_features is not None else (1.0,)
         trials: dict[tuple[float | None, float | None], float] = {}
         best: tuple[float, float | None, float | None, LightFM, sp.csr_matrix, sp.csr_matrix] | None = None
-        for item_weight in item_options:  # items first, then users given the best items: not the full grid
-            for user_weight in (user_options[0],) if best is None or len(user_options) == 1 else user_options:
-                if (item_weight, user_weight) in trials:
-                    continue
-                model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
-                                                            item_weight, user_weight)  # fmt: skip
-                score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
-                trials[(item_weight, user_weight)] = score
-                if best is None or score > best[0]:
-                    best = (score, item_weight, user_weight, model, items_m, users_m)
-        if len(user_options) > 1 and best is not None:
-            for user_weight in user_options:
-                if (best[1], user_weight) in trials:
-                    continue
-                model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
-                                                            best[1], user_weight)  # fmt: skip
-                score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
-                trials[(best[1], user_weight)] = score
-                if score > best[0]:
-                    best = (score, best[1], user_weight, model, items_m, users_m)
+        # item weightings without user features first, then user weightings with the best items: not the full grid
+        plan = [(weight, 1.0) for weight in item_options] + [(None, weight) for weight in user_options if weight != 1.0]
+        for item_weight, user_weight in plan:
+            item_weight = item_weight if user_weight == 1.0 or best is None else best[1]
+            if (item_weight, user_weight) in trials:
+                continue
+            model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
+                                                        item_weight, user_weight)  # fmt: skip
+            score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
+            trials[(item_weight, user_weight)] = score
+            if best is None or score > best[0]:
+                best = (score, item_weight, user_weight, model, items_m, users_m)
         assert best is not None
         score, item_weight, user_weight, model, items_m, users_m = best
         epochs, score = self._more_epochs(model, matrix, weights, items_m, users_m, judge, score)
-        calibration = _calibrate_new_items(model, users_m, items_m, judge, self.seed)
+        blend, score, blend_trials = self._popularity_blend(model, items_m, users_m, judge, split.early, score)
+        calibration = _calibrate_new_items(model, users_m, items_m, judge, self.seed, blend)
         rebuy_logit = None
         if self.blend_rebuys and calibration is not None:
             stats = item_statistics(split.early, self.items_)
-            taste = _pair_taste(model, users_m, items_m, split.early, self.users_, self.items_)
+            taste = _pair_taste(model, users_m, items_m, split.early, self.users_, self.items_, blend)
             past = pair_features(split.early, self.users_, self.items_, reference_time(split.early), taste, stats)
             rebuy_logit = RebuyLogit.fit(past.values, labels_after(split, self.users_, self.items_, past), self.seed)
         self.choices_ = {
@@ -173,10 +170,35 @@ class HybridLightFM(RecommenderModel):
             "epochs": epochs,
             "validation_ndcg_at_10": round(score, 4),
             "feature_trials": {f"items={i},users={u}": round(v, 4) for (i, u), v in trials.items()},
+            "popularity_weight": blend.weight,
+            "popularity_trials": blend_trials,
             "rebuy_blend": rebuy_logit is not None,
             "rebuy_coefficients": rebuy_logit.coefficients() if rebuy_logit is not None else None,
         }
-        return item_weight, user_weight, epochs, calibration, rebuy_logit
+        return item_weight, user_weight, epochs, blend.weight, calibration, rebuy_logit
+
+    def _popularity_blend(
+        self,
+        model: LightFM,
+        items_m: sp.csr_matrix,
+        users_m: sp.csr_matrix,
+        judge: Judge,
+        early: pd.DataFrame,
+        score: float,
+    ) -> tuple[Blend, float, dict[str, float]]:
+        """How much popularity to add to the collaborative score (:class:`Blend`), chosen on the validation users:
+        where LightFM's item biases under-rate what sells, a little popularity lifts every ranking."""
+        item_z = _popularity_z(early, self.items_)
+        users, items = _representations(model, users_m, items_m)
+        base = users[judge.rows] @ items.T
+        _, spread = _row_moments(users[judge.rows], items)
+        best, trials = Blend(0.0, item_z), {"0.0": round(score, 4)}
+        for weight in POPULARITY_WEIGHTS[1:]:
+            now = ndcg_at_k(base + weight * spread[:, None] * item_z[None, :], judge.relevant, judge.seen[judge.rows])
+            trials[str(weight)] = round(now, 4)
+            if now > score * 1.002:
+                best, score = Blend(weight, item_z), now
+        return best, score, trials
 
     def _early_model(
         self,
@@ -226,19 +248,15 @@ class HybridLightFM(RecommenderModel):
         scaled = sp.coo_matrix((values.data / scale, (values.row, values.col)), shape=values.shape)
         return ones, scaled
 
-    def _prepare_scoring(self, item_matrix: sp.csr_matrix, user_matrix: sp.csr_matrix) -> None:
-        """Fold biases into the factors so that one product gives LightFM's score: u·i + b_u + b_i."""
-        item_bias, item_vectors = self.lightfm_.get_item_representations(item_matrix)
-        user_bias, user_vectors = self.lightfm_.get_user_representations(user_matrix)
-        ones_items = np.ones((len(item_bias), 1), dtype=np.float32)
-        ones_users = np.ones((len(user_bias), 1), dtype=np.float32)
-        items = np.hstack([item_vectors, ones_items, item_bias[:, None]]).astype(np.float32)
+    def _prepare_scoring(self, item_matrix: sp.csr_matrix, user_matrix: sp.csr_matrix, blend: Blend) -> None:
+        """Fold biases (and the popularity blend) into the factors so that one product gives the score."""
+        self._user_factors, items = _representations(self.lightfm_, user_matrix, item_matrix, blend)
         pad = padded_width(len(items)) - len(items)
         pad_rows = np.zeros((pad, items.shape[1]), dtype=np.float32)
-        pad_rows[:, -1] = PAD_SCORE
+        pad_rows[:, self.components + 1] = PAD_SCORE  # the item-bias column (the user side holds a 1 there)
         self._item_factors_t = np.ascontiguousarray(np.vstack([items, pad_rows]).T)
-        self._user_factors = np.hstack([user_vectors, user_bias[:, None], ones_users]).astype(np.float32)
         self._item_factors_real = items
+        item_vectors = items[:, : self.components]
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         self.item_unit_vectors_ = (item_vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
@@ -290,17 +308,49 @@ class HybridLightFM(RecommenderModel):
 
 
 # ---- helpers for validation and the blend ------------------------------------------------------------------------
-def _representations(model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """User and item factors with the biases folded in, so that ``users @ items.T`` is LightFM's score."""
+def _representations(
+    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, popularity: Blend | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors with the biases (and the popularity blend) folded in: ``users @ items.T`` is the
+    hybrid's score."""
     item_bias, item_vectors = model.get_item_representations(items_m)
     user_bias, user_vectors = model.get_user_representations(users_m)
     items = np.hstack([item_vectors, np.ones((len(item_bias), 1)), item_bias[:, None]]).astype(np.float32)
     users = np.hstack([user_vectors, user_bias[:, None], np.ones((len(user_bias), 1))]).astype(np.float32)
+    return _with_popularity(users, items, popularity)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """Popularity added to the collaborative score: ``weight`` × each user's score spread × the item's standardized
+    log popularity (``item_z``). Weight 0 is no blend."""
+
+    weight: float
+    item_z: np.ndarray
+
+
+def _with_popularity(users: np.ndarray, items: np.ndarray, blend: Blend | None) -> tuple[np.ndarray, np.ndarray]:
+    """One more factor column each: the user's ``weight × spread`` and the item's popularity z-score."""
+    if blend is None or blend.weight == 0:
+        return users, items
+    _, spread = _row_moments(users, items)
+    users = np.hstack([users, (blend.weight * spread)[:, None]]).astype(np.float32)
+    items = np.hstack([items, blend.item_z[: len(items), None]]).astype(np.float32)
     return users, items
 
 
-def _scores(model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-    users, items = _representations(model, users_m, items_m)
+def _popularity_z(frame: pd.DataFrame, items: IdMap) -> np.ndarray:
+    """Each item's log(1 + summed weight), standardized over the catalogue."""
+    weight = np.bincount(items.rows(frame[Columns.ITEM]), weights=frame[Columns.WEIGHT], minlength=len(items))
+    logged = np.log1p(np.maximum(weight, 0))
+    spread = logged.std()
+    return np.asarray((logged - logged.mean()) / (spread if spread > 0 else 1.0), dtype=np.float32)
+
+
+def _scores(
+    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, rows: np.ndarray, popularity: Blend | None = None
+) -> np.ndarray:
+    users, items = _representations(model, users_m, items_m, popularity)
     return users[rows] @ items.T
 
 
@@ -314,11 +364,11 @@ def _row_moments(users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _calibrate_new_items(
-    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, judge: Judge, seed: int
+    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, judge: Judge, seed: int, popularity: Blend | None
 ) -> tuple[float, float] | None:
     """Log-odds that a user buys a new item in the held-out period, as ``intercept + slope · z`` of the item's
     standardized score for that user; None when the scores do not rank new items (slope not positive)."""
-    users, items = _representations(model, users_m, items_m)
+    users, items = _representations(model, users_m, items_m, popularity)
     mean, std = _row_moments(users[judge.rows], items)
     z = (users[judge.rows] @ items.T - mean[:, None]) / std[:, None]
     open_cells = np.asarray(judge.seen[judge.rows].todense()) == 0
@@ -340,10 +390,16 @@ def _calibrate_new_items(
 
 
 def _pair_taste(
-    model: LightFM, users_m: sp.csr_matrix, items_m: sp.csr_matrix, frame: pd.DataFrame, users: IdMap, items: IdMap
+    model: LightFM,
+    users_m: sp.csr_matrix,
+    items_m: sp.csr_matrix,
+    frame: pd.DataFrame,
+    users: IdMap,
+    items: IdMap,
+    popularity: Blend | None,
 ) -> np.ndarray:
     """The standardized score of each (user, item) pair of ``frame`` in (row, col) order, as pair_features sorts."""
-    user_f, item_f = _representations(model, users_m, items_m)
+    user_f, item_f = _representations(model, users_m, items_m, popularity)
     mean, std = _row_moments(user_f, item_f)
     pairs = pd.DataFrame({"row": users.rows(frame[Columns.USER]), "col": items.rows(frame[Columns.ITEM])})
     pairs = pairs[(pairs["row"] >= 0) & (pairs["col"] >= 0)].drop_duplicates().sort_values(["row", "col"])
