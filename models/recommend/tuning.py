@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.recommend.base import prepared_interactions
 from models.recommend.hybrid import HybridLightFM
 from models.recommend.validation import Judge, holdout_split
 
@@ -62,7 +63,8 @@ def tune_hybrid(
     too small to split (then the production settings stand)."""
     started = time.perf_counter()
     base = dict(base or {})
-    split = holdout_split(interactions.reset_index(drop=True), seed=seed)
+    interactions = prepared_interactions(interactions).reset_index(drop=True)
+    split = holdout_split(interactions, seed=seed)
     if split is None:
         return None
     rng = np.random.default_rng(seed)
