@@ -148,9 +148,17 @@ def expected_purchases_if_active(params: ChurnParams, x: np.ndarray, age: np.nda
     (rate λ ~ Gamma(r + x, α + T), drop-out p ~ Beta(a, b + x + 1) after x + 1 purchases survived). The closed form
     holds for any a ≠ 1 (for a < 1 both factors are negative); a = 1 exactly (the stated prior) is nudged off the
     pole."""
+    x, age = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(age, dtype=float))
+    if x.ndim == 1 and len(x) > 1000:  # hyp2f1 is slow (ms near z = 1): once per distinct (x, T), i.e. per day
+        pairs, inverse = np.unique(np.column_stack([x, age]), axis=0, return_inverse=True)
+        distinct = _if_active_closed_form(params, pairs[:, 0], pairs[:, 1], t)
+        return np.asarray(distinct[np.ravel(inverse)], dtype=float)
+    return _if_active_closed_form(params, x, age, t)
+
+
+def _if_active_closed_form(params: ChurnParams, x: np.ndarray, age: np.ndarray, t: float) -> np.ndarray:
     r, alpha, b = params.r, params.alpha, params.b
     a = params.a if abs(params.a - 1.0) > 1e-6 else 1.0 + 1e-6
-    x, age = np.asarray(x, dtype=float), np.asarray(age, dtype=float)
     hyp = hyp2f1(r + x, b + x + 1, a + b + x, t / (alpha + age + t))
     expected = (a + b + x) / (a - 1) * (1 - hyp * ((alpha + age) / (alpha + age + t)) ** (r + x))
     return np.asarray(np.where(np.isfinite(expected), np.maximum(expected, 0.0), 0.0), dtype=float)

@@ -94,13 +94,14 @@ def customer_scores(
     purchases, mean_spend = spent["purchases"].to_numpy(dtype=float), spent["mean_spend"].to_numpy(dtype=float)
     spend = spend or fit_spend(purchases, mean_spend)
     per_purchase = expected_spend(spend, purchases, mean_spend)
+    alive = scores["p_active"].to_numpy(dtype=float)
+    if_active = clv(churn, per_purchase, x, t_x, age, VALUE_HORIZON_DAYS, annual_discount=annual_discount,
+                    if_active=True)  # fmt: skip
     scores["p_buy_90d"] = p_buy(churn, x, t_x, age, SHORT_HORIZON_DAYS)
     scores["expected_purchases_90d"] = expected_purchases(churn, x, t_x, age, SHORT_HORIZON_DAYS)
     scores["expected_spend"] = per_purchase
-    scores["clv_365d"] = clv(churn, per_purchase, x, t_x, age, VALUE_HORIZON_DAYS, annual_discount=annual_discount)
-    scores["value_at_risk"] = value_at_risk(
-        churn, per_purchase, x, t_x, age, VALUE_HORIZON_DAYS, annual_discount=annual_discount
-    )
+    scores["clv_365d"] = alive * if_active  # E[X(t)] = P(active) × E[X(t) | active], step by step too
+    scores["value_at_risk"] = (1.0 - alive) * if_active
     scores.attrs["churn_params"] = {"r": churn.r, "alpha": churn.alpha, "a": churn.a, "b": churn.b,
                                     "fitted": churn.fitted}  # fmt: skip
     scores.attrs["spend_params"] = {"p": spend.p, "q": spend.q, "gamma": spend.gamma, "fitted": spend.fitted}
