@@ -7,13 +7,21 @@ likelihood on (repeat purchases x, recency t_x, age T) in days, on up to 20,000 
 customers or 20 repeat buyers we do not trust a fit and use a stated prior instead (r = 1, α = the median gap
 between orders, a = 1, b = 4: one in five customers drops out after a purchase).
 
+The fit searches over (log r, log α/r, log a, log b) with L-BFGS-B: α/r is the mean gap, so the ridge where r and α
+grow together is one coordinate (over log r and log α the search stopped on it, far from the optimum).
+
 Per customer:
 - ``p_active`` = P(still active | x, t_x, T) = 1 / (1 + a/(b + x) · ((α + T)/(α + t_x))^(r + x));
 - ``expected_gap_days`` = (α + t_x) / (r + x): the inverse of the posterior mean rate over the customer's active
-  span (first to last order), i.e. their own rhythm shrunk towards the population's.
+  span (first to last order), i.e. their own rhythm shrunk towards the population's;
+- :func:`expected_purchases` E[X(t) | x, t_x, T] over a horizon of t days, and :func:`p_buy` P(X(t) > 0 | x, t_x, T)
+  = p_active × (1 − ((α + T)/(α + T + t))^(r + x)), both checked against a Monte Carlo of the process; spend, CLV
+  and value at risk build on them in ``models/value.py``.
 
-A repeat customer is at risk once the silence since their last order reaches 2 × their expected gap and is not
-yet a year (after that they count as lost, not lapsing); one occurrence per lapse, keyed by the last order date.
+Win-back moments (:func:`find_churn_risks`): a repeat customer once the silence since their last order reaches
+2 × their expected gap; a one-time buyer once it passes the store's :func:`second_purchase_day` (by which 80 % of
+the second orders of customers who came back within a year had come); in both cases not yet a year (after that
+they count as lost, not lapsing). One occurrence per lapse, keyed by the last order date, listed by value at risk.
 """
 
 from __future__ import annotations
