@@ -9,7 +9,11 @@ uses) and over orders, content (TF-IDF), the blend written to ``related_products
 ``support_prior``), and popularity (the ``k`` best sellers but a). Also: the share of products with related
 products, and the pairs whose anchor nobody had bought before the split (cold items).
 
+With ``--scale``: the time of ``related_products`` and of both models' fit and top-10 for every user on the
+synthetic store of ``bench_recommender.py`` (100k users × 5k products, about a million interactions).
+
     .venv/bin/python bench/bench_related.py [--customers 2000] [--days 90] [--k 10] [--db sqlite:///demo/omnicast.db]
+    .venv/bin/python bench/bench_related.py --scale
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from models.db import make_engine  # noqa: E402
 from models.interactions import (  # noqa: E402
@@ -106,8 +111,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90, help="the test window: orders in the last DAYS days")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--cold", type=float, default=0.15, help="share of products made new (no train data)")
+    parser.add_argument("--scale", action="store_true", help="time the models on 100k users × 5k products instead")
     parser.add_argument("--db", help="a synced omnicast database (default: a fresh sample store)")
     args = parser.parse_args()
+    if args.scale:
+        scale()
+        return
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         url = args.db or synced_store(Path(folder), args.customers)
@@ -128,7 +137,7 @@ def run(engine, days: int, k: int, cold_share: float) -> None:  # type: ignore[n
     test = test[test[BASKET].map(test[BASKET].value_counts()) >= 2]
     pairs = test_pairs(test)
     rng = np.random.default_rng(0)  # products made new: their train interactions dropped, as if just listed
-    made_cold = set(rng.choice(ids, size=max(1, round(cold_share * len(ids))), replace=False).tolist())
+    made_cold = set(rng.choice(ids, size=round(cold_share * len(ids)), replace=False).tolist())
     train = train[~train[Columns.ITEM].isin(made_cold)]
     bought_before = set(train.loc[train[Columns.PURCHASED], Columns.ITEM])
     cold_pairs = pairs[~pairs["anchor"].isin(bought_before)]
@@ -167,6 +176,29 @@ def run(engine, days: int, k: int, cold_share: float) -> None:  # type: ignore[n
     kinds = blend["kind"].value_counts(normalize=True).round(3).to_dict()
     print(f"\nas written on all data (k={k}): {(counts > 0).mean():.1%} of {len(ids)} products have related products, "
           f"{(counts >= k).mean():.1%} a full {k}; rows by kind {kinds}")  # fmt: skip
+
+
+def scale(users: int = 100_000, items: int = 5_000) -> None:
+    from bench_recommender import synthetic_store
+
+    interactions, features = synthetic_store(users, items, 10.0, 40, 0)
+    kinds = features.assign(kind=features[Columns.FEATURE].str.split("=").str[0],
+                            value=features[Columns.FEATURE].str.split("=").str[1])  # fmt: skip
+    catalog = kinds.pivot_table(index=Columns.ITEM, columns="kind", values="value", aggfunc="|".join).reset_index()
+    catalog["title"] = catalog["origin"].astype(str) + " lot " + catalog[Columns.ITEM].astype(str)
+    catalog = catalog.rename(columns={"note": "flavour_notes"})
+    print(f"synthetic store: {users} users × {items} products, {len(interactions)} interactions "
+          f"({int(interactions[Columns.PURCHASED].sum())} purchases)")  # fmt: skip
+    started = time.perf_counter()
+    written = related_products(catalog, interactions, 10)
+    print(f"related_products (k=10): {time.perf_counter() - started:.1f} s, {len(written)} rows")
+    for model, extra in ((ItemToItem(), None), (ContentBased(), features)):
+        started = time.perf_counter()
+        model.fit(interactions, extra)
+        fitted = time.perf_counter()
+        model.recommend(np.arange(users), 10)
+        print(f"{model.name}: fit {fitted - started:.1f} s, top-10 with explanations for {users} users "
+              f"{time.perf_counter() - fitted:.1f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
