@@ -80,6 +80,7 @@ def related_products(
         share = part_co[row, target] / np.maximum(values[row, rank], 1e-30)
         kind = np.where(share >= 2 / 3, "co_purchase", np.where(share <= 1 / 3, "content", "blend"))
         says = np.where(kind == "content", "Similar to ", "Pairs with ")
+        says = np.where(titles[source] == "", np.where(kind == "content", "Similar", "Often bought together"), says)
         parts.append(
             pd.DataFrame(
                 {
