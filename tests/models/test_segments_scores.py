@@ -36,7 +36,7 @@ def _store(engine: Engine) -> dict[str, int]:
 def test_score_conditions_pick_who_the_models_say(engine: Engine) -> None:
     people = _store(engine)
 
-    def segment(*conditions: dict) -> set[int]:
+    def segment(*conditions: dict) -> set[str]:
         with engine.connect() as conn:
             found = members(conn, Segment.model_validate({"where": list(conditions)}), TODAY)
         return {name for name, cid in people.items() if cid in found}
