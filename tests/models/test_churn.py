@@ -71,6 +71,9 @@ def test_second_purchase_day_is_when_most_second_orders_have_come() -> None:
     assert basis == "cohort" and day == pytest.approx(np.quantile(np.arange(10, 40), 0.8))
     few = pd.DataFrame(rows[:45], columns=["customer_id", "date"])
     assert second_purchase_day(few, TODAY, PARAMS) == (2 * 30.0, "model")  # 2 × α/r when too few to tell
+    young = pd.DataFrame([(c, d + timedelta(days=400)) for c, d in rows], columns=["customer_id", "date"])
+    day, basis = second_purchase_day(young, TODAY + timedelta(days=30), PARAMS)  # nobody's first year is over
+    assert basis == "all repeaters" and day == pytest.approx(np.quantile(np.arange(10, 40), 0.8))
 
 
 def test_customer_silent_for_a_year_counts_as_lost_not_lapsing() -> None:
