@@ -39,6 +39,8 @@ from models.recommend.validation import Split, holdout_split
 
 FEATURES = (
     "log_count",
+    "log_recent_count_30d",
+    "log_recent_count_180d",
     "bought",
     "log_days_since",
     "due",
@@ -142,9 +144,17 @@ def pair_features(
     with_time = reference is not None and Columns.TIMESTAMP in frame
     if with_time:
         table["age"] = (reference - pd.to_datetime(frame[Columns.TIMESTAMP], utc=True)).dt.total_seconds() / 86_400
+        age = table["age"].clip(lower=0).to_numpy()
+    else:
+        age = np.zeros(len(table))
+    for half_life in (30, 180):  # purchases fading with age: recent habits count more than old ones
+        table[f"recent_{half_life}"] = table["bought"].to_numpy() * np.exp2(-age / half_life)
     table = table[(table["row"] >= 0) & (table["col"] >= 0)]
     grouped = table.groupby(["row", "col"], sort=True)
-    per_pair = grouped.agg(count=("bought", "sum"), bought=("bought", "max"))
+    per_pair = grouped.agg(
+        count=("bought", "sum"), bought=("bought", "max"), recent_30=("recent_30", "sum"),
+        recent_180=("recent_180", "sum"),
+    )  # fmt: skip
     per_pair["days_since"] = grouped["age"].min().clip(lower=0) if with_time else 0.0
     pair_rows = per_pair.index.get_level_values("row").to_numpy()
     pair_cols = per_pair.index.get_level_values("col").to_numpy()
@@ -158,6 +168,8 @@ def pair_features(
     values = np.column_stack(
         [
             np.log1p(per_pair["count"].to_numpy(dtype=float)),
+            np.log1p(per_pair["recent_30"].to_numpy(dtype=float)),
+            np.log1p(per_pair["recent_180"].to_numpy(dtype=float)),
             per_pair["bought"].to_numpy(dtype=float),
             np.log1p(days_since),
             due,
@@ -182,9 +194,14 @@ class RebuyLogit:
 
     @classmethod
     def fit(cls, values: np.ndarray, labels: np.ndarray, seed: int = 0) -> RebuyLogit | None:
-        """None when the labels cannot teach anything (no pair or every pair of one kind)."""
-        if len(labels) == 0 or labels.min() == labels.max():
+        """None when there is no pair to learn from. When every pair is of one kind (nobody bought anything again,
+        as in data where each item is met once) the model is that base rate, smoothed: features cannot rank then."""
+        if len(labels) == 0:
             return None
+        if labels.min() == labels.max():
+            rate = (float(labels.sum()) + 0.5) / (len(labels) + 1)
+            width = values.shape[1]
+            return cls(np.zeros(width), np.ones(width), np.zeros(width), float(np.log(rate / (1 - rate))))
         if len(labels) > _MAX_PAIRS:
             pick = np.random.default_rng(seed).choice(len(labels), _MAX_PAIRS, replace=False)
             values, labels = values[pick], labels[pick]
@@ -260,8 +277,8 @@ class Rebuy(RecommenderModel):
         now = pair_features(frame, self.users_, self.items_, reference_time(frame))
         if self.logit_ is not None:
             odds = self.logit_.log_odds(now.values)
-        else:  # frequency, then recency
-            odds = now.values[:, 0] - 1e-3 * now.values[:, 2]
+        else:  # recency-weighted frequency
+            odds = now.values[:, FEATURES.index("log_recent_count_180d")]
         probability = expit(odds)
         self.own_ = sp.csr_matrix(
             (probability.astype(np.float32) + 1.0, (now.rows, now.cols)), shape=(len(self.users_), len(self.items_))
