@@ -17,7 +17,8 @@ the hybrid's calibrated probability for new items, so the two can be ranked toge
 "re-buy" baseline grocery stores know.
 
 :func:`infer_consumables` applies the same item statistics to the catalogue: an item is a consumable when enough of
-its buyers bought it again at a fairly regular rhythm, instead of a hand-kept category list.
+its buyers (among those who had time to) bought it again at a fairly regular rhythm, instead of a hand-kept
+category list.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ FEATURES = (
     "log_user_items",
     "taste",
 )
-MIN_REPEAT_BUYERS = 5
-CONSUMABLE_REPEAT_RATE = 0.15
+MIN_EXPOSED_BUYERS = 30
+EXPOSURE_DAYS = 90
+CONSUMABLE_REPEAT_RATE = 0.10
 CONSUMABLE_MAX_GAP_CV = 1.5
 _L2 = 1.0
 _MAX_PAIRS = 400_000
@@ -66,8 +68,9 @@ def _purchase_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def item_statistics(frame: pd.DataFrame, items: IdMap) -> pd.DataFrame:
     """Per item position: ``buyers``, ``repeat_rate`` (smoothed share of buyers who bought it on two or more
-    occasions), ``gap_days`` (median gap between one buyer's purchases, NaN if unknown) and ``gap_cv`` (how
-    irregular those gaps are: their coefficient of variation across buyers)."""
+    occasions), ``exposed_buyers`` / ``exposed_repeaters`` (the same among buyers whose first purchase of it is at
+    least ``EXPOSURE_DAYS`` old: they had time to come back), ``gap_days`` (median gap between one buyer's
+    purchases, NaN if unknown) and ``gap_cv`` (how irregular those gaps are: their coefficient of variation)."""
     bought = _purchase_rows(frame)
     col = items.rows(bought[Columns.ITEM])
     pairs = pd.DataFrame({"user": bought[Columns.USER].to_numpy(), "item": col})
@@ -76,12 +79,19 @@ def item_statistics(frame: pd.DataFrame, items: IdMap) -> pd.DataFrame:
     grouped = pairs.groupby(["user", "item"])
     per_pair = grouped.agg(n=("item", "size"))
     if "t" in pairs:
-        per_pair["span"] = (grouped["t"].max() - grouped["t"].min()).dt.total_seconds() / 86_400
+        first = grouped["t"].min()
+        per_pair["span"] = (grouped["t"].max() - first).dt.total_seconds() / 86_400
+        per_pair["exposed"] = (pairs["t"].max() - first).dt.total_seconds() / 86_400 >= EXPOSURE_DAYS
+    else:
+        per_pair["exposed"] = True
     per_pair = per_pair[per_pair.index.get_level_values("item") >= 0]
     per_item = per_pair.groupby(level="item")
     stats = pd.DataFrame(index=pd.RangeIndex(len(items)))
     stats["buyers"] = per_item.size().reindex(stats.index, fill_value=0)
     repeaters = (per_pair["n"] >= 2).groupby(level="item").sum().reindex(stats.index, fill_value=0)
+    exposed = per_pair[per_pair["exposed"]]
+    stats["exposed_buyers"] = exposed.groupby(level="item").size().reindex(stats.index, fill_value=0)
+    stats["exposed_repeaters"] = (exposed["n"] >= 2).groupby(level="item").sum().reindex(stats.index, fill_value=0)
     prior = _population_repeat_rate(stats["buyers"].to_numpy(), repeaters.to_numpy())
     stats["repeat_rate"] = (repeaters + 10 * prior) / (stats["buyers"] + 10)
     stats["repeaters"] = repeaters
@@ -103,18 +113,18 @@ def _population_repeat_rate(buyers: np.ndarray, repeaters: np.ndarray) -> float:
 
 
 def infer_consumables(frame: pd.DataFrame, items: IdMap, known: np.ndarray | None = None) -> np.ndarray:
-    """Which items are consumables, from purchases: at least ``MIN_REPEAT_BUYERS`` buyers bought it again, they
-    are at least ``CONSUMABLE_REPEAT_RATE`` of its buyers, and their gaps are not wildly irregular. Items with too
-    few buyers to tell keep ``known`` (the catalogue's flag) when given, else count as consumable (never hiding an
-    item a customer may need again is the safer mistake)."""
+    """Which items are consumables, from purchases. The verdict needs ``MIN_EXPOSED_BUYERS`` buyers who had time to
+    come back (first purchase ``EXPOSURE_DAYS`` ago or more); then an item is a consumable when at least
+    ``CONSUMABLE_REPEAT_RATE`` of them bought it again at a rhythm that is not wildly irregular. Items without
+    enough evidence keep ``known`` (the catalogue's flag) when given, else count as consumable: hiding an item a
+    customer may need again is the costlier mistake."""
     stats = item_statistics(frame, items)
-    enough = stats["buyers"].to_numpy() >= 2 * MIN_REPEAT_BUYERS
+    exposed = stats["exposed_buyers"].to_numpy()
+    enough = exposed >= MIN_EXPOSED_BUYERS
     regular = ~(stats["gap_cv"].to_numpy() > CONSUMABLE_MAX_GAP_CV)  # NaN (unknown) counts as regular
-    repeatable = (stats["repeaters"].to_numpy() >= MIN_REPEAT_BUYERS) & (
-        stats["repeat_rate"].to_numpy() >= CONSUMABLE_REPEAT_RATE
-    )
+    rate = stats["exposed_repeaters"].to_numpy() / np.maximum(exposed, 1)
     fallback = known.astype(bool) if known is not None else np.ones(len(items), dtype=bool)
-    return np.where(enough, repeatable & regular, fallback)
+    return np.where(enough, (rate >= CONSUMABLE_REPEAT_RATE) & regular, fallback)
 
 
 @dataclass

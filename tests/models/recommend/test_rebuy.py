@@ -9,7 +9,7 @@ import pytest
 from models.evaluate_recommendations import evaluate_recommendations
 from models.interactions import Columns, IdMap
 from models.recommend import HybridLightFM
-from models.recommend.rebuy import Rebuy, infer_consumables, item_statistics
+from models.recommend.rebuy import MIN_EXPOSED_BUYERS, Rebuy, infer_consumables, item_statistics
 from tests.models.builders import baskets
 
 CUT = pd.Timestamp("2026-07-01", tz="UTC")
@@ -25,7 +25,7 @@ def test_consumables_are_inferred_from_repeat_purchases(store: tuple[pd.DataFram
     items = IdMap(interactions[Columns.ITEM])
     inferred = infer_consumables(interactions, items)
     stats = item_statistics(interactions, items)
-    judged = stats["buyers"].to_numpy() >= 10  # items with too few buyers keep the catalogue's flag
+    judged = stats["exposed_buyers"].to_numpy() >= MIN_EXPOSED_BUYERS  # too few: the catalogue's flag stands
     truth = consumable[items.external.to_numpy()]
     assert judged.sum() >= 20
     assert (inferred[judged] == truth[judged]).mean() >= 0.9
@@ -33,11 +33,15 @@ def test_consumables_are_inferred_from_repeat_purchases(store: tuple[pd.DataFram
     assert repeat_rate[truth & judged].mean() > 3 * repeat_rate[~truth & judged].mean()
 
 
-def test_too_few_buyers_keep_the_catalogue_flag() -> None:
+def test_too_little_evidence_keeps_the_catalogue_flag() -> None:
     one = pd.DataFrame({Columns.USER: [1, 2], Columns.ITEM: ["grinder", "grinder"]})
     items = IdMap(["grinder", "beans"])
     assert list(infer_consumables(one, items, known=np.array([False, True]))) == [False, True]
     assert list(infer_consumables(one, items)) == [True, True]  # unknown: never hide what may be needed again
+    # 40 buyers of a tea in the last month, none back yet: too soon to say it is bought once
+    days = pd.Timestamp("2026-06-01", tz="UTC") + pd.to_timedelta(range(40), "D")
+    recent = pd.DataFrame({Columns.USER: range(40), Columns.ITEM: "tea", Columns.TIMESTAMP: days})
+    assert list(infer_consumables(recent, IdMap(["tea"]), known=np.array([True]))) == [True]
 
 
 def test_the_rebuy_model_puts_a_customers_own_staples_first(store: tuple[pd.DataFrame, np.ndarray]) -> None:
