@@ -69,7 +69,7 @@ def test_payloads_are_stored_as_the_planner_reads_them(engine: Engine) -> None:
     payloads = dict(zip(_stored(engine)["kind"], _stored(engine)["payload"], strict=True))
     assert payloads["birthday"] == {"birthday": "03-12"}
     assert set(payloads["replenishment"]) == {"product_id", "sku", "last_ordered", "runs_out_on"}
-    assert set(payloads["churn_risk"]) == {"days_since_last_order", "expected_gap_days", "p_active"}
+    assert {"days_since_last_order", "expected_gap_days", "p_active", "value_at_risk"} <= set(payloads["churn_risk"])
     assert payloads["abandoned_cart"]["cart_at"] == "2026-03-09T18:00:00+00:00"
     assert ids["abandoned_cart"] > 0
 
