@@ -9,7 +9,8 @@ store's customer id (the Shopify Customer ID of the customers export), or for so
 CRM record id; an id that is nobody's app user id (a CRM id of a store customer, an email, a person erased by
 ``omnicast forget``) is 404. ``product_id`` is the product's SKU or its handle (the ``/products/{handle}`` of its
 page), as the recommendations answer gives them; an unknown one is 404. Related products are what the train stage
-wrote to ``related_products`` (``models/recommend/related.py``: bought with it, else similar to it), active ones only.
+wrote to ``related_products`` (``models/recommend/related.py``: bought with it, else similar to it), only those that
+can be sold now (active, published, not a gift card, in stock or stock not tracked).
 
 Every request carries an API key from ``OMNICAST_API_KEYS`` (comma-separated, so a key can be rotated: add the new
 one, move the apps, drop the old one) as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; keys are compared in
@@ -34,7 +35,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, case, or_, select, true
+from sqlalchemy import Connection, and_, case, or_, select, true
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -209,7 +210,7 @@ class PullApi:
                 select(RELATED.c.rank, RELATED.c.kind, RELATED.c.explanation,
                        PRODUCTS.c.sku, PRODUCTS.c.title, PRODUCTS.c.handle, PRODUCTS.c.image_url, PRODUCTS.c.price)
                 .join(PRODUCTS, PRODUCTS.c.id == RELATED.c.related_product_id)
-                .where(RELATED.c.product_id == found, PRODUCTS.c.active == true())
+                .where(RELATED.c.product_id == found, _sellable())
                 .order_by(RELATED.c.rank)
                 .limit(limit)
             ).all()  # fmt: skip
@@ -239,6 +240,14 @@ def _customer_id(conn: Connection, external_id: str) -> int | None:
         if app_user_ids(conn, [customer_id]).get(customer_id) == external_id:
             return int(customer_id)
     return None
+
+
+def _sellable() -> Any:
+    """Products a placement may show now (``models.recommend.related.suggestable``, kept here so the web process does
+    not load the recommender): active, published, not a gift card, in stock or stock not tracked."""
+    stock = PRODUCTS.c.inventory_quantity
+    return and_(PRODUCTS.c.active == true(), PRODUCTS.c.published == true(), PRODUCTS.c.gift_card.is_not(true()),
+                or_(stock.is_(None), stock > 0))  # fmt: skip
 
 
 def _limit(request: Request) -> int | Response:

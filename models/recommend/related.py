@@ -22,7 +22,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import delete, insert, select, true
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from models.interactions import PRODUCTS, Columns, IdMap, read_frame, table_of
@@ -179,10 +179,23 @@ class Pairing:
     explanation: str
 
 
+def suggestable() -> ColumnElement[bool]:
+    """SQL condition for a product a placement may show now: active, published, not a gift card, in stock (or stock
+    not tracked). Stock changes between trainings, so placements check it when they read."""
+    stock = PRODUCTS.c.inventory_quantity
+    return and_(
+        PRODUCTS.c.active == true(),
+        PRODUCTS.c.published == true(),
+        PRODUCTS.c.gift_card.is_not(true()),
+        or_(stock.is_(None), stock > 0),
+    )
+
+
 def load_related(
     conn: Connection | Engine, product_ids: Iterable[int], per_product: int = 10
 ) -> dict[int, list[Pairing]]:
-    """The stored related products (active ones, best first, at most ``per_product``) of each of ``product_ids``."""
+    """The stored related products (:func:`suggestable` ones, best first, at most ``per_product``) of each of
+    ``product_ids``."""
     if isinstance(conn, Engine):
         with conn.connect() as connection:
             return load_related(connection, product_ids, per_product)
@@ -193,7 +206,7 @@ def load_related(
         rows = conn.execute(
             select(table.product_id, table.related_product_id, table.rank, table.score, table.kind, table.explanation)
             .join(PRODUCTS, PRODUCTS.c.id == table.related_product_id)
-            .where(table.product_id.in_(ids[start : start + 5_000]), PRODUCTS.c.active == true())
+            .where(table.product_id.in_(ids[start : start + 5_000]), suggestable())
             .order_by(table.product_id, table.rank)
         )
         for row in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 
 from models.schema import Product, RelatedProduct
@@ -58,6 +58,18 @@ def test_related_products_in_rank_order_by_sku_or_handle_with_a_limit(engine: En
     for bad in ("0", "51", "ten", ""):
         answer = client.get(f"/v1/products/BL-001/related?limit={bad}", headers=BEARER)
         assert answer.status_code == 400 and "1 to 50" in answer.json()["error"]
+
+
+def test_only_products_that_can_be_sold_now_are_shown(engine: Engine, clock: Clock) -> None:
+    add_related(engine, 5)
+    products = Product.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(update(products).where(products.c.id == 101).values(inventory_quantity=0))  # sold out
+        conn.execute(update(products).where(products.c.id == 102).values(published=False))
+        conn.execute(update(products).where(products.c.id == 103).values(gift_card=True))
+        conn.execute(update(products).where(products.c.id == 104).values(inventory_quantity=3))
+    related = api_client(engine, clock).get("/v1/products/BL-001/related", headers=BEARER).json()["related"]
+    assert [item["sku"] for item in related] == ["BL-104", "BL-105"]
 
 
 def test_a_sku_wins_over_another_products_handle_and_unknown_products_are_404(engine: Engine, clock: Clock) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from models.interactions import Columns, load_catalog, load_interactions
@@ -174,4 +174,8 @@ def test_write_replaces_the_table_and_load_reads_active_products_best_first(engi
     assert stored[sidamo][0].related_product_id == guji and stored[sidamo][0].kind == "content"
     assert 999 not in stored
     assert [p.related_product_id for p in load_related(engine, [brazil], per_product=1)[brazil]] == [guji]
+    products = RelatedProduct.metadata.tables["products"]
+    with engine.begin() as conn:  # sold out since the training: not suggested any more
+        conn.execute(update(products).where(products.c.id == brazil).values(inventory_quantity=0))
+    assert brazil not in [p.related_product_id for p in load_related(engine, [guji])[guji]]
     del sumatra
