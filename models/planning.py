@@ -64,6 +64,7 @@ from models.interactions import EVENTS, ORDER_LINES, ORDERS, PRODUCTS, counted_o
 from models.message import OutboundMessage, Recipient
 from models.offers import OfferReport, allocate_codes, offer_context
 from models.recommend.related import load_related
+from models.recommend.rules import sellable_to_suggest
 from models.schema import Assignment, Experiment, Product, Recommendation, TriggerOccurrence
 from models.schema import Campaign as CampaignRow
 from models.segments import Segment, product_likes
@@ -478,7 +479,7 @@ def _popular(session: Session, today: date, count: int = MAX_CANDIDATES) -> list
         select(ORDER_LINES.c.product_id, units.label("units"))
         .select_from(ORDER_LINES.join(ORDERS, ORDERS.c.id == ORDER_LINES.c.order_id))
         .join(PRODUCTS, PRODUCTS.c.id == ORDER_LINES.c.product_id)
-        .where(counted_order(), PRODUCTS.c.active.is_(True), ORDERS.c.created_at < until)
+        .where(counted_order(), PRODUCTS.c.active.is_(True), ORDERS.c.created_at < until, sellable_to_suggest())
         .group_by(ORDER_LINES.c.product_id)
         .order_by(units.desc(), ORDER_LINES.c.product_id)
         .limit(count)

@@ -48,11 +48,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from models.campaigns import RULES_FILE, SHIPPED_DIR
-from models.interactions import CUSTOMERS, ORDERS, Columns, read_frame
+from models.interactions import CUSTOMERS, ORDERS, PRODUCTS, Columns, read_frame
 from models.recommend.ranking import rank_within_groups
 from models.yamlfile import YamlFileError, field_name, load_with_lines, where
 
@@ -313,6 +313,13 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def sellable_to_suggest() -> ColumnElement[bool]:
+    """SQL condition for products a placement may suggest on its own (best sellers): published, not a gift card, in
+    stock or not tracked; the SQL twin of the default exclusions, for lists not made by ``apply``."""
+    stock = PRODUCTS.c.inventory_quantity
+    return and_(PRODUCTS.c.published.is_(True), PRODUCTS.c.gift_card.is_(False), or_(stock.is_(None), stock > 0))
+
+
 # ---- customers' standing (tiers) ---------------------------------------------------------------------------------
 
 
@@ -430,10 +437,11 @@ class RuleSet:
 
     def candidates_needed(self, k: int) -> int:
         """How many candidates per customer ``apply`` needs to fill ``k`` picks after exclusions, burials and the
-        category cap: ask the model for this many (pinned products come on top)."""
+        category cap: ask the model for this many (pinned products come on top). Users left short are counted in
+        ``attrs["rules"]["users_short_of_k"]``."""
         if self.spec.max_per_category is not None:
             return 3 * k + 10
-        return 2 * k + 10
+        return 2 * k + 5
 
     def active(self, today: date) -> dict[str, list[str]]:
         """The names of the listed rules in force on ``today``, by kind."""
@@ -518,8 +526,8 @@ class _Application:
         self.purchases = purchases
         self.counts: dict[str, int] = {}
         self.recorded = [(kind, rule) for _, kind, rule in _named_rules(self.spec) if kind != "exclude"]
-        codes, uniques = pd.factorize(candidates[Columns.USER].to_numpy(), use_na_sentinel=False)
-        self.codes = np.asarray(codes, dtype=np.int64)
+        codes, uniques = _user_codes(candidates[Columns.USER].to_numpy())
+        self.codes = codes
         self.users = pd.Index(uniques)
         self.n = len(self.users)
         self.customers = customers
@@ -862,6 +870,20 @@ class _Application:
         result[RULES] = pd.Series(dtype=object)
         result.attrs[RULES] = {}
         return result
+
+
+def _user_codes(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Users numbered in order of appearance: from run boundaries when each user's rows are together (a model's
+    output; cheaper than hashing millions of ids), else by factorizing."""
+    if len(users) and users.dtype.kind in "iu":
+        change = np.empty(len(users), dtype=bool)
+        change[0] = True
+        np.not_equal(users[1:], users[:-1], out=change[1:])
+        uniques = users[change]
+        if len(np.unique(uniques)) == len(uniques):
+            return np.cumsum(change, dtype=np.int64) - 1, uniques
+    codes, found = pd.factorize(users, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), np.asarray(found)
 
 
 def _padded(mask: np.ndarray) -> np.ndarray:

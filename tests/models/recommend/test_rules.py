@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from models.campaigns import SHIPPED_DIR
@@ -26,6 +26,7 @@ from models.recommend.rules import (
     customer_standing,
     load_rule_set,
     load_rules,
+    sellable_to_suggest,
 )
 from models.schema import Product
 from models.yamlfile import YamlFileError
@@ -211,6 +212,16 @@ def test_boosts_compound_in_file_order_and_ties_keep_the_models_order() -> None:
     assert result[RULES].tolist() == ["", "boost:teas", "boost:teas, boost:grassy"]
 
 
+def test_a_boost_lifts_a_pick_among_equal_scores_and_users_may_come_interleaved() -> None:
+    spec = rules(boost=[{"name": "teas", "match": {"product_type": "Tea"}, "add": 0.01}])
+    frame = candidates({1: [100, 101, 106], 2: [102, 107]})
+    frame["score"] = 0.5
+    frame = frame.iloc[[0, 3, 1, 4, 2]]  # users 1, 2, 1, 2, 1
+    result = spec.apply(frame, catalog(), None, TODAY, k=3)
+    assert picks(result, 1) == [106, 100, 101] and picks(result, 2) == [107, 102]
+    assert result["user_id"].tolist() == [1, 1, 1, 2, 2]
+
+
 def test_max_per_category_walks_down_the_list_and_pins_count_toward_it() -> None:
     cap = {"field": "product_type", "max": 2}
     spec = rules(max_per_category=cap)
@@ -301,6 +312,20 @@ def test_the_catalogue_from_the_database_carries_what_the_rules_need(engine: Eng
     assert frame["inventory_quantity"].isna().sum() == 2
 
 
+def test_best_seller_lists_leave_out_what_the_default_rules_exclude(engine: Engine) -> None:
+    store = StoreBuilder(engine)
+    ids = [store.product() for _ in range(5)]
+    table = Product.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == ids[0]).values(gift_card=True))
+        conn.execute(update(table).where(table.c.id == ids[1]).values(published=False))
+        conn.execute(update(table).where(table.c.id == ids[2]).values(inventory_quantity=0))
+        conn.execute(update(table).where(table.c.id == ids[3]).values(inventory_quantity=7))
+        suggested = set(conn.execute(select(table.c.id).where(sellable_to_suggest())).scalars())
+    assert suggested == {ids[3], ids[4]}
+    assert suggested == set(ids) - set(RuleSet().excluded_items(load_catalog(engine), TODAY))
+
+
 # ---- the file -------------------------------------------------------------------------------------------------------
 
 
@@ -311,13 +336,13 @@ def test_the_shipped_rules_file_is_valid_shows_every_kind_and_is_what_a_folder_u
     assert spec.exclude.items and spec.pin and spec.bury and spec.boost and spec.tiers
     text = (SHIPPED_DIR / RULES_FILE).read_text()
     assert "max_per_category:" in text  # shown, commented out
-    assert shipped.candidates_needed(10) >= 30
+    assert shipped.candidates_needed(10) >= 25
 
 
 def test_a_folder_without_a_rules_file_gets_the_default_exclusions(tmp_path: Path) -> None:
     defaults = load_rule_set(tmp_path)
     assert defaults.file is None and defaults.spec == RulesFile()
-    assert defaults.candidates_needed(10) == 30
+    assert defaults.candidates_needed(10) == 25 and rules(max_per_category={"max": 3}).candidates_needed(10) == 40
     empty = tmp_path / RULES_FILE
     empty.write_text("# nothing yet\n")
     assert load_rules(empty).spec == RulesFile()
