@@ -158,17 +158,23 @@ def run(engine, days: int, k: int, cold_share: float) -> None:  # type: ignore[n
         timings[name] = time.perf_counter() - started
 
     timed("co_purchase (customers)", lambda: ItemToItem().fit(train).related(ids, k))
+    for shrinkage in (0.0, 20.0):
+        timed(f"  … shrinkage={shrinkage:g} (default 5)",
+              lambda s=shrinkage: ItemToItem(shrinkage=s).fit(train).related(ids, k))  # fmt: skip
     timed("co_purchase (orders)", lambda: ItemToItem().fit(train_orders.assign(purchased=True)).related(ids, k))
     timed("content", lambda: ContentBased().fit(train, features).related(ids, k))
-    for prior in (1.0, 2.0, 5.0, 20.0):
-        settings = RelatedSettings(support_prior=prior)
-        timed(f"blend (support_prior={prior:g})", lambda s=settings: related_products(catalog, train, k, s))
+    variants = {"blend (as written)": RelatedSettings(), "  … popularity_share=0 (default 0.5)":
+                RelatedSettings(popularity_share=0.0)}  # fmt: skip
+    for prior in (1.0, 5.0, 20.0):
+        variants[f"  … support_prior={prior:g} (default 2)"] = RelatedSettings(support_prior=prior)
+    for name, settings in variants.items():
+        timed(name, lambda s=settings: related_products(catalog, train, k, s))
     timed("popularity", lambda: popularity_related(ids, train, k))
     head = f"{'HR@' + str(k):>8} {'new→':>8} {'→new':>8} {'with any':>9} {'with ' + str(k):>8} {'secs':>6}"
-    print(f"\n{'model':34} {head}")
+    print(f"\n{'model':38} {head}")
     for name, related in models.items():
         counts = related.groupby(Columns.ITEM).size().reindex(ids, fill_value=0)
-        print(f"{name:34} {hit_rate(related, pairs, k):8.3f} {hit_rate(related, cold_pairs, k):8.3f} "
+        print(f"{name:38} {hit_rate(related, pairs, k):8.3f} {hit_rate(related, cold_pairs, k):8.3f} "
               f"{hit_rate(related, to_cold_pairs, k):8.3f} "
               f"{(counts > 0).mean():9.1%} {(counts >= k).mean():8.1%} {timings[name]:6.2f}")  # fmt: skip
     blend = related_products(catalog, load_interactions(engine, last.to_pydatetime()), k)

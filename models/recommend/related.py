@@ -1,10 +1,14 @@
 """Related products for the product page and the cart: co-purchase where baskets support it, content elsewhere.
 
-For a product ``p`` and a candidate ``j`` the score is a blend ``α_p · copurchase(p, j) + (1 − α_p) · content(p, j)``
-(:mod:`models.recommend.item_to_item`'s shrunk cosine and :mod:`models.recommend.content`'s TF-IDF cosine, both in
-[0, 1]), where ``α_p = n_p / (n_p + support_prior)`` grows with the baskets ``n_p`` that hold ``p``: a best seller's
-neighbours are what is bought with it, a new product's (no baskets, ``α = 0``) are the products it resembles, and a
-new product can show up next to the ones it resembles once their co-purchase neighbours are thin.
+For a product ``p`` and a candidate ``j`` the score is a blend ``α_p · copurchase(p, j) + (1 − α_p) · like(p, j)``
+where ``copurchase`` is :mod:`models.recommend.item_to_item`'s shrunk cosine and ``α_p = n_p / (n_p + support_prior)``
+grows with the baskets ``n_p`` that hold ``p``: a best seller's neighbours are what is bought with it, a new
+product's (no baskets, ``α = 0``) are the products it resembles. ``like(p, j)`` is the TF-IDF cosine of
+:mod:`models.recommend.content` weighed by how well ``j`` sells, ``content(p, j) · (1 − s + s · popularity(j))``
+with ``s = popularity_share`` and ``popularity`` ``j``'s baskets over the best seller's (a new product counts as the
+median product): of two products as similar, the one that sells counts up to ``1 / (1 − s)`` times as much, and
+nothing that shares no word with ``p`` is ever suggested for it. Both parts lie in [0, 1]. A new product shows up
+next to the ones it resembles once their co-purchase neighbours are thin.
 
 Each row says what it mostly rests on (``kind``: ``co_purchase`` when the co-purchase part is at least two thirds of
 the score, ``content`` when at most a third, else ``blend``) and explains itself: "Pairs with {p}" when the
@@ -38,12 +42,14 @@ _CHUNK = 512
 
 @dataclass(frozen=True)
 class RelatedSettings:
-    """How the blend is made: co-purchase shrinkage and minimum support, and how many baskets a product needs before
-    co-purchase counts as much as content (``support_prior``)."""
+    """How the blend is made: co-purchase shrinkage and minimum support, how many baskets a product needs before
+    co-purchase counts as much as content (``support_prior``), and how much popularity weighs among similar products
+    (``popularity_share`` in [0, 1): 0 = similarity alone)."""
 
     shrinkage: float = 5.0
     min_support: int = 1
     support_prior: float = 2.0
+    popularity_share: float = 0.5
 
 
 def related_products(
@@ -61,6 +67,7 @@ def related_products(
     vectors_t = vectors.T.tocsr()
     copurchase, support, popularity = _copurchase(interactions, items, settings)
     alpha = np.where(support > 0, support / np.maximum(support + settings.support_prior, 1e-9), 0.0).astype(np.float32)
+    sells = _popularity(support)
     nudge = (1e-6 * popularity / max(float(popularity.max(initial=0.0)), 1.0)).astype(np.float32)
     eligible = _eligible(ordered)
     parts = []
@@ -69,7 +76,8 @@ def related_products(
         content = np.asarray((vectors[rows] @ vectors_t).toarray(), dtype=np.float32).reshape(len(rows), n)
         co = np.asarray(copurchase[rows].toarray(), dtype=np.float32)
         part_co = alpha[rows, None] * co
-        blend = part_co + (1 - alpha[rows, None]) * content
+        like = content * (1 - settings.popularity_share + settings.popularity_share * sells[None, :])
+        blend = part_co + (1 - alpha[rows, None]) * like
         blend[np.arange(len(rows)), rows] = 0.0
         blend[:, ~eligible] = 0.0
         blend = np.where(blend > 0, blend + nudge, 0.0)
@@ -77,8 +85,8 @@ def related_products(
         values = np.take_along_axis(blend, order, axis=1)
         row, rank = np.nonzero(values > 0)
         source, target = rows[row], order[row, rank]
-        share = part_co[row, target] / np.maximum(values[row, rank], 1e-30)
-        kind = np.where(share >= 2 / 3, "co_purchase", np.where(share <= 1 / 3, "content", "blend"))
+        co_share = part_co[row, target] / np.maximum(values[row, rank], 1e-30)
+        kind = np.where(co_share >= 2 / 3, "co_purchase", np.where(co_share <= 1 / 3, "content", "blend"))
         says = np.where(kind == "content", "Similar to ", "Pairs with ")
         says = np.where(titles[source] == "", np.where(kind == "content", "Similar", "Often bought together"), says)
         parts.append(
@@ -112,6 +120,16 @@ def _copurchase(
     positions = items.rows(interactions[Columns.ITEM])
     popularity = np.bincount(positions[positions >= 0], minlength=n).astype(np.float64)
     return similarity, support.astype(np.float64), popularity
+
+
+def _popularity(support: np.ndarray) -> np.ndarray:
+    """Each product's baskets over the best seller's, in [0, 1]; a product in no basket yet counts as the median
+    product (a new product is not presumed unpopular)."""
+    sold = support[support > 0]
+    if not len(sold):
+        return np.zeros(len(support), dtype=np.float32)
+    scaled = support / sold.max()
+    return np.where(support > 0, scaled, np.median(scaled[support > 0])).astype(np.float32)
 
 
 def _eligible(ordered: pd.DataFrame) -> np.ndarray:

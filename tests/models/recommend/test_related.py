@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from models.interactions import Columns, load_catalog, load_interactions
 from models.recommend.content import ContentBased, content_features, feature_tokens
 from models.recommend.item_to_item import RELATED, ItemToItem
-from models.recommend.related import load_related, related_products, write_related_products
+from models.recommend.related import RelatedSettings, load_related, related_products, write_related_products
 from models.schema import RelatedProduct
 from tests.models.builders import StoreBuilder, at
 
@@ -137,6 +137,22 @@ def test_blend_uses_co_purchase_where_supported_and_content_for_cold_and_thin_it
     assert not (frame[Columns.ITEM] == frame[RELATED]).any()
     assert frame.groupby(Columns.ITEM)[Columns.SCORE].apply(lambda s: s.is_monotonic_decreasing).all()
     pd.testing.assert_frame_equal(frame, related_products(items.iloc[::-1], interactions.iloc[::-1], k=3))
+
+
+def test_of_two_products_as_similar_the_one_that_sells_comes_first() -> None:
+    items = catalog(
+        [
+            (1, "Kenya Nyeri", "Coffee", "light", "blackcurrant"),  # new
+            (2, "Kenya Kirinyaga", "Coffee", "light", "blackcurrant"),
+            (3, "Kenya Kiambu", "Coffee", "light", "blackcurrant"),
+        ]
+    )
+    interactions = baskets(([2], 1), ([3], 6))
+    frame = related_products(items, interactions, k=2)
+    assert related_of(frame, 1) == [3, 2]
+    alone = related_products(items, interactions, k=2, settings=RelatedSettings(popularity_share=0.0))
+    scores = alone[alone[Columns.ITEM] == 1][Columns.SCORE].to_numpy()
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5)  # similarity alone: a tie (best seller by a hair)
 
 
 def test_a_store_without_purchases_still_gets_content_related_products() -> None:
