@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import Engine, select
 
+from models.interactions import table_of
+from models.schema import Product
 from sources.sample import write_sample
 from sources.shopify import read_products
 from sources.validate import Intake
+from tests.sources.test_load import T2, sync
 from tests.sources.test_shopify import append_lines, row_text, store_copy
 
 
@@ -106,3 +110,20 @@ def test_the_sample_store_has_gift_cards_one_unpublished_product_and_some_out_of
     assert (~active["published"]).sum() == 1
     out = active["inventory_quantity"].notna() & (active["inventory_quantity"].fillna(1) <= 0)
     assert 1 <= out.sum() <= 0.15 * len(active)
+
+
+def test_a_resync_updates_stock_publication_and_gift_card(engine: Engine, tmp_path: Path) -> None:
+    store = store_copy(tmp_path)
+    sync(engine, store, None, None)
+    path = store / "products_export.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, ["Variant Inventory Qty", "Published", "Gift Card"]] = ["0", "FALSE", "TRUE"]
+    frame.to_csv(path, index=False)
+    sync(engine, store, None, None, run_id="run-2", now=T2)
+    table = table_of(Product)
+    mine = table.c.sku == "BEAN-ETH-001"
+    with engine.connect() as conn:
+        row = conn.execute(select(table.c.inventory_quantity, table.c.published, table.c.gift_card).where(mine)).one()
+        others = conn.execute(select(table.c.published, table.c.gift_card).where(~mine)).all()
+    assert tuple(row) == (0, False, True)
+    assert all(tuple(other) == (True, False) for other in others)
