@@ -220,12 +220,19 @@ def fit_on_split(parameters: dict[str, Any], split: TimeSplit) -> HybridLightFM:
     """The warm-customer model ``train_and_recommend`` fits with ``parameters``, fitted on the split's train part
     (one thread: the same parameters on the same data give the same model).
 
-    The one place that knows what production fits: when ``train_and_recommend`` fits more (a re-buy blend), this
-    must fit the same, or the registry judges something customers do not get."""
+    The one place that knows what production fits: when ``train_and_recommend`` fits more than the model takes, this
+    must fit the same, or the registry judges something customers do not get (:func:`unjudged` names the
+    parameters it cannot pass on; the figures record them)."""
     arguments = fit_arguments(parameters)
-    accepted = set(inspect.signature(HybridLightFM.__init__).parameters)
-    model = HybridLightFM(**{k: v for k, v in arguments.items() if k in accepted}, num_threads=1)
+    model = HybridLightFM(**{k: v for k, v in arguments.items() if k not in unjudged(parameters)}, num_threads=1)
     return model.fit(split.train, split.features)
+
+
+def unjudged(parameters: dict[str, Any]) -> list[str]:
+    """Parameters ``train_and_recommend`` takes that the holdout fit cannot pass to the model: two versions that
+    differ only in these score the same on the holdout."""
+    accepted = set(inspect.signature(HybridLightFM.__init__).parameters)
+    return sorted(set(parameters) - {"kind"} - accepted)
 
 
 def holdout_figures(parameters: dict[str, Any], split: TimeSplit, k: int = K) -> dict[str, Any]:
@@ -236,6 +243,8 @@ def holdout_figures(parameters: dict[str, Any], split: TimeSplit, k: int = K) ->
     model = fit_on_split(parameters, split)
     fitted = time.perf_counter() - started
     figures: dict[str, Any] = {"fit_seconds": round(fitted, 3)}
+    if unjudged(parameters):
+        figures["unjudged_parameters"] = unjudged(parameters)
     chosen = getattr(model, "settings", None)  # what the model's own validation chose, where it says
     if callable(chosen):
         figures["settings"] = _json_ready(chosen())
