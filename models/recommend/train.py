@@ -28,6 +28,7 @@ from models.recommend.base import RESULT_COLUMNS
 from models.recommend.hybrid import HybridLightFM
 from models.recommend.popularity import Popularity
 from models.recommend.rebuy import infer_consumables
+from models.recommend.related import write_related_products
 from models.schema import Recommendation, utcnow
 
 
@@ -46,6 +47,7 @@ class TrainReport:
     load_seconds: float = 0.0
     write_seconds: float = 0.0
     consumables: int = 0
+    related_products: int = 0
     model_settings: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -55,7 +57,8 @@ class TrainReport:
             f"items: {self.items}, interactions: {self.interactions}, recommendations: {self.recommendations}\n"
             f"load: {self.load_seconds:.2f} s, fit: {self.fit_seconds:.2f} s, scoring: {self.score_seconds:.2f} s, "
             f"write: {self.write_seconds:.2f} s\n"
-            f"consumables (inferred from repeat purchases): {self.consumables}\n"
+            f"consumables (inferred from repeat purchases): {self.consumables}; "
+            f"related products stored (co-purchase and content): {self.related_products}\n"
             f"hybrid: {_choices_line(self.model_settings)}"
         )
 
@@ -106,6 +109,7 @@ def train_and_recommend(
     picks = _recommend_all(models, customers, interactions, catalog, names, k)
     scored = time.perf_counter()
     write_recommendations(engine, picks, now)
+    related = write_related_products(engine, catalog, signals, now, k=k)
     warm = int(models[0].is_warm(customers).sum()) if models else 0
     return TrainReport(
         customers=len(customers),
@@ -119,6 +123,7 @@ def train_and_recommend(
         load_seconds=round(loaded - started, 3),
         write_seconds=round(time.perf_counter() - scored, 3),
         consumables=int(catalog["consumable"].sum()),
+        related_products=related,
         model_settings=models[0].settings() if models else {},
     )
 
