@@ -37,11 +37,20 @@ def top_k(
         chunk = score_chunk(rows[start:stop])
         part = blocked[start:stop]
         chunk[np.repeat(np.arange(stop - start), np.diff(part.indptr)), part.indices] = -np.inf
-        top, values = chunk_top_k(chunk, k, block_size(n_items))
+        top, values = chunk_top_k(chunk, k, _block_for(n_items, chunk.shape[1], k))
         valid = values > VALID_ABOVE
         items[start:stop] = np.where(valid, top, -1)
         scores[start:stop] = np.where(valid, values, -np.inf)
     return items, scores
+
+
+def _block_for(n_items: int, width: int, k: int) -> int:
+    """The block size for a top ``k``: halved while there are fewer than 2k blocks (a long candidate list, as
+    marketer rules ask for, would otherwise fall back to a full sort: 57 s instead of 3 s for 100k × 5k, top 40)."""
+    block = block_size(n_items)
+    while block > 1 and block % 2 == 0 and width // block < 2 * k:
+        block //= 2
+    return block
 
 
 def chunk_top_k(scores: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from models.recommend import (
 )
 from models.recommend.content import ContentBased
 from models.recommend.item_to_item import ItemToItem
-from models.recommend.ranking import chunk_top_k
+from models.recommend.ranking import PAD_SCORE, chunk_top_k, padded_width, top_k
 from models.recommend.rebuy import Rebuy
 from models.schema import Recommendation
 from tests.models.builders import StoreBuilder, at, taste_clusters
@@ -233,6 +233,21 @@ def test_popular_this_month_is_said_only_of_items_with_recent_interactions() -> 
 
 
 # ---- ranking mechanics ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [40, 80])
+def test_a_long_top_k_over_a_large_catalogue_equals_a_full_sort(k: int) -> None:
+    """Marketer rules over-fetch candidates: the blocks shrink for a long top k instead of sorting whole rows."""
+    rng = np.random.default_rng(k)
+    n_items = 5000
+    width = padded_width(n_items)
+    scores = np.full((32, width), PAD_SCORE, dtype=np.float32)
+    scores[:, :n_items] = rng.standard_normal((32, n_items))
+    blocked = sp.csr_matrix((32, n_items), dtype=np.float32)
+    items, values = top_k(lambda rows: scores[rows].copy(), np.arange(32), blocked, k)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(items, expected)
+    np.testing.assert_array_equal(values, np.take_along_axis(scores, expected, axis=1))
+
+
 def test_blockwise_top_k_equals_a_full_sort() -> None:
     rng = np.random.default_rng(4)
     scores = rng.standard_normal((64, 3000)).astype(np.float32)
