@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.runtime import Resources, locked, run_logger, run_resources, run_title
 from models.recommend import TrainReport, train_and_recommend
+from models.recommend.rules import load_rule_set
 from models.registry import NOT_ENOUGH_DATA, Decision, evaluate_candidate, fit_arguments, register, summary
 from models.schema import ModelVersion, utcnow
 
@@ -30,8 +31,14 @@ def judge_candidate(resources: Resources, now: datetime, force: bool) -> Decisio
 @task(name="fit-and-recommend", cache_policy=NO_CACHE)
 def fit_and_recommend(resources: Resources, decision: Decision, now: datetime) -> TrainReport:
     arguments = fit_arguments(decision.serve_parameters)
+    settings = resources.settings
     return train_and_recommend(
-        resources.engine, k=resources.settings.recommendations_per_customer, now=now, **arguments
+        resources.engine,
+        k=settings.recommendations_per_customer,
+        now=now,
+        rules=load_rule_set(settings.campaigns_dir),
+        store_tz=settings.timezone,
+        **arguments,
     )
 
 

@@ -47,6 +47,8 @@ def pick_kind(model: str | None, explanation: str | None) -> str:
     (``models/recommend/`` writes them): popularity picks are ``popular``, hybrid ones by their explanation."""
     if (model or "").lower() == "popularity":
         return "popular"
+    if (model or "").lower() == "pin":  # the store's marketer rules put it there, not the customer's history
+        return "featured"
     text = (explanation or "").strip().lower()
     if text.startswith("you bought this before"):
         return "again"
@@ -66,13 +68,14 @@ def pick_kind(model: str | None, explanation: str | None) -> str:
 
 
 def picks_kind(kinds: Iterable[str]) -> str:
-    """``personal`` (every pick from the customer's own history), ``popular`` (none), ``mixed`` or ``none``."""
+    """``personal`` (every pick from the customer's own history), ``popular`` (none), ``mixed`` (some popular or
+    featured by the store's rules) or ``none``."""
     found = {kind for kind in kinds if kind not in OWN_KINDS}
     if not found:
         return "none"
     if found == {"popular"}:
         return "popular"
-    return "mixed" if "popular" in found else "personal"
+    return "mixed" if found & {"popular", "featured"} else "personal"
 
 
 def topic_of(product_types: Iterable[str | None]) -> str:

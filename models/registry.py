@@ -80,7 +80,7 @@ from models.schema import ModelVersion, utcnow
 STATUSES = ("candidate", "serving", "retired", "rejected")
 KIND = "hybrid_lightfm+popularity"
 """What ``train_and_recommend`` fits: LightFM (WARP, item features) for warm customers, popularity for cold ones."""
-RUN_ARGUMENTS = frozenset({"engine", "k", "now", "num_threads"})
+RUN_ARGUMENTS = frozenset({"engine", "k", "now", "num_threads", "rules", "store_tz"})
 """Arguments of ``train_and_recommend`` that belong to a run, not to a model: every other keyword is a parameter."""
 
 K = 10

@@ -162,8 +162,13 @@ class Recommendation(SQLModel, table=True):
     product_id: int = Field(foreign_key="products.id")
     rank: int = Field(description="1 = best")
     score: float
-    model: str = Field(description="hybrid | popularity")
+    model: str = Field(description="hybrid | popularity | pin (put there by a marketer rule)")
     explanation: str = Field(description="human-readable reason shown next to the item")
+    rules: str = Field(
+        default="",
+        sa_column_kwargs={"server_default": ""},
+        description="marketer-only: the rules that moved or placed it (pin:NAME, boost:NAME, bury:NAME)",
+    )
     trained_at: datetime = Field(default_factory=utcnow)
 
 

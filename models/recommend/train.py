@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from models.recommend.hybrid import HybridLightFM
 from models.recommend.popularity import Popularity
 from models.recommend.rebuy import infer_consumables
 from models.recommend.related import write_related_products
+from models.recommend.rules import RuleSet, customer_standing
 from models.schema import Recommendation, utcnow
 
 
@@ -48,6 +50,7 @@ class TrainReport:
     write_seconds: float = 0.0
     consumables: int = 0
     related_products: int = 0
+    rules: dict[str, Any] = field(default_factory=dict)
     model_settings: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -59,8 +62,14 @@ class TrainReport:
             f"write: {self.write_seconds:.2f} s\n"
             f"consumables (inferred from repeat purchases): {self.consumables}; "
             f"related products stored (co-purchase and content): {self.related_products}\n"
-            f"hybrid: {_choices_line(self.model_settings)}"
+            f"hybrid: {_choices_line(self.model_settings)}\n"
+            f"marketer rules: {_rules_line(self.rules)}"
         )
+
+
+def _rules_line(counts: dict[str, Any]) -> str:
+    done = {name: count for name, count in counts.items() if count}
+    return ", ".join(f"{name} {count}" for name, count in sorted(done.items())) or "nothing changed"
 
 
 def _choices_line(settings: dict[str, Any]) -> str:
@@ -88,6 +97,8 @@ def train_and_recommend(
     epochs: int = 15,
     components: int = 32,
     num_threads: int = 2,
+    rules: RuleSet | None = None,
+    store_tz: str = "UTC",
 ) -> TrainReport:
     """Fit on the database, recommend ``k`` active products to every customer and replace ``recommendations``.
 
@@ -106,7 +117,11 @@ def train_and_recommend(
     models = _fit_models(signals, item_features(catalog), now, seed, epochs, components, num_threads)
     fitted = time.perf_counter()
     catalog = with_inferred_consumables(catalog, signals)
-    picks = _recommend_all(models, customers, interactions, catalog, names, k)
+    rules = rules if rules is not None else RuleSet()
+    today = now.astimezone(ZoneInfo(store_tz)).date()
+    standing = customer_standing(engine, today) if rules.uses_tiers else None
+    picks = _recommend_all(models, customers, interactions, catalog, names, rules.candidates_needed(k))
+    picks = _with_rules(picks, rules, catalog, interactions, today, standing, k)
     scored = time.perf_counter()
     write_recommendations(engine, picks, now)
     related = write_related_products(engine, catalog, signals, now, k=k)
@@ -124,6 +139,7 @@ def train_and_recommend(
         write_seconds=round(time.perf_counter() - scored, 3),
         consumables=int(catalog["consumable"].sum()),
         related_products=related,
+        rules=dict(picks.attrs.get("rules", {})),
         model_settings=models[0].settings() if models else {},
     )
 
@@ -161,7 +177,8 @@ def _recommend_all(
     names: dict[Any, str],
     k: int,
 ) -> pd.DataFrame:
-    """Hybrid picks for warm customers, popularity for cold ones, with a ``model`` column saying which."""
+    """Hybrid candidates for warm customers, popularity for cold ones (``k`` each, best first, a customer's rows
+    together), with a ``model`` column saying which."""
     if models is None or len(customers) == 0:
         return pd.DataFrame(columns=[*RESULT_COLUMNS, Columns.MODEL])
     hybrid, popularity = models
@@ -172,6 +189,21 @@ def _recommend_all(
     warm_picks[Columns.MODEL] = hybrid.name
     cold_picks[Columns.MODEL] = popularity.name
     return pd.concat([warm_picks, cold_picks], ignore_index=True)
+
+
+def _with_rules(
+    candidates: pd.DataFrame,
+    rules: RuleSet,
+    catalog: pd.DataFrame,
+    interactions: pd.DataFrame,
+    today: date,
+    standing: pd.DataFrame | None,
+    k: int,
+) -> pd.DataFrame:
+    """The marketer rules over the candidates: ``k`` picks per customer, a ``rules`` column saying what they did."""
+    if candidates.empty:
+        return candidates.assign(rules="")
+    return rules.apply(candidates, catalog, interactions, today, standing, k=k)
 
 
 def write_recommendations(engine: Engine, picks: pd.DataFrame, trained_at: datetime) -> None:
@@ -185,15 +217,17 @@ def write_recommendations(engine: Engine, picks: pd.DataFrame, trained_at: datet
             "score": float(score),
             "model": str(model),
             "explanation": str(text),
+            "rules": str(applied),
             "trained_at": trained_at,
         }
-        for user, item, rank, score, model, text in zip(
+        for user, item, rank, score, model, text, applied in zip(
             picks[Columns.USER],
             picks[Columns.ITEM],
             picks[Columns.RANK],
             picks[Columns.SCORE],
             picks[Columns.MODEL],
             picks[Columns.EXPLANATION],
+            picks["rules"] if "rules" in picks else [""] * len(picks),
             strict=True,
         )
     ]

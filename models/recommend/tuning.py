@@ -68,7 +68,8 @@ def tune_hybrid(
     if split is None:
         return None
     rng = np.random.default_rng(seed)
-    candidates = [{}] + [{key: values[rng.integers(len(values))] for key, values in SPACE.items()} for _ in range(200)]
+    drawn = [{key: values[rng.integers(len(values))] for key, values in SPACE.items()} for _ in range(200)]
+    candidates: list[dict[str, Any]] = [{}, *drawn]
     result: TuningResult | None = None
     for overrides in candidates:
         if result is not None and time.perf_counter() - started >= budget_seconds:
