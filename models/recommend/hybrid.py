@@ -19,6 +19,8 @@ from models.recommend.validation import Judge, Split, holdout_split, ndcg_at_k
 
 POPULARITY_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
 """Popularity blends validation chooses from (0: none), in units of each user's score spread."""
+WEIGHTINGS = ("given", "log", "binary")
+"""How interaction weights enter LightFM, chosen on validation (see ``HybridLightFM._training_matrices``)."""
 IDENTITY_WEIGHTS: tuple[float | None, ...] = (None, 0.8, 1.0)
 """Feature weightings validation chooses from: LightFM's equal split, identity-heavy, and features ignored."""
 MAX_EPOCHS = 60
@@ -51,6 +53,7 @@ class HybridLightFM(RecommenderModel):
         anchor_threshold: float = 0.5,
         validate: bool = True,
         identity_weights: tuple[float | None, ...] = IDENTITY_WEIGHTS,
+        weightings: tuple[str, ...] = WEIGHTINGS,
         max_epochs: int = MAX_EPOCHS,
         blend_rebuys: bool = True,
     ):
@@ -67,6 +70,7 @@ class HybridLightFM(RecommenderModel):
         self.anchor_threshold = anchor_threshold
         self.validate = validate
         self.identity_weights = identity_weights
+        self.weightings = weightings
         self.max_epochs = max_epochs
         self.blend_rebuys = blend_rebuys
 
@@ -106,12 +110,15 @@ class HybridLightFM(RecommenderModel):
         rebuy_logit = None
         split = holdout_split(frame, seed=self.seed) if self.validate else None
         judge = Judge.of(split, self.users_, self.items_, self.seed) if split is not None else None
+        weighting = self.weightings[0]
         if split is not None and judge is not None:
             chosen = self._validate(split, judge, item_features, user_features)
-            item_weight, user_weight, epochs, popularity_weight, calibration, rebuy_logit = chosen
+            weighting, item_weight, user_weight, epochs = (chosen.weighting, chosen.item_weight, chosen.user_weight,
+                                                           chosen.epochs)  # fmt: skip
+            popularity_weight, calibration, rebuy_logit = chosen.popularity_weight, chosen.calibration, chosen.rebuy
         item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
-        matrix, weights = self._training_matrices(frame)
+        matrix, weights = self._training_matrices(frame, weighting)
         self.lightfm_ = self._new_lightfm()
         self.lightfm_.fit(
             matrix,
@@ -132,27 +139,39 @@ class HybridLightFM(RecommenderModel):
     # ---- validation: what the data chooses ------------------------------------------------------------------
     def _validate(
         self, split: Split, judge: Judge, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
-    ) -> tuple[float | None, float | None, int, float, tuple[float, float] | None, RebuyLogit | None]:
-        """Feature weights, epochs, the new-item calibration and the re-buy model, all chosen on ``split``."""
-        matrix, weights = self._training_matrices(split.early)
-        item_options = self.identity_weights if item_features is not None else (1.0,)
-        user_options = self.identity_weights if user_features is not None else (1.0,)
-        trials: dict[tuple[float | None, float | None], float] = {}
-        best: tuple[float, float | None, float | None, LightFM, sp.csr_matrix, sp.csr_matrix] | None = None
-        # item weightings without user features first, then user weightings with the best items: not the full grid
-        plan = [(weight, 1.0) for weight in item_options] + [(None, weight) for weight in user_options if weight != 1.0]
-        for item_weight, user_weight in plan:
-            item_weight = item_weight if user_weight == 1.0 or best is None else best[1]
-            if (item_weight, user_weight) in trials:
-                continue
-            model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
-                                                        item_weight, user_weight)  # fmt: skip
-            score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
-            trials[(item_weight, user_weight)] = score
-            if best is None or score > best[0]:
-                best = (score, item_weight, user_weight, model, items_m, users_m)
+    ) -> Chosen:
+        """Weighting, feature weights, epochs, popularity blend, the new-item calibration and the re-buy model, all
+        chosen on ``split``.
+
+        The first three by a coordinate search (each dimension in turn, the others held at their best so far, a
+        fit of ``epochs`` each: 3 to 7 fits, not the full grid), then epochs by early stopping on the winner."""
+        dimensions: list[tuple[str, tuple[Any, ...]]] = [
+            ("weighting", self.weightings),
+            ("items", self.identity_weights if item_features is not None else (1.0,)),
+            ("users", self.identity_weights if user_features is not None else (1.0,)),
+        ]
+        current = {name: options[0] for name, options in dimensions}
+        if user_features is not None:
+            current["users"] = 1.0  # user features are tried once items are settled
+        trials: dict[tuple[Any, ...], float] = {}
+        best: tuple[float, dict[str, Any], LightFM, sp.csr_matrix, sp.csr_matrix] | None = None
+        for name, options in dimensions:
+            for option in options:
+                config = {**(best[1] if best else current), name: option}
+                key = (config["weighting"], config["items"], config["users"])
+                if key in trials:
+                    continue
+                matrix, weights = self._training_matrices(split.early, config["weighting"])
+                model, items_m, users_m = self._early_model(matrix, weights, item_features, user_features,
+                                                            config["items"], config["users"])  # fmt: skip
+                score = ndcg_at_k(_scores(model, users_m, items_m, judge.rows), judge.relevant, judge.seen[judge.rows])
+                trials[key] = score
+                if best is None or score > best[0]:
+                    best = (score, config, model, items_m, users_m)
         assert best is not None
-        score, item_weight, user_weight, model, items_m, users_m = best
+        score, config, model, items_m, users_m = best
+        matrix, weights = self._training_matrices(split.early, config["weighting"])
+        item_weight, user_weight = config["items"], config["users"]
         epochs, score = self._more_epochs(model, matrix, weights, items_m, users_m, judge, score)
         blend, score, blend_trials = self._popularity_blend(model, items_m, users_m, judge, split.early, score)
         calibration = _calibrate_new_items(model, users_m, items_m, judge, self.seed, blend)
@@ -169,13 +188,14 @@ class HybridLightFM(RecommenderModel):
             "user_identity_weight": user_weight,
             "epochs": epochs,
             "validation_ndcg_at_10": round(score, 4),
-            "feature_trials": {f"items={i},users={u}": round(v, 4) for (i, u), v in trials.items()},
+            "weighting": config["weighting"],
+            "feature_trials": {f"weighting={w},items={i},users={u}": round(v, 4) for (w, i, u), v in trials.items()},
             "popularity_weight": blend.weight,
             "popularity_trials": blend_trials,
             "rebuy_blend": rebuy_logit is not None,
             "rebuy_coefficients": rebuy_logit.coefficients() if rebuy_logit is not None else None,
         }
-        return item_weight, user_weight, epochs, blend.weight, calibration, rebuy_logit
+        return Chosen(config["weighting"], item_weight, user_weight, epochs, blend.weight, calibration, rebuy_logit)
 
     def _popularity_blend(
         self,
@@ -240,12 +260,24 @@ class HybridLightFM(RecommenderModel):
                 misses += 1
         return best_epochs, score
 
-    def _training_matrices(self, interactions: pd.DataFrame) -> tuple[sp.coo_matrix, sp.coo_matrix]:
-        """Binary interactions and their weights (scaled to mean 1 so the learning rate keeps its meaning)."""
+    def _training_matrices(
+        self, interactions: pd.DataFrame, weighting: str = "given"
+    ) -> tuple[sp.coo_matrix, sp.coo_matrix]:
+        """Binary interactions and their sample weights, scaled to mean 1 so the learning rate keeps its meaning.
+
+        ``weighting``: ``given`` (the summed weights: kind, recency and repeats), ``log`` (log(1 + summed): repeats
+        count, but a staple bought 30 times does not drown the rest) or ``binary`` (every pair alike)."""
         values = pair_matrix(self.users_, self.items_, interactions, interactions[Columns.WEIGHT]).tocoo()
-        scale = float(values.data.mean()) if values.nnz and values.data.mean() > 0 else 1.0
+        data = values.data.astype(np.float64)
+        if weighting == "log":
+            data = np.log1p(np.maximum(data, 0) / max(float(np.median(data)) if len(data) else 1.0, 1e-12))
+        elif weighting == "binary":
+            data = np.ones_like(data)
+        elif weighting != "given":
+            raise ValueError(f"weighting={weighting!r}: one of {WEIGHTINGS}")
+        scale = float(data.mean()) if len(data) and data.mean() > 0 else 1.0
         ones = sp.coo_matrix((np.ones(values.nnz, dtype=np.float32), (values.row, values.col)), shape=values.shape)
-        scaled = sp.coo_matrix((values.data / scale, (values.row, values.col)), shape=values.shape)
+        scaled = sp.coo_matrix(((data / scale).astype(np.float32), (values.row, values.col)), shape=values.shape)
         return ones, scaled
 
     def _prepare_scoring(self, item_matrix: sp.csr_matrix, user_matrix: sp.csr_matrix, blend: Blend) -> None:
@@ -318,6 +350,19 @@ def _representations(
     items = np.hstack([item_vectors, np.ones((len(item_bias), 1)), item_bias[:, None]]).astype(np.float32)
     users = np.hstack([user_vectors, user_bias[:, None], np.ones((len(user_bias), 1))]).astype(np.float32)
     return _with_popularity(users, items, popularity)
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What validation chose (:meth:`HybridLightFM._validate`)."""
+
+    weighting: str
+    item_weight: float | None
+    user_weight: float | None
+    epochs: int
+    popularity_weight: float
+    calibration: tuple[float, float] | None
+    rebuy: RebuyLogit | None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ poorly (it learns what is *like* their history, not when they run out). This mod
 pair the customer already interacted with by a small logistic model over:
 
 * how often they bought it (log count) and whether they bought it at all (a viewed or carted item is a pair too);
-* how long ago the last time was, and that silence relative to the item's typical re-buy gap ("due-ness");
+* how long ago the last time was, and that silence relative to the item's typical re-buy gap and to the customer's
+  own gap for it ("due-ness", with a square so the odds can peak when it is due and fall long after);
 * how repeatable the item is: the share of its buyers who bought it twice or more (smoothed) — a coffee is, a
   grinder is not; and how regular its gaps are;
 * how much of a repeat buyer the customer is, and how well the item fits their taste (the hybrid's score).
@@ -45,6 +46,8 @@ FEATURES = (
     "bought",
     "log_days_since",
     "due",
+    "own_due",
+    "own_due_squared",
     "item_repeat_logit",
     "item_gap_regularity",
     "user_repeat_share",
@@ -166,6 +169,12 @@ def pair_features(
         recent_180=("recent_180", "sum"),
     )  # fmt: skip
     per_pair["days_since"] = grouped["age"].min().clip(lower=0) if with_time else 0.0
+    if with_time:  # the customer's own rhythm for this item: mean gap between their purchases of it
+        bought_rows = table[table["bought"] > 0].groupby(["row", "col"], sort=True)["age"]
+        span = (bought_rows.max() - bought_rows.min()).reindex(per_pair.index)
+        per_pair["own_gap"] = span / (per_pair["count"] - 1).where(per_pair["count"] >= 2)
+    else:
+        per_pair["own_gap"] = np.nan
     pair_rows = per_pair.index.get_level_values("row").to_numpy()
     pair_cols = per_pair.index.get_level_values("col").to_numpy()
     repeat = stats["repeat_rate"].to_numpy()[pair_cols].clip(1e-4, 1 - 1e-4)
@@ -175,6 +184,8 @@ def pair_features(
     user_repeats = np.bincount(pair_rows, weights=(per_pair["count"].to_numpy() >= 2), minlength=len(users))
     days_since = per_pair["days_since"].to_numpy(dtype=float)
     due = np.where(np.isfinite(gap), np.log1p(days_since) - np.log1p(np.nan_to_num(gap)), 0.0)
+    own_gap = per_pair["own_gap"].to_numpy(dtype=float)
+    own_due = np.where(np.isfinite(own_gap), np.log1p(days_since) - np.log1p(np.nan_to_num(own_gap)), due)
     values = np.column_stack(
         [
             np.log1p(per_pair["count"].to_numpy(dtype=float)),
@@ -183,6 +194,8 @@ def pair_features(
             per_pair["bought"].to_numpy(dtype=float),
             np.log1p(days_since),
             due,
+            own_due,
+            own_due**2,  # lets the odds peak when the item is due, and fall once the silence is long past it
             np.log(repeat / (1 - repeat)),
             np.where(np.isfinite(cv), -np.nan_to_num(cv), 0.0),
             (user_repeats / np.maximum(user_pairs, 1))[pair_rows],

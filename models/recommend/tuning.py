@@ -58,6 +58,7 @@ def tune_hybrid(
     budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     seed: int = 0,
     base: dict[str, Any] | None = None,
+    max_trials: int = 200,
 ) -> TuningResult | None:
     """Search hyperparameters for :class:`HybridLightFM` on a split of ``interactions``; None when the data is
     too small to split (then the production settings stand)."""
@@ -68,7 +69,7 @@ def tune_hybrid(
     if split is None:
         return None
     rng = np.random.default_rng(seed)
-    drawn = [{key: values[rng.integers(len(values))] for key, values in SPACE.items()} for _ in range(200)]
+    drawn = [{key: values[rng.integers(len(values))] for key, values in SPACE.items()} for _ in range(max_trials - 1)]
     candidates: list[dict[str, Any]] = [{}, *drawn]
     result: TuningResult | None = None
     for overrides in candidates:

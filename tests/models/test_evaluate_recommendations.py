@@ -77,7 +77,7 @@ def test_the_hybrid_and_default_lightfm_beat_popularity(files: dict[str, Path]) 
     settings = hybrid["settings"]
     assert settings["loss"] == "warp" and settings["components"] == 32 and settings["item_features"] is True
     assert settings["validated"] is True and settings["validation"] == "time"
-    assert settings["item_identity_weight"] in (None, 0.8, 1.0) and len(settings["feature_trials"]) == 3
+    assert settings["item_identity_weight"] in (None, 0.8, 1.0) and len(settings["feature_trials"]) == 5
     assert result["lightfm_default"]["settings"] == {"loss": "logistic", "components": 10, "epochs": 30}
 
 
