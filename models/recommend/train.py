@@ -78,12 +78,17 @@ def _choices_line(settings: dict[str, Any]) -> str:
     if not settings.get("validated"):
         return f"{settings.get('epochs')} epochs, production settings (too little history to validate choices)"
     weight = settings.get("item_identity_weight")
-    features = {None: "features weighed like identities", 1.0: "product features unused"}.get(
-        weight, f"{weight:.0%} of each product's weight on its identity"
-    )
+    if weight is None:
+        features = "features weighed like identities"
+    elif weight == 1.0:
+        features = "product features unused"
+    else:
+        features = f"{weight:.0%} of each product's weight on its identity"
     blend = "re-buys blended" if settings.get("rebuy_blend") else "no re-buy blend"
+    popularity = settings.get("popularity_weight") or 0
     return (
-        f"{settings.get('epochs')} epochs, {features}, {blend} "
+        f"{settings.get('epochs')} epochs, weights {settings.get('weighting')}, {features}, "
+        f"popularity blend {popularity:g}, {blend} "
         f"(chosen on a {settings.get('validation')} split: NDCG@10 {settings.get('validation_ndcg_at_10')})"
     )
 

@@ -416,3 +416,19 @@ def test_store_without_interactions_trains_to_no_recommendations(sqlite_engine: 
     report = train_and_recommend(sqlite_engine, now=NOW)
     assert (report.customers, report.recommendations, report.interactions) == (1, 0, 0)
     assert "1 cold" in str(report)
+
+
+@pytest.mark.parametrize("weight", [None, 0.8, 1.0])
+def test_the_train_report_says_what_validation_chose(weight: float | None) -> None:
+    from models.recommend.train import TrainReport
+
+    settings = {"validated": True, "validation": "time", "epochs": 20, "weighting": "binary",
+                "item_identity_weight": weight, "popularity_weight": 0.5, "rebuy_blend": True,
+                "validation_ndcg_at_10": 0.31}  # fmt: skip
+    report = TrainReport(1, 1, 0, 1, 1, 1, 0.1, 0.1, model_settings=settings, rules={"pin:new": 2, "bury:x": 0})
+    text = str(report)
+    assert "20 epochs, weights binary" in text and "popularity blend 0.5, re-buys blended" in text
+    assert {None: "features weighed like identities", 0.8: "80% of each", 1.0: "features unused"}[weight] in text
+    assert "marketer rules: pin:new 2" in text and "bury" not in text
+    unvalidated = TrainReport(1, 1, 0, 1, 1, 1, 0.1, 0.1, model_settings={"validated": False, "epochs": 15})
+    assert "too little history to validate" in str(unvalidated)
