@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.errors import InputError
 from models.segments import SEGMENT_FILE, AudienceDef, Segment, like_words, load_segments
-from models.yamlfile import YamlFileError, field_name, load_with_lines, where
+from models.yamlfile import YamlFileError, field_name, load_with_lines, validation_problem, where
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "campaigns"
 RULES_FILE = "recommendation-rules.yaml"
@@ -375,7 +374,7 @@ def _load_campaign(path: Path, segments: dict[str, Segment]) -> Campaign:
     try:
         spec = CampaignFile.model_validate(data)
     except ValidationError as exc:
-        raise YamlFileError(_first_problem(path, lines, exc)) from None
+        raise YamlFileError(validation_problem(path, lines, exc, CampaignFile)) from None
     if spec.audience.segment is not None and spec.audience.segment not in segments:
         known = ", ".join(sorted(segments)) or f"none (no {SEGMENT_FILE})"
         line = where(lines, ("audience", "segment"))
@@ -418,33 +417,7 @@ def _check_pool(path: Path, lines: dict[Any, int], loc: tuple[str | int, ...], p
         )
 
 
-def _first_problem(path: Path, lines: dict[Any, int], exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains "missing"
-    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = f"unknown field {loc[-1]!r}; check its spelling (fields: {', '.join(_fields(exc, loc))})"
-    elif error["type"] == "missing":
-        message = f"{loc[-1]!r} is missing; add it"
-    line = where(lines, loc)
-    return f"{path}, line {line}, field {field_name(loc)}: {message}"
 
-
-def _fields(exc: ValidationError, loc: Sequence[str | int]) -> list[str]:
-    model: Any = CampaignFile
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields.get(part)
-        if annotation is None:
-            break
-        inner = annotation.annotation
-        for candidate in getattr(inner, "__args__", (inner,)):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                model = candidate
-                break
-    return list(model.model_fields)
 
 
 Kind = Literal["triggered", "broadcast"]

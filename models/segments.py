@@ -48,7 +48,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from models.schema import Customer, Order, Product, Recommendation, TriggerOccurrence
-from models.yamlfile import YamlFileError, field_name, load_with_lines, where
+from models.yamlfile import YamlFileError, field_name, load_with_lines, validation_problem, where
 
 SEGMENT_FILE = "segments.yaml"
 _CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
@@ -166,17 +166,12 @@ def load_segments(path: Path) -> tuple[dict[str, Segment], dict[str, AudienceDef
     try:
         parsed = _SegmentFile.model_validate(data if data is not None else {"segments": {}})
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        loc: tuple[str | int, ...] = tuple(error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = f"unknown field {loc[-1]!r}; see the conditions listed at the top of models/segments.py"
-        raise YamlFileError(f"{path}, line {where(lines, loc)}, field {field_name(loc)}: {message}") from None
+        raise YamlFileError(validation_problem(path, lines, exc, _SegmentFile)) from None
     for name, segment in parsed.segments.items():
         for index, condition in enumerate(segment.where):
             kinds = condition.kinds()
             if len(kinds) != 1:
-                loc = ("segments", name, "where", index)
+                loc: tuple[str | int, ...] = ("segments", name, "where", index)
                 what = "no condition" if not kinds else f"{' and '.join(kinds)} together"
                 raise YamlFileError(
                     f"{path}, line {where(lines, loc)}, field {field_name(loc)}: {what}; give one condition per "

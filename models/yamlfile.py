@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from models.errors import InputError
 
@@ -38,7 +41,20 @@ def load_with_lines(path: Path) -> tuple[Any, dict[Path_, int]]:
         return None, {}
     lines: dict[Path_, int] = {}
     _walk(node, (), lines)
-    return yaml.safe_load(text), lines
+    try:
+        return yaml.safe_load(text), lines
+    except ValueError as exc:  # YAML reads 2026-02-30 as a date and fails without a line
+        raise YamlFileError(_bad_date(path, text, exc)) from None
+
+
+def _bad_date(path: Path, text: str, exc: ValueError) -> str:
+    for number, line in enumerate(text.splitlines(), start=1):
+        for found in re.findall(r"\b\d{4}-\d\d-\d\d\b", line.split("#")[0]):
+            try:
+                date.fromisoformat(found)
+            except ValueError:
+                return f"{path}, line {number}: {found} is not a date ({exc}); write YYYY-MM-DD"
+    return f"{path}: a date cannot be read ({exc}); write YYYY-MM-DD"
 
 
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
@@ -68,3 +84,46 @@ def field_name(loc: Sequence[str | int]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
+
+
+def validation_problem(path: Path, lines: dict[Path_, int], exc: ValidationError, root: type[BaseModel]) -> str:
+    """One line for the first problem pydantic found in a file validated as ``root``: file, line, field, and what to
+    do (an unknown field lists the fields allowed there, since a typo is what usually explains a "missing" one)."""
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}; fields here: {', '.join(fields_at(root, loc))}"
+    elif error["type"] == "missing":
+        message = f"{loc[-1]!r} is missing; add it"
+    return located(path, lines, loc, message)
+
+
+def located(path: Path, lines: dict[Path_, int], loc: Sequence[str | int], message: str) -> str:
+    """``FILE, line N, field a.b[0]: message``."""
+    return f"{path}, line {where(lines, loc)}, field {field_name(loc)}: {message}"
+
+
+def fields_at(root: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The field names (as written in the file: aliases such as ``from``) of the model holding ``loc[-1]``."""
+    annotation: Any = root
+    for part in loc[:-1]:
+        model = _model_in(annotation)
+        if isinstance(part, str) and model is not None:
+            fields = {info.alias or name: info for name, info in model.model_fields.items()}
+            if part in fields:
+                annotation = fields[part].annotation
+    model = _model_in(annotation)
+    return [info.alias or name for name, info in model.model_fields.items()] if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (itself, or inside Optional / list / dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None

@@ -37,12 +37,10 @@ users × candidates matrix, and one row-wise sort of integer keys re-ranks them 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,7 +52,7 @@ from sqlalchemy.engine import Engine
 from models.campaigns import RULES_FILE, SHIPPED_DIR
 from models.interactions import CUSTOMERS, ORDERS, PRODUCTS, Columns, read_frame
 from models.recommend.ranking import rank_within_groups
-from models.yamlfile import YamlFileError, field_name, load_with_lines, where
+from models.yamlfile import YamlFileError, load_with_lines, located, validation_problem
 
 RULES = "rules"
 """The column ``apply`` adds: what the rules did to each pick (marketer-only; never shown to customers)."""
@@ -218,10 +216,7 @@ def load_rules(path: Path) -> RuleSet:
     Raises :class:`YamlFileError` (an ``InputError``) naming file, line and field of the first problem."""
     if not path.exists():
         return RuleSet(RulesFile(), None)
-    try:
-        data, lines = load_with_lines(path)
-    except ValueError as exc:  # YAML reads 2026-02-30 as a date and fails without a line
-        raise YamlFileError(_bad_date(path, exc)) from None
+    data, lines = load_with_lines(path)
     if data is None:
         return RuleSet(RulesFile(), path)
     if not isinstance(data, dict):
@@ -231,19 +226,9 @@ def load_rules(path: Path) -> RuleSet:
     try:
         spec = RulesFile.model_validate(data)
     except ValidationError as exc:
-        raise YamlFileError(_first_problem(path, lines, exc)) from None
+        raise YamlFileError(validation_problem(path, lines, exc, RulesFile)) from None
     _check_names(path, lines, spec)
     return RuleSet(spec, path)
-
-
-def _bad_date(path: Path, exc: ValueError) -> str:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        for text in re.findall(r"\b\d{4}-\d\d-\d\d\b", line.split("#")[0]):
-            try:
-                date.fromisoformat(text)
-            except ValueError:
-                return f"{path}, line {number}: {text} is not a date ({exc}); write YYYY-MM-DD"
-    return f"{path}: a date cannot be read ({exc}); write YYYY-MM-DD"
 
 
 def _named_rules(spec: RulesFile) -> list[tuple[tuple[str | int, ...], str, _Rule]]:
@@ -260,57 +245,18 @@ def _check_names(path: Path, lines: dict[Any, int], spec: RulesFile) -> None:
     seen: set[str] = set()
     for loc, _, rule in _named_rules(spec):
         if rule.name in seen:
-            raise YamlFileError(_located(path, lines, (*loc, "name"), f"{rule.name!r} is used twice; names are unique"))
+            raise YamlFileError(located(path, lines, (*loc, "name"), f"{rule.name!r} is used twice; names are unique"))
         seen.add(rule.name)
         for tier in rule.tiers():
             if tier not in spec.tiers:
                 known = ", ".join(sorted(spec.tiers)) or "none (add a tiers: section)"
-                raise YamlFileError(_located(path, lines, (*loc, "tier"), f"unknown tier {tier!r}; tiers: {known}"))
+                raise YamlFileError(located(path, lines, (*loc, "tier"), f"unknown tier {tier!r}; tiers: {known}"))
     recorded = len(spec.pin) + len(spec.bury) + len(spec.boost)
     if recorded > MAX_RECORDED_RULES:
         raise YamlFileError(
             f"{path}: {recorded} pin, bury and boost rules; at most {MAX_RECORDED_RULES} "
             "(a match takes lists: merge some)"
         )
-
-
-def _located(path: Path, lines: dict[Any, int], loc: Sequence[str | int], message: str) -> str:
-    return f"{path}, line {where(lines, loc)}, field {field_name(loc)}: {message}"
-
-
-def _first_problem(path: Path, lines: dict[Any, int], exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains "missing"
-    loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = f"unknown field {loc[-1]!r}; fields here: {', '.join(_fields_at(loc))}"
-    elif error["type"] == "missing":
-        message = f"{loc[-1]!r} is missing; add it"
-    return _located(path, lines, loc, message)
-
-
-def _fields_at(loc: Sequence[str | int]) -> list[str]:
-    """The field names (as written: ``from``, not ``from_``) of the model holding ``loc[-1]``."""
-    annotation: Any = RulesFile
-    for part in loc[:-1]:
-        model = _model_in(annotation)
-        if isinstance(part, str) and model is not None:
-            fields = {info.alias or name: info for name, info in model.model_fields.items()}
-            if part in fields:
-                annotation = fields[part].annotation
-    model = _model_in(annotation)
-    return [info.alias or name for name, info in model.model_fields.items()] if model is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in get_args(annotation):
-        found = _model_in(argument)
-        if found is not None:
-            return found
-    return None
 
 
 def sellable_to_suggest() -> ColumnElement[bool]:

@@ -69,6 +69,10 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("winback.yaml", "products: 3", "products: 3\nsend_window: 09:00-09:00",
           r"line 9, field send_window: .*starts where it ends"),
         ("winback.yaml", "products: 3", "products: 3\nproducts_like: []", r"line 9, field products_like: give a word"),
+        ("winback.yaml", "products: 3", "products: 3\nstart: 2026-02-30",
+          r"winback.yaml, line 9: 2026-02-30 is not a date .*write YYYY-MM-DD"),
+        ("segments.yaml", "spend_top_share: 0.10", "spend_top: 0.10", r"unknown field 'spend_top'; fields here: .*"
+          r"spend_top_share"),
     ],
 )  # fmt: skip
 def test_a_broken_file_names_its_file_line_and_field(
