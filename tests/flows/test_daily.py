@@ -181,9 +181,11 @@ def test_demo_command_run_again_says_nothing_new_was_sent(demo_day: dict) -> Non
     with pytest.MonkeyPatch.context() as patch:
         for key in demo_environment(demo_day["workdir"]):  # the command sets these; put them back afterwards
             patch.setenv(key, "")
+        # the demo also sends the broadcasts (weekly picks), which the daily runs above leave to their schedule
+        first = CliRunner().invoke(app, ["demo", "--workdir", str(demo_day["workdir"])])
         result = CliRunner().invoke(app, ["demo", "--workdir", str(demo_day["workdir"])])
-    assert result.exit_code == 0, result.output
-    assert "0 new messages sent" in result.output
+    assert first.exit_code == 0 and result.exit_code == 0, first.output + result.output
+    assert "0 new messages sent" in result.output, result.output[-3000:]
     assert "Sources" in result.output and "Messages" in result.output
 
 
