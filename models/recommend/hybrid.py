@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,10 @@ WEIGHTINGS = ("given", "log", "binary")
 IDENTITY_WEIGHTS: tuple[float | None, ...] = (None, 0.8, 1.0)
 """Feature weightings validation chooses from: LightFM's equal split, identity-heavy, and features ignored."""
 MAX_EPOCHS = 60
+MIN_EPOCHS = 5
+FIT_BUDGET_SECONDS = 60.0
+"""A fit (validation included) aims to end within this: the final fit's epochs are cut to what the time left
+affords, as measured by the validation fits (store-L, 1M interactions on 2 cores: see docs/BENCHMARKS.md)."""
 
 
 class HybridLightFM(RecommenderModel):
@@ -56,6 +61,7 @@ class HybridLightFM(RecommenderModel):
         weightings: tuple[str, ...] = WEIGHTINGS,
         max_epochs: int = MAX_EPOCHS,
         blend_rebuys: bool = True,
+        fit_budget_seconds: float | None = FIT_BUDGET_SECONDS,
     ):
         super().__init__()
         self.components = components
@@ -73,6 +79,8 @@ class HybridLightFM(RecommenderModel):
         self.weightings = weightings
         self.max_epochs = max_epochs
         self.blend_rebuys = blend_rebuys
+        self.fit_budget_seconds = fit_budget_seconds
+        self._epoch_costs: list[float] = []  # seconds per epoch per training pair, measured by validation fits
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters, and what validation chose (``choices_``) once fitted."""
@@ -100,8 +108,10 @@ class HybridLightFM(RecommenderModel):
     def _fit(
         self, interactions: pd.DataFrame, item_features: pd.DataFrame | None, user_features: pd.DataFrame | None
     ) -> None:
+        started = time.perf_counter()
         frame = interactions.reset_index(drop=True)
         self.choices_: dict[str, Any] = {"validated": False}
+        self._epoch_costs = []
         item_weight: float | None = None
         user_weight: float | None = None
         epochs = self.epochs
@@ -119,6 +129,7 @@ class HybridLightFM(RecommenderModel):
         item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
         matrix, weights = self._training_matrices(frame, weighting)
+        epochs = self._affordable_epochs(epochs, matrix.nnz, time.perf_counter() - started)
         self.lightfm_ = self._new_lightfm()
         self.lightfm_.fit(
             matrix,
@@ -220,6 +231,18 @@ class HybridLightFM(RecommenderModel):
                 best, score = Blend(weight, item_z), now
         return best, score, trials
 
+    def _affordable_epochs(self, epochs: int, pairs: int, spent: float) -> int:
+        """``epochs``, or fewer when the final fit would overrun ``fit_budget_seconds`` (judged by the median cost
+        per epoch and pair of the validation fits; never below ``MIN_EPOCHS``); the choice is recorded."""
+        if self.fit_budget_seconds is None or not self._epoch_costs or not pairs:
+            return epochs
+        affordable = int((self.fit_budget_seconds - spent) / (float(np.median(self._epoch_costs)) * pairs))
+        if affordable >= epochs:
+            return epochs
+        capped = max(MIN_EPOCHS, affordable)
+        self.choices_.update(epochs=capped, epochs_validated=epochs, epochs_capped_by_budget=self.fit_budget_seconds)
+        return capped
+
     def _early_model(
         self,
         matrix: sp.coo_matrix,
@@ -232,8 +255,10 @@ class HybridLightFM(RecommenderModel):
         items_m, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         users_m, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
         model = self._new_lightfm()
+        started = time.perf_counter()
         model.fit(matrix, user_features=users_m, item_features=items_m, sample_weight=weights,
                   epochs=self.epochs, num_threads=self.num_threads)  # fmt: skip
+        self._epoch_costs.append((time.perf_counter() - started) / max(self.epochs * matrix.nnz, 1))
         return model, items_m, users_m
 
     def _more_epochs(

@@ -74,3 +74,13 @@ def test_tuning_tries_production_settings_first_and_keeps_to_its_budget() -> Non
     assert longer is not None and len(longer.trials) == 3
     assert longer.best_score >= quick.best_score
     assert longer.summary()["trials"] == len(longer.trials)
+
+
+def test_a_fit_that_would_overrun_its_budget_trains_fewer_epochs() -> None:
+    interactions, _ = baskets(users=300)
+    generous = HybridLightFM(num_threads=1).fit(interactions)
+    assert "epochs_capped_by_budget" not in generous.settings()
+    tight = HybridLightFM(num_threads=1, fit_budget_seconds=0.0).fit(interactions)
+    chosen = tight.settings()
+    assert chosen["epochs_capped_by_budget"] == 0.0
+    assert chosen["epochs"] == 5 < chosen["epochs_validated"]  # never below MIN_EPOCHS
