@@ -18,8 +18,12 @@ def padded_width(n_items: int) -> int:
 
 
 def block_size(n_items: int) -> int:
-    """Items per block of the blockwise top-k (1 = plain sort, fine for small catalogues): about 40+ blocks."""
-    return 1 if n_items <= 400 else min(100, n_items // 40)
+    """Items per block of the blockwise top-k (1 = plain sort, fine for small catalogues): about 0.7·√n, a multiple
+    of 16 so that :func:`_block_for` can halve it and still divide the padded width. Measured on 2 cores: the best
+    block for top-10 and top-25 is ~22 items at 1,000, ~50 at 5,000 and ~100-200 at 20,000."""
+    if n_items <= 400:
+        return 1
+    return 16 * max(1, round(0.7 * n_items**0.5 / 16))
 
 
 def top_k(
@@ -48,7 +52,7 @@ def _block_for(n_items: int, width: int, k: int) -> int:
     """The block size for a top ``k``: halved while there are fewer than 2k blocks (a long candidate list, as
     marketer rules ask for, would otherwise fall back to a full sort: 57 s instead of 3 s for 100k × 5k, top 40)."""
     block = block_size(n_items)
-    while block > 1 and block % 2 == 0 and width // block < 2 * k:
+    while block > 1 and width % (block // 2) == 0 and width // block < 2 * k:
         block //= 2
     return block
 
