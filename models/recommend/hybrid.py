@@ -27,8 +27,8 @@ IDENTITY_WEIGHTS: tuple[float | None, ...] = (None, 0.8, 1.0)
 MAX_EPOCHS = 60
 MIN_EPOCHS = 5
 FIT_BUDGET_SECONDS = 60.0
-"""A fit (validation included) aims to end within this: the final fit's epochs are cut to what the time left
-affords, as measured by the validation fits (store-L, 1M interactions on 2 cores: see docs/BENCHMARKS.md)."""
+"""A fit (validation included) aims to end within this: the final fit stops before an epoch that would overrun it
+(store-L, 1M interactions on 2 cores: see docs/BENCHMARKS.md)."""
 
 
 class HybridLightFM(RecommenderModel):
@@ -80,7 +80,6 @@ class HybridLightFM(RecommenderModel):
         self.max_epochs = max_epochs
         self.blend_rebuys = blend_rebuys
         self.fit_budget_seconds = fit_budget_seconds
-        self._epoch_costs: list[float] = []  # seconds per epoch per training pair, measured by validation fits
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters, and what validation chose (``choices_``) once fitted."""
@@ -111,7 +110,6 @@ class HybridLightFM(RecommenderModel):
         started = time.perf_counter()
         frame = interactions.reset_index(drop=True)
         self.choices_: dict[str, Any] = {"validated": False}
-        self._epoch_costs = []
         item_weight: float | None = None
         user_weight: float | None = None
         epochs = self.epochs
@@ -129,16 +127,8 @@ class HybridLightFM(RecommenderModel):
         item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
         matrix, weights = self._training_matrices(frame, weighting)
-        epochs = self._affordable_epochs(epochs, matrix.nnz, time.perf_counter() - started)
         self.lightfm_ = self._new_lightfm()
-        self.lightfm_.fit(
-            matrix,
-            user_features=user_matrix,
-            item_features=item_matrix,
-            sample_weight=weights,
-            epochs=epochs,
-            num_threads=self.num_threads,
-        )
+        self._fit_within_budget(matrix, weights, user_matrix, item_matrix, epochs, started)
         self.item_matrix_, self.user_matrix_ = item_matrix, user_matrix
         self._prepare_scoring(item_matrix, user_matrix, Blend(popularity_weight, _popularity_z(frame, self.items_)))
         explained, item_columns = feature_matrix(self.items_, item_features, Columns.ITEM)
@@ -231,17 +221,31 @@ class HybridLightFM(RecommenderModel):
                 best, score = Blend(weight, item_z), now
         return best, score, trials
 
-    def _affordable_epochs(self, epochs: int, pairs: int, spent: float) -> int:
-        """``epochs``, or fewer when the final fit would overrun ``fit_budget_seconds`` (judged by the median cost
-        per epoch and pair of the validation fits; never below ``MIN_EPOCHS``); the choice is recorded."""
-        if self.fit_budget_seconds is None or not self._epoch_costs or not pairs:
-            return epochs
-        affordable = int((self.fit_budget_seconds - spent) / (float(np.median(self._epoch_costs)) * pairs))
-        if affordable >= epochs:
-            return epochs
-        capped = max(MIN_EPOCHS, affordable)
-        self.choices_.update(epochs=capped, epochs_validated=epochs, epochs_capped_by_budget=self.fit_budget_seconds)
-        return capped
+    def _fit_within_budget(
+        self,
+        matrix: sp.coo_matrix,
+        weights: sp.coo_matrix,
+        user_matrix: sp.csr_matrix,
+        item_matrix: sp.csr_matrix,
+        epochs: int,
+        started: float,
+    ) -> None:
+        """The final fit, one epoch at a time (what ``LightFM.fit`` does inside): it stops before an epoch that
+        would end past 95% of ``fit_budget_seconds`` since ``started`` (judged by the slowest epoch so far; the rest
+        is for the re-buy scores and explanations), never below ``MIN_EPOCHS``; a cut is recorded in ``choices_``."""
+        done, slowest = 0, 0.0
+        while done < epochs:
+            elapsed = time.perf_counter() - started
+            budget = self.fit_budget_seconds
+            if budget is not None and done >= MIN_EPOCHS and elapsed + slowest > 0.95 * budget:  # 5% to finish
+                self.choices_.update(epochs=done, epochs_validated=epochs, epochs_capped_by_budget=budget)
+                return
+            begun = time.perf_counter()
+            fit = self.lightfm_.fit if done == 0 else self.lightfm_.fit_partial
+            fit(matrix, user_features=user_matrix, item_features=item_matrix, sample_weight=weights,
+                epochs=1, num_threads=self.num_threads)  # fmt: skip
+            slowest = max(slowest, time.perf_counter() - begun)
+            done += 1
 
     def _early_model(
         self,
@@ -255,10 +259,8 @@ class HybridLightFM(RecommenderModel):
         items_m, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
         users_m, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
         model = self._new_lightfm()
-        started = time.perf_counter()
         model.fit(matrix, user_features=users_m, item_features=items_m, sample_weight=weights,
                   epochs=self.epochs, num_threads=self.num_threads)  # fmt: skip
-        self._epoch_costs.append((time.perf_counter() - started) / max(self.epochs * matrix.nnz, 1))
         return model, items_m, users_m
 
     def _more_epochs(
