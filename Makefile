@@ -29,6 +29,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py
 	$(BIN)/python bench/bench_recommender.py
+	$(BIN)/python bench/bench_rules.py --model
+	$(BIN)/python bench/bench_evaluate.py
+	$(BIN)/python bench/bench_related.py
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_smtp.py
 	$(BIN)/python bench/bench_pull_api.py
