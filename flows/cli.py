@@ -345,7 +345,7 @@ def train(
     from flows.train import train_flow
 
     report = train_flow(force=force)
-    console.print(report)
+    console.print(str(report), highlight=False, markup=False)  # the report's own words, not the dataclass
     from flows.cli_models import print_latest
 
     print_latest(console)

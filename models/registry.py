@@ -19,7 +19,7 @@ no longer understands (another model kind, a hyperparameter it no longer takes) 
 refuses them, and a train run promotes its candidate instead, saying why.
 
 **The time split** (:func:`time_split`): the holdout is the last :data:`HOLDOUT_DAYS` days before the run; the model
-is fitted on the interactions as they stood at the holdout's start (``load_interactions(engine, holdout_start)``:
+is fitted on the interactions as they stood at the holdout's start (``load_signals(engine, holdout_start)``:
 the weights decayed to that day, as production would have fitted then) and judged on the purchases (counted orders,
 active products) of the holdout. A store with less than :data:`MIN_TRAIN_DAYS` days of signals before the holdout, or
 fewer than :data:`MIN_TEST_USERS` customers known before the holdout who bought in it, is too small to judge.
@@ -69,7 +69,7 @@ from models.interactions import (
     counted_order,
     item_features,
     load_catalog,
-    load_interactions,
+    load_signals,
     pair_matrix,
     read_frame,
     table_of,
@@ -156,7 +156,7 @@ class TimeSplit:
 
 def data_window(engine: Engine, now: datetime) -> tuple[datetime | None, datetime | None]:
     """The earliest and latest signal a fit at ``now`` reads: counted purchases of active products (all history) and
-    cart and view events (within their lookbacks), as ``load_interactions`` reads them."""
+    cart and view events (within their lookbacks), as ``load_signals`` reads them."""
     weights = InteractionWeights()
     since = now - timedelta(days=max(weights.cart_lookback_days, weights.view_lookback_days))
     purchases = (
@@ -203,7 +203,7 @@ def time_split(
             f"{NOT_ENOUGH_DATA}: {max(history_days, 0):.0f} days of data before the {holdout_days}-day holdout "
             f"(needs {MIN_TRAIN_DAYS})"
         )
-    train = load_interactions(engine, start)
+    train = load_signals(engine, start)  # one row per purchase or event, as production fits on
     test = holdout_purchases(engine, start, now)
     known = test[test[Columns.USER].isin(train[Columns.USER])]
     buyers = int(known[Columns.USER].nunique())
