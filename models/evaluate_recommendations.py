@@ -231,81 +231,149 @@ def evaluate_recommendations(
     tune_budget_seconds: float = DEFAULT_BUDGET_SECONDS,
 ) -> dict[str, dict[str, Any]]:
     """Fit every model on ``train`` and score its top ``k`` on ``test`` (module docstring); one dict per model."""
+    fitted = fit_models(train, item_features, user_features, k, seed=seed, tune=tune,
+                        tune_budget_seconds=tune_budget_seconds)  # fmt: skip
+    return fitted.score(test, include_seen)
+
+
+def evaluate_both_protocols(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    item_features: pd.DataFrame | None = None,
+    k: int = 10,
+    *,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]] | dict[str, str]]:
+    """:func:`evaluate_recommendations` in both protocols from one fit of every model: ``{"exclude_seen": …,
+    "include_seen": …}``; a protocol with nobody to judge says why (``{"not_evaluated": …}``)."""
+    fitted = fit_models(train, item_features, None, k, seed=seed)
+    out: dict[str, dict[str, dict[str, Any]] | dict[str, str]] = {}
+    for protocol, include_seen in (("exclude_seen", False), ("include_seen", True)):
+        try:
+            out[protocol] = fitted.score(test, include_seen)
+        except InputError as exc:
+            out[protocol] = {"not_evaluated": str(exc)}
+    return out
+
+
+class FittedModels:
+    """Every model of the harness fitted on one train file, ready to be scored on a test file in either protocol."""
+
+    def __init__(
+        self,
+        train: pd.DataFrame,
+        item_features: pd.DataFrame | None,
+        user_features: pd.DataFrame | None,
+        k: int,
+        *,
+        seed: int,
+        tune: bool,
+        tune_budget_seconds: float,
+    ) -> None:
+        self.k = k
+        self.timings: dict[str, float] = {}
+        self.tune = tune
+        self.tuning = None
+        if tune:
+            self.tuning = tune_hybrid(train, item_features, user_features, budget_seconds=tune_budget_seconds,
+                                      seed=seed)  # fmt: skip
+        settings = self.tuning.best if self.tuning is not None else {
+            "components": PRODUCTION_COMPONENTS, "epochs": PRODUCTION_EPOCHS,
+        }  # fmt: skip
+        started = time.perf_counter()
+        self.hybrid = HybridLightFM(**settings, seed=seed, num_threads=1).fit(train, item_features, user_features)
+        self.timings["hybrid"] = time.perf_counter() - started
+        self.users, self.items = self.hybrid.users_, self.hybrid.items_
+        n_items = len(self.items)
+
+        started = time.perf_counter()
+        popularity = Popularity().fit(train, item_features)
+        self.timings["popularity"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        self.own = _recency_weighted(train, self.users, self.items)
+        self.popularity_scores = popularity._score_chunk(np.zeros(1, dtype=np.int64))[0, :n_items].astype(np.float64)
+        self.fill = np.maximum(self.popularity_scores, 0) / max(float(self.popularity_scores.max()), 1e-12)
+        self.timings["rebuy"] = time.perf_counter() - started + self.timings["popularity"]
+
+        started = time.perf_counter()
+        self.seen = pair_matrix(self.users, self.items, train)
+        self.default = LightFM(random_state=np.random.RandomState(seed))
+        self.default.fit((self.seen > 0).astype(np.float32).tocoo(), epochs=DEFAULT_EPOCHS, num_threads=1)
+        self.default_item_bias, self.default_item_vectors = self.default.get_item_representations()
+        self.default_user_bias, self.default_user_vectors = self.default.get_user_representations()
+        self.timings["lightfm_default"] = time.perf_counter() - started
+        self.item_features, self.user_features = item_features is not None, user_features is not None
+
+    def _scorers(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        n_items, own, fill = len(self.items), self.own, self.fill
+        return {
+            # production's scoring step: one product per chunk (padding columns cut off)
+            "hybrid": lambda r: self.hybrid._score_chunk(r)[:, :n_items],
+            "popularity": lambda r: np.tile(self.popularity_scores, (len(r), 1)),
+            "rebuy": lambda r: np.where(own[r].toarray() > 0, 2.0 + own[r].toarray(), fill[None, :]),
+            "lightfm_default": lambda r: (
+                self.default_user_vectors[r] @ self.default_item_vectors.T
+                + self.default_user_bias[r, None]
+                + self.default_item_bias[None, :]
+            ),
+        }
+
+    def score(self, test: pd.DataFrame, include_seen: bool) -> dict[str, dict[str, Any]]:
+        """Every model's figures on ``test`` in one protocol (the module docstring)."""
+        k, n_items = self.k, len(self.items)
+        rows, relevant = _test_matrix(test, self.users, self.items, self.seen, include_seen)
+        excluded_all = (
+            sp.csr_matrix(self.seen.shape, dtype=np.float32) if include_seen else (self.seen > 0).astype(np.float32)
+        )
+        scorers = self._scorers()
+        result: dict[str, dict[str, Any]] = {}
+        for name in MODELS:
+            with_auc = name != "rebuy"
+            parts = []
+            for start in range(0, len(rows), CHUNK_USERS):
+                chunk = rows[start : start + CHUNK_USERS]
+                parts.append(
+                    ranking_metrics(
+                        scorers[name](chunk), relevant[start : start + CHUNK_USERS], excluded_all[chunk], k,
+                        with_auc=with_auc,
+                    )
+                )  # fmt: skip
+            result[name] = {
+                **_summary(parts, n_items, with_auc),
+                "fit_seconds": round(self.timings[name], 3),
+                "users": int(len(rows)),
+                "k": k,
+                "include_seen": include_seen,
+            }
+        result["hybrid"]["tuned"] = self.tuning is not None
+        if self.tuning is not None:
+            result["hybrid"]["tuning"] = self.tuning.summary()
+        elif self.tune:
+            result["hybrid"]["tuning"] = {"skipped": "too little data to carve a validation split from train"}
+        result["hybrid"]["settings"] = {
+            **self.hybrid.settings(), "item_features": self.item_features, "user_features": self.user_features,
+        }  # fmt: skip
+        result["lightfm_default"]["settings"] = {"loss": self.default.loss, "components": self.default.no_components,
+                                                 "epochs": DEFAULT_EPOCHS}  # fmt: skip
+        return result
+
+
+def fit_models(
+    train: pd.DataFrame,
+    item_features: pd.DataFrame | None,
+    user_features: pd.DataFrame | None,
+    k: int = 10,
+    *,
+    seed: int = 0,
+    tune: bool = False,
+    tune_budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+) -> FittedModels:
+    """Every model of the harness fitted on ``train`` (``k`` checked first: a bad value costs no fit)."""
     if k < 1:
         raise InputError(f"--k {k}: ask for at least one recommendation per user")
-    timings: dict[str, float] = {}
-
-    tuning = None
-    if tune:
-        tuning = tune_hybrid(train, item_features, user_features, budget_seconds=tune_budget_seconds, seed=seed)
-    settings = tuning.best if tuning is not None else {"components": PRODUCTION_COMPONENTS, "epochs": PRODUCTION_EPOCHS}
-    started = time.perf_counter()
-    hybrid = HybridLightFM(**settings, seed=seed, num_threads=1)
-    hybrid.fit(train, item_features, user_features)
-    timings["hybrid"] = time.perf_counter() - started
-    users, items = hybrid.users_, hybrid.items_
-    n_items = len(items)
-
-    started = time.perf_counter()
-    popularity = Popularity().fit(train, item_features)
-    timings["popularity"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    own = _recency_weighted(train, users, items)
-    popularity_scores = popularity._score_chunk(np.zeros(1, dtype=np.int64))[0, :n_items].astype(np.float64)
-    fill = np.maximum(popularity_scores, 0) / max(float(popularity_scores.max()), 1e-12)  # in [0, 1]
-    timings["rebuy"] = time.perf_counter() - started + timings["popularity"]
-
-    started = time.perf_counter()
-    seen = pair_matrix(users, items, train)
-    default = LightFM(random_state=np.random.RandomState(seed))
-    default.fit((seen > 0).astype(np.float32).tocoo(), epochs=DEFAULT_EPOCHS, num_threads=1)
-    default_item_bias, default_item_vectors = default.get_item_representations()
-    default_user_bias, default_user_vectors = default.get_user_representations()
-    timings["lightfm_default"] = time.perf_counter() - started
-
-    rows, relevant = _test_matrix(test, users, items, seen, include_seen)
-    excluded_all = sp.csr_matrix(seen.shape, dtype=np.float32) if include_seen else (seen > 0).astype(np.float32)
-
-    scorers: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        # production's scoring step: LightFM's u·i + b_u + b_i in one product (padding columns cut off)
-        "hybrid": lambda r: hybrid._score_chunk(r)[:, :n_items],
-        "popularity": lambda r: np.tile(popularity_scores, (len(r), 1)),
-        "rebuy": lambda r: np.where(own[r].toarray() > 0, 2.0 + own[r].toarray(), fill[None, :]),
-        "lightfm_default": lambda r: (
-            default_user_vectors[r] @ default_item_vectors.T + default_user_bias[r, None] + default_item_bias[None, :]
-        ),
-    }
-    result: dict[str, dict[str, Any]] = {}
-    for name in MODELS:
-        with_auc = name != "rebuy"
-        parts = []
-        for start in range(0, len(rows), CHUNK_USERS):
-            chunk = rows[start : start + CHUNK_USERS]
-            parts.append(
-                ranking_metrics(
-                    scorers[name](chunk), relevant[start : start + CHUNK_USERS], excluded_all[chunk], k,
-                    with_auc=with_auc,
-                )
-            )  # fmt: skip
-        result[name] = {
-            **_summary(parts, n_items, with_auc),
-            "fit_seconds": round(timings[name], 3),
-            "users": int(len(rows)),
-            "k": k,
-            "include_seen": include_seen,
-        }
-    result["hybrid"]["tuned"] = tuning is not None
-    if tuning is not None:
-        result["hybrid"]["tuning"] = tuning.summary()
-    elif tune:
-        result["hybrid"]["tuning"] = {"skipped": "too little data to carve a validation split from train"}
-    result["hybrid"]["settings"] = {
-        **hybrid.settings(), "item_features": item_features is not None, "user_features": user_features is not None,
-    }  # fmt: skip
-    result["lightfm_default"]["settings"] = {"loss": default.loss, "components": default.no_components,
-                                             "epochs": DEFAULT_EPOCHS}  # fmt: skip
-    return result
+    return FittedModels(train, item_features, user_features, k, seed=seed, tune=tune,
+                        tune_budget_seconds=tune_budget_seconds)  # fmt: skip
 
 
 def _test_matrix(

@@ -57,7 +57,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from models.errors import InputError
-from models.evaluate_recommendations import evaluate_recommendations, ranking_metrics
+from models.evaluate_recommendations import evaluate_both_protocols, ranking_metrics
 from models.interactions import (
     CART_EVENTS,
     EVENTS,
@@ -302,17 +302,9 @@ def _mean(parts: list[dict[str, np.ndarray]], name: str) -> float | None:
 
 
 def harness_figures(split: TimeSplit, k: int = K) -> dict[str, Any]:
-    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols; a protocol with nothing
-    to judge (e.g. every holdout purchase a re-buy, with re-buys excluded) says why instead."""
-    out: dict[str, Any] = {}
-    for protocol, include_seen in PROTOCOLS.items():
-        try:
-            out[protocol] = evaluate_recommendations(
-                split.train, split.test, split.features, k=k, include_seen=include_seen
-            )
-        except InputError as exc:
-            out[protocol] = {"not_evaluated": str(exc)}
-    return out
+    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols from one fit; a protocol
+    with nothing to judge (e.g. every holdout purchase a re-buy, with re-buys excluded) says why instead."""
+    return dict(evaluate_both_protocols(split.train, split.test, split.features, k=k))
 
 
 def score_of(figures: dict[str, Any] | None) -> float | None:
