@@ -40,7 +40,8 @@ def ratings(seed: int = 0, users: int = 940, items: int = 1680, factors: int = 8
         rows.append(pd.DataFrame({"user_id": u + 1, "item_id": seen + 1, "rating": rating}))
     frame = pd.concat(rows, ignore_index=True)
     positives = frame[frame["rating"] >= 4].sample(frac=1.0, random_state=seed)
-    test_mask = positives.groupby("user_id").cumcount() < positives.groupby("user_id")["item_id"].transform("size") * 0.2
+    per_user = positives.groupby("user_id")
+    test_mask = per_user.cumcount() < per_user["item_id"].transform("size") * 0.2
     train, test = positives[~test_mask], positives[test_mask]
     year = rng.integers(1950, 2000, size=items)
     item_features = pd.DataFrame(

@@ -22,8 +22,8 @@ rate: x / T × t (0 for someone who has not bought again). Both are scored per c
 
 The model's entry adds its ``params`` (r, alpha, a, b; time in days), whether they were ``fitted`` (too little data
 falls back to the stated prior), the calibration ``log_likelihood`` (summed over the cohort), ``auc_score`` (which
-score its ``auc`` ranks by), ``auc_p_buy`` and ``auc_expected_purchases`` (the same as ``auc``). ``relative_error`` is signed; compare models by its
-absolute value.
+score its ``auc`` ranks by), ``auc_p_buy`` and ``auc_expected_purchases`` (the same as ``auc``). ``relative_error``
+is signed; compare models by its absolute value.
 """
 
 from __future__ import annotations

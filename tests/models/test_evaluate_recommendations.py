@@ -160,7 +160,8 @@ def test_the_command_prints_the_json_and_refuses_a_bad_file(files: dict[str, Pat
     from flows.cli import app
 
     arguments = ["evaluate", "recommendations", "--train", str(files["train"]), "--test", str(files["test"]),
-                 "--item-features", str(files["items"]), "--k", "5", "--include-seen", "--tune", "--tune-budget", "1", "--json"]  # fmt: skip
+                 "--item-features", str(files["items"]), "--k", "5", "--include-seen", "--tune", "--tune-budget", "1",
+                 "--json"]  # fmt: skip
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
