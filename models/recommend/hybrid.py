@@ -110,32 +110,25 @@ class HybridLightFM(RecommenderModel):
         started = time.perf_counter()
         frame = interactions.reset_index(drop=True)
         self.choices_: dict[str, Any] = {"validated": False}
-        item_weight: float | None = None
-        user_weight: float | None = None
-        epochs = self.epochs
-        popularity_weight = 0.0
-        calibration = None
-        rebuy_logit = None
+        # without a split to judge on: the settings as given, LightFM's equal feature split, no blends
+        chosen = Chosen(self.weightings[0], None, None, self.epochs, 0.0, None, None)
         split = holdout_split(frame, seed=self.seed) if self.validate else None
         judge = Judge.of(split, self.users_, self.items_, self.seed) if split is not None else None
-        weighting = self.weightings[0]
         if split is not None and judge is not None:
             chosen = self._validate(split, judge, item_features, user_features)
-            weighting, item_weight, user_weight, epochs = (chosen.weighting, chosen.item_weight, chosen.user_weight,
-                                                           chosen.epochs)  # fmt: skip
-            popularity_weight, calibration, rebuy_logit = chosen.popularity_weight, chosen.calibration, chosen.rebuy
-        item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, item_weight)
-        user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, user_weight)
-        matrix, weights = self._training_matrices(frame, weighting)
+        item_matrix, _ = feature_matrix(self.items_, item_features, Columns.ITEM, chosen.item_weight)
+        user_matrix, _ = feature_matrix(self.users_, user_features, Columns.USER, chosen.user_weight)
+        matrix, weights = self._training_matrices(frame, chosen.weighting)
         self.lightfm_ = self._new_lightfm()
-        self._fit_within_budget(matrix, weights, user_matrix, item_matrix, epochs, started)
+        self._fit_within_budget(matrix, weights, user_matrix, item_matrix, chosen.epochs, started)
         self.item_matrix_, self.user_matrix_ = item_matrix, user_matrix
-        self._prepare_scoring(item_matrix, user_matrix, Blend(popularity_weight, _popularity_z(frame, self.items_)))
+        blend = Blend(chosen.popularity_weight, _popularity_z(frame, self.items_))
+        self._prepare_scoring(item_matrix, user_matrix, blend)
         explained, item_columns = feature_matrix(self.items_, item_features, Columns.ITEM)
         self._taste = TasteFeatures.from_columns(explained, item_columns, len(self.items_))
         self._owned_scores: sp.csr_matrix | None = None
-        if calibration is not None and rebuy_logit is not None:
-            self._owned_scores = self._rebuy_scores(frame, calibration, rebuy_logit)
+        if chosen.calibration is not None and chosen.rebuy is not None:
+            self._owned_scores = self._rebuy_scores(frame, chosen.calibration, chosen.rebuy)
 
     # ---- validation: what the data chooses ------------------------------------------------------------------
     def _validate(
