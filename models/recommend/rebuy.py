@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from models.interactions import Columns, IdMap
+from models.interactions import Columns, IdMap, pair_matrix
 from models.recommend.base import RecommenderModel, utc_timestamp
 from models.recommend.popularity import Popularity
 from models.recommend.ranking import PAD_SCORE, padded
@@ -303,6 +303,7 @@ class Rebuy(RecommenderModel):
         else:  # recency-weighted frequency
             odds = now.values[:, FEATURES.index("log_recent_count_180d")]
         probability = expit(odds)
+        self.bought_ = pair_matrix(self.users_, self.items_, _purchase_rows(frame))  # purchases per pair
         self.own_ = sp.csr_matrix(
             (probability.astype(np.float32) + 1.0, (now.rows, now.cols)), shape=(len(self.users_), len(self.items_))
         )
@@ -323,6 +324,12 @@ class Rebuy(RecommenderModel):
         own = self.own_[np.maximum(rows, 0)]
         flat_rows = np.repeat(np.arange(items.shape[0]), items.shape[1])
         flat = np.maximum(items.ravel(), 0)
-        mine = (np.asarray(own[flat_rows, flat]).ravel() > 0) & (np.repeat(rows, items.shape[1]) >= 0)
-        text = np.where(mine, "You buy this regularly", "Popular with our customers")
+        warm = np.repeat(rows, items.shape[1]) >= 0
+        mine = (np.asarray(own[flat_rows, flat]).ravel() > 0) & warm
+        times = np.asarray(self.bought_[np.maximum(rows, 0)][flat_rows, flat]).ravel() * warm
+        text = np.select(
+            [times >= 2, times >= 1, mine],
+            ["You buy this regularly", "You bought this before", "You showed interest in this"],
+            "Popular with our customers",
+        )
         return np.where(items >= 0, text.reshape(items.shape), "")
