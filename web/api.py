@@ -119,32 +119,27 @@ class PullApi:
         return _answer(request, {"customer": external_id, "cards": cards})
 
     async def recommendations(self, external_id: str, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
-        limit = _limit(request)
-        if isinstance(limit, Response):
-            return limit
-        if len(external_id) > MAX_EXTERNAL_ID:
-            return _error("unknown customer", 404)
-        items = await run_in_threadpool(self._read_recommendations, external_id, limit)
-        if items is None:
-            return _error("unknown customer", 404)
-        return _answer(request, {"customer": external_id, "recommendations": items})
+        return await self._listing(request, external_id, self._read_recommendations, "customer", "recommendations")
 
     async def related(self, product_id: str, request: Request) -> Response:
+        return await self._listing(request, product_id, self._read_related, "product", "related")
+
+    async def _listing(
+        self, request: Request, key: str, read: Callable[[str, int], Any], subject: str, field: str
+    ) -> Response:
+        """A limited list about one customer or product: key checked, ``?limit`` read, 404 for an unknown one."""
         refused = self._refusal(request)
         if refused is not None:
             return refused
         limit = _limit(request)
         if isinstance(limit, Response):
             return limit
-        if len(product_id) > MAX_EXTERNAL_ID:
-            return _error("unknown product", 404)
-        items = await run_in_threadpool(self._read_related, product_id, limit)
+        if len(key) > MAX_EXTERNAL_ID:
+            return _error(f"unknown {subject}", 404)
+        items = await run_in_threadpool(read, key, limit)
         if items is None:
-            return _error("unknown product", 404)
-        return _answer(request, {"product": product_id, "related": items})
+            return _error(f"unknown {subject}", 404)
+        return _answer(request, {subject: key, field: items})
 
     # --- auth --------------------------------------------------------------------------------------------------
 

@@ -113,15 +113,7 @@ class ContentBased(ItemSimilarityModel):
             parts.append(strongest_per_row(sp.csr_matrix(sims), self.neighbours))
         self.similarity_ = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=np.float32)
 
-    def _propagate(self, history: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
-
-    def pair_similarity(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        if not len(first):
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.similarity_[first, second], dtype=np.float32).ravel()
-
-    def _similar_rows(self, positions: np.ndarray) -> np.ndarray:
+    def _similar_rows(self, positions: np.ndarray) -> np.ndarray:  # exact rows, not only the kept neighbours
         sims = np.asarray((self.vectors_[positions] @ self._vectors_t).toarray(), dtype=np.float32)
         sims = sims.reshape(len(positions), len(self.items_))
         sims[np.arange(len(positions)), positions] = 0.0

@@ -66,17 +66,21 @@ class ItemSimilarityModel(RecommenderModel):
     def _fit_similarity(self, interactions: pd.DataFrame, item_features: pd.DataFrame | None) -> None:
         """Learn the item × item similarity (self-similarity is never counted)."""
 
-    @abstractmethod
+    similarity_: sp.csr_matrix  # items × items, each row its strongest neighbours, set by _fit_similarity
+
     def _propagate(self, history: sp.csr_matrix) -> np.ndarray:
         """``history @ similarity`` as a dense float32 rows × items array (a history item adds nothing to itself)."""
+        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
 
-    @abstractmethod
     def pair_similarity(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Similarity of item positions ``first[i]`` and ``second[i]`` (0 for an item and itself)."""
+        if not len(first):
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.similarity_[first, second], dtype=np.float32).ravel()
 
-    @abstractmethod
     def _similar_rows(self, positions: np.ndarray) -> np.ndarray:
         """Dense similarity rows (to every item) of the items at ``positions``, self-similarity 0."""
+        return np.asarray(self.similarity_[positions].toarray(), dtype=np.float32)
 
     # ---- scoring ----------------------------------------------------------------------------------------------------
     def _history_rows(self, rows: np.ndarray) -> sp.csr_matrix:
@@ -183,17 +187,6 @@ class ItemToItem(ItemSimilarityModel):
         similarity, support = co_purchase_similarity(rows, self.items_, self.shrinkage, self.min_support)
         self.item_support_ = support
         self.similarity_ = strongest_per_row(similarity, self.neighbours)
-
-    def _propagate(self, history: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
-
-    def pair_similarity(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        if not len(first):
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.similarity_[first, second], dtype=np.float32).ravel()
-
-    def _similar_rows(self, positions: np.ndarray) -> np.ndarray:
-        return np.asarray(self.similarity_[positions].toarray(), dtype=np.float32)
 
 
 def co_purchase_similarity(
