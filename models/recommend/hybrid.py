@@ -437,7 +437,7 @@ def _calibrate_new_items(
     mean, std = _row_moments(users[judge.rows], items)
     z = (users[judge.rows] @ items.T - mean[:, None]) / std[:, None]
     open_cells = np.asarray(judge.seen[judge.rows].todense()) == 0
-    labels = np.asarray(judge.relevant.todense()) > 0
+    labels = np.asarray(judge.bought.todense()) > 0
     positive = z[labels & open_cells]
     negatives = z[~labels & open_cells]
     if len(positive) == 0 or len(negatives) == 0:

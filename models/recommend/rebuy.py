@@ -4,7 +4,9 @@ Most of what grocery-like stores sell is bought again, and a collaborative model
 poorly (it learns what is *like* their history, not when they run out). This module scores every (customer, item)
 pair the customer already interacted with by a small logistic model over:
 
-* how often they bought it (log count) and whether they bought it at all (a viewed or carted item is a pair too);
+* how often they bought it (log count, and recency-weighted counts) and whether they bought it at all (a viewed or
+  carted item is a pair too), the pair's summed weight as the store weighs signals (kind × recency) and its recent
+  views and carts;
 * how long ago the last time was, and that silence relative to the item's typical re-buy gap and to the customer's
   own gap for it ("due-ness", with a square so the odds can peak when it is due and fall long after);
 * how repeatable the item is: the share of its buyers who bought it twice or more (smoothed) — a coffee is, a
@@ -37,12 +39,14 @@ from models.interactions import Columns, IdMap, pair_matrix
 from models.recommend.base import RecommenderModel, utc_timestamp
 from models.recommend.popularity import Popularity
 from models.recommend.ranking import PAD_SCORE, padded
-from models.recommend.validation import Split, holdout_split
+from models.recommend.validation import Split, holdout_split, purchase_rows
 
 FEATURES = (
     "log_count",
     "log_recent_count_30d",
     "log_recent_count_180d",
+    "log_weight",
+    "log_recent_interest_30d",
     "bought",
     "log_days_since",
     "due",
@@ -62,19 +66,12 @@ _L2 = 1.0
 _MAX_PAIRS = 400_000
 
 
-def _purchase_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows that are purchases: flagged ones when the frame says, else every row (interaction files)."""
-    if Columns.PURCHASED in frame and frame[Columns.PURCHASED].any():
-        return frame[frame[Columns.PURCHASED].astype(bool)]
-    return frame
-
-
 def item_statistics(frame: pd.DataFrame, items: IdMap) -> pd.DataFrame:
     """Per item position: ``buyers``, ``repeat_rate`` (smoothed share of buyers who bought it on two or more
     occasions), ``exposed_buyers`` / ``exposed_repeaters`` (the same among buyers whose first purchase of it is at
     least ``EXPOSURE_DAYS`` old: they had time to come back), ``gap_days`` (median gap between one buyer's
     purchases, NaN if unknown) and ``gap_cv`` (how irregular those gaps are: their coefficient of variation)."""
-    bought = _purchase_rows(frame)
+    bought = purchase_rows(frame)
     col = items.rows(bought[Columns.ITEM])
     pairs = pd.DataFrame({"user": bought[Columns.USER].to_numpy(), "item": col})
     if Columns.TIMESTAMP in bought and bought[Columns.TIMESTAMP].notna().all():
@@ -162,11 +159,14 @@ def pair_features(
         age = np.zeros(len(table))
     for half_life in (30, 180):  # purchases fading with age: recent habits count more than old ones
         table[f"recent_{half_life}"] = table["bought"].to_numpy() * np.exp2(-age / half_life)
+    # every signal as the store weighs it (kind × recency), and the recent views and carts on their own
+    table["weight"] = frame[Columns.WEIGHT].to_numpy(dtype=float) if Columns.WEIGHT in frame else 1.0
+    table["interest_30"] = (1.0 - table["bought"].to_numpy()) * np.exp2(-age / 30)
     table = table[(table["row"] >= 0) & (table["col"] >= 0)]
     grouped = table.groupby(["row", "col"], sort=True)
     per_pair = grouped.agg(
         count=("bought", "sum"), bought=("bought", "max"), recent_30=("recent_30", "sum"),
-        recent_180=("recent_180", "sum"),
+        recent_180=("recent_180", "sum"), weight=("weight", "sum"), interest_30=("interest_30", "sum"),
     )  # fmt: skip
     per_pair["days_since"] = grouped["age"].min().clip(lower=0) if with_time else 0.0
     if with_time:  # the customer's own rhythm for this item: mean gap between their purchases of it
@@ -191,6 +191,8 @@ def pair_features(
             np.log1p(per_pair["count"].to_numpy(dtype=float)),
             np.log1p(per_pair["recent_30"].to_numpy(dtype=float)),
             np.log1p(per_pair["recent_180"].to_numpy(dtype=float)),
+            np.log1p(per_pair["weight"].clip(lower=0).to_numpy(dtype=float)),
+            np.log1p(per_pair["interest_30"].to_numpy(dtype=float)),
             per_pair["bought"].to_numpy(dtype=float),
             np.log1p(days_since),
             due,
@@ -256,7 +258,7 @@ class RebuyLogit:
 
 def labels_after(split: Split, users: IdMap, items: IdMap, features: PairFeatures) -> np.ndarray:
     """1 for the pairs of ``features`` bought (or met, in interaction files) again in the held-out period."""
-    late = _purchase_rows(split.late)
+    late = purchase_rows(split.late)
     later = sp.csr_matrix(
         (np.ones(len(late)), (users.rows(late[Columns.USER]), items.rows(late[Columns.ITEM]))),
         shape=(len(users), len(items)),
@@ -303,7 +305,7 @@ class Rebuy(RecommenderModel):
         else:  # recency-weighted frequency
             odds = now.values[:, FEATURES.index("log_recent_count_180d")]
         probability = expit(odds)
-        self.bought_ = pair_matrix(self.users_, self.items_, _purchase_rows(frame))  # purchases per pair
+        self.bought_ = pair_matrix(self.users_, self.items_, purchase_rows(frame))  # purchases per pair
         self.own_ = sp.csr_matrix(
             (probability.astype(np.float32) + 1.0, (now.rows, now.cols)), shape=(len(self.users_), len(self.items_))
         )

@@ -74,27 +74,43 @@ def holdout_split(frame: pd.DataFrame, *, share: float = HOLDOUT_SHARE, seed: in
     return Split(early.reset_index(drop=True), late.reset_index(drop=True), by_time)
 
 
+def purchase_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are purchases: flagged ones when the frame says, else every row (interaction files)."""
+    if Columns.PURCHASED in frame and frame[Columns.PURCHASED].any():
+        return frame[frame[Columns.PURCHASED].astype(bool)]
+    return frame
+
+
 @dataclass(frozen=True)
 class Judge:
-    """The held-out items of up to ``MAX_JUDGED_USERS`` users, as model rows: ``relevant`` (new items only: what the
-    collaborative part must find) and ``rebought`` (items they already had: what the re-buy part must find)."""
+    """The held-out new items of up to ``MAX_JUDGED_USERS`` users, as model rows: ``relevant`` (every interaction:
+    what the collaborative part's choices are judged on, the most signal there is) and ``bought`` (purchases only:
+    what the new-item probabilities are calibrated on, the same event the re-buy model predicts); ``seen`` is
+    every user's early history."""
 
     rows: np.ndarray
     relevant: sp.csr_matrix
+    bought: sp.csr_matrix
     seen: sp.csr_matrix
 
     @classmethod
     def of(cls, split: Split, users: IdMap, items: IdMap, seed: int = 0) -> Judge | None:
         seen = (pair_matrix(users, items, split.early) > 0).astype(np.float32)
-        late = (pair_matrix(users, items, split.late) > 0).astype(np.float32)
-        new = (late - late.multiply(seen)).tocsr()
-        new.eliminate_zeros()
+        new = _new_items(pair_matrix(users, items, split.late), seen)
+        bought = _new_items(pair_matrix(users, items, purchase_rows(split.late)), seen)
         rows = np.flatnonzero(np.diff(new.indptr) > 0)
         if len(rows) < MIN_USERS:
             return None
         if len(rows) > MAX_JUDGED_USERS:
             rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_JUDGED_USERS, replace=False))
-        return cls(rows, new[rows], seen)
+        return cls(rows, new[rows], bought[rows], seen)
+
+
+def _new_items(late: sp.csr_matrix, seen: sp.csr_matrix) -> sp.csr_matrix:
+    met = (late > 0).astype(np.float32)
+    new = (met - met.multiply(seen)).tocsr()
+    new.eliminate_zeros()
+    return new
 
 
 def ndcg_at_k(scores: np.ndarray, relevant: sp.csr_matrix, blocked: sp.csr_matrix, k: int = 10) -> float:
