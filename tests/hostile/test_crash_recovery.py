@@ -305,6 +305,8 @@ def test_a_day_killed_at_20_random_moments_ends_with_every_message_sent_once(
         world.check(finished=not killed)
         if not killed:  # the run finished first: the day is done, move to fresh work
             assert code in (0, 1) and "Traceback" not in run.output, run.output[-3000:]
+            if marker is not None and run.lines:  # later days run shorter than the first: aim within this one
+                window[phase] = min(window[phase], max(run.lines[-1][0] - marker, 0.5))
             day += timedelta(days=7)
             since_clean = 0
             continue
