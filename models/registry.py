@@ -235,12 +235,14 @@ def unjudged(parameters: dict[str, Any]) -> list[str]:
     return sorted(set(parameters) - {"kind"} - accepted)
 
 
-def holdout_figures(parameters: dict[str, Any], split: TimeSplit, k: int = K) -> dict[str, Any]:
-    """Precision, recall and NDCG at ``k`` of the model fitted with ``parameters``, per protocol (``exclude_seen``,
-    ``include_seen``), with the number of customers judged and the fit time; the harness's metric definitions
-    (``ranking_metrics``) on the model's own ranking (``rank_rows``)."""
+def holdout_figures(
+    parameters: dict[str, Any], split: TimeSplit, k: int = K, *, fitted_model: HybridLightFM | None = None
+) -> dict[str, Any]:
+    """Precision, recall and NDCG at ``k`` of the model fitted with ``parameters`` (``fitted_model``: already fitted
+    on the split), per protocol (``exclude_seen``, ``include_seen``), with the number of customers judged and the fit
+    time; the harness's metric definitions (``ranking_metrics``) on the model's own ranking (``rank_rows``)."""
     started = time.perf_counter()
-    model = fit_on_split(parameters, split)
+    model = fitted_model if fitted_model is not None else fit_on_split(parameters, split)
     fitted = time.perf_counter() - started
     figures: dict[str, Any] = {"fit_seconds": round(fitted, 3)}
     if unjudged(parameters):
@@ -264,6 +266,9 @@ def holdout_figures(parameters: dict[str, Any], split: TimeSplit, k: int = K) ->
             "k": k,
         }
     return figures
+
+
+_HOLDOUT_FIGURES = holdout_figures  # the default scorer (tests may replace the module's name with their own)
 
 
 def _json_ready(value: Any) -> Any:
@@ -301,10 +306,11 @@ def _mean(parts: list[dict[str, np.ndarray]], name: str) -> float | None:
     return round(float(values.mean()), 6) if len(values) else None
 
 
-def harness_figures(split: TimeSplit, k: int = K) -> dict[str, Any]:
-    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols from one fit; a protocol
-    with nothing to judge (e.g. every holdout purchase a re-buy, with re-buys excluded) says why instead."""
-    return dict(evaluate_both_protocols(split.train, split.test, split.features, k=k))
+def harness_figures(split: TimeSplit, k: int = K, hybrid: HybridLightFM | None = None) -> dict[str, Any]:
+    """``evaluate_recommendations`` (every model it reports) on the split, in both protocols from one fit (the
+    candidate's, when given); a protocol with nothing to judge (e.g. every holdout purchase a re-buy, with re-buys
+    excluded) says why instead."""
+    return dict(evaluate_both_protocols(split.train, split.test, split.features, k=k, hybrid=hybrid))
 
 
 def score_of(figures: dict[str, Any] | None) -> float | None:
@@ -427,7 +433,12 @@ def evaluate_candidate(
     same = serving is not None and usable is None and same_configuration(parameters, serving.parameters)
     candidate_score = serving_score = None
     if isinstance(split, TimeSplit):
-        candidate = figures(parameters, split)
+        # the default figures fit the candidate once and lend that model to the harness (the same fit: one thread,
+        # one seed), instead of fitting it twice
+        model = fit_on_split(parameters, split) if figures is _HOLDOUT_FIGURES and not unjudged(parameters) else None
+        candidate = (
+            holdout_figures(parameters, split, fitted_model=model) if model is not None else figures(parameters, split)
+        )
         evaluation["candidate"] = candidate
         evaluation["split"] = {
             "train_interactions": len(split.train),
@@ -440,7 +451,7 @@ def evaluate_candidate(
             evaluation["serving"] = {"version": serving.version, "same_parameters": same, **judged}
             serving_score = score_of(judged)
         if with_harness:
-            evaluation["harness"] = _json_ready(harness_figures(split))
+            evaluation["harness"] = _json_ready(harness_figures(split, hybrid=model))
     else:
         evaluation["not_evaluated"] = shortfall
     evaluation["seconds"] = round(time.perf_counter() - started, 3)
