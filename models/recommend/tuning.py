@@ -78,7 +78,7 @@ def tune_hybrid(
         settings = {**base, **overrides}
         if "item_alpha" in overrides:
             settings["user_alpha"] = overrides["item_alpha"]
-        model = HybridLightFM(**settings, seed=seed, blend_rebuys=False)
+        model = HybridLightFM(**settings, seed=seed, num_threads=1, blend_rebuys=False)  # one thread: one answer
         score = _validation_score(model, split, interactions, item_features, user_features)
         if score is None:
             return None
