@@ -156,6 +156,8 @@ def with_inferred_consumables(catalog: pd.DataFrame, signals: pd.DataFrame) -> p
     known = catalog["consumable"].to_numpy(dtype=bool)
     purchases = signals[signals[Columns.PURCHASED]] if len(signals) else signals
     inferred = infer_consumables(purchases, items, known) if len(purchases) else known
+    if "gift_card" in catalog:  # bought again as presents, never "run out of"
+        inferred = inferred & ~catalog["gift_card"].fillna(False).to_numpy(dtype=bool)
     return catalog.assign(consumable=inferred)
 
 

@@ -80,3 +80,14 @@ def test_the_blended_hybrid_wins_on_rebuys_and_loses_nothing_on_new_items(
     plain = unblended.recommend(users, 10, exclude_seen=True)
     mixed = blended.recommend(users, 10, exclude_seen=True)
     assert plain[Columns.ITEM].tolist() == mixed[Columns.ITEM].tolist()
+
+
+def test_a_gift_card_bought_again_and_again_is_never_a_consumable() -> None:
+    from models.recommend.train import with_inferred_consumables
+
+    user = np.arange(80) % 40  # 40 buyers, each twice, 100 days apart: all had time to come back, and did
+    days = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(user + np.where(np.arange(80) < 40, 0, 100), "D")
+    signals = pd.DataFrame({Columns.USER: user, Columns.ITEM: 7, Columns.TIMESTAMP: days, Columns.PURCHASED: True})
+    catalog = pd.DataFrame({Columns.ITEM: [7, 8], "consumable": [False, False], "gift_card": [True, False]})
+    assert list(infer_consumables(signals, IdMap([7, 8]), known=np.array([False, False]))) == [True, False]
+    assert list(with_inferred_consumables(catalog, signals)["consumable"]) == [False, False]
