@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from models.errors import InputError
 from models.evaluate_recommendations import (
     MODELS,
+    PRODUCTION_COMPONENTS,
     evaluate_recommendations,
     ranking_metrics,
     read_features,
@@ -178,3 +179,12 @@ def test_the_command_prints_the_json_and_refuses_a_bad_file(files: dict[str, Pat
     bad.write_text("user_id,item_id,weight\nu1,i1,-2\n")
     refused = runner.invoke(app, [*arguments[:4], "--test", str(bad), "--json"])
     assert refused.exit_code == 2 and f"{bad}, row 2, column weight" in refused.stderr
+
+
+def test_tune_on_too_little_history_says_it_was_skipped_and_keeps_production_settings() -> None:
+    train = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": ["a", "b", "a", "c", "b"]})
+    test = pd.DataFrame({"user_id": [1, 2, 3], "item_id": ["c", "b", "a"]})
+    result = evaluate_recommendations(train, test, k=2, tune=True, tune_budget_seconds=5)
+    hybrid = result["hybrid"]
+    assert hybrid["tuned"] is False and "too little data" in hybrid["tuning"]["skipped"]
+    assert hybrid["settings"]["validated"] is False and hybrid["settings"]["components"] == PRODUCTION_COMPONENTS
