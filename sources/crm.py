@@ -118,9 +118,20 @@ def read_contacts(
     or lies in the future are set aside: the contact loads without that value (an undated statement is dated
     by the sync when it is a denial, and ranks oldest when it is a first grant: never an unconsented send).
     """
+    return check_contacts(read_csv(path, intake, mapping.required, mapping.how_to_export), intake, default_country,
+                          mapping, now)  # fmt: skip
+
+
+def check_contacts(
+    frame: pd.DataFrame,
+    intake: Intake,
+    default_country: str,
+    mapping: CrmMapping = HUBSPOT,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """The checks of :func:`read_contacts` on rows already read (a file, or API records in ``mapping``'s columns)."""
     m = mapping
     today = now or utcnow()
-    frame = read_csv(path, intake, m.required, m.how_to_export)
     frame = intake.drop_duplicates(frame)
     country = _column(frame, m.country).str.strip().str.upper()
     country = country.where(country.str.fullmatch(r"[A-Z]{2}"), "")

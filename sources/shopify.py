@@ -118,7 +118,12 @@ def read_products(path: Path, intake: Intake) -> pd.DataFrame:
     ``Published`` and ``Gift Card`` (TRUE/FALSE); a cell that does not parse is set aside, the product loads as not
     tracked, not published, or a gift card (so never recommended on a guess).
     """
-    frame = read_csv(path, intake, PRODUCT_REQUIRED, EXPORT_PRODUCTS)
+    return check_products(read_csv(path, intake, PRODUCT_REQUIRED, EXPORT_PRODUCTS), intake)
+
+
+def check_products(frame: pd.DataFrame, intake: Intake) -> pd.DataFrame:
+    """The checks of :func:`read_products` on rows already read (an export file or an API's records in the
+    export's columns, see :func:`sources.validate.raw_frame`)."""
     frame = intake.drop_duplicates(frame)
     frame = _inherit_product_fields(frame)
     images_only = blank(frame["Variant SKU"]) & blank(frame["Variant Price"]) & ~blank(_column(frame, "Image Src"))
@@ -271,7 +276,11 @@ def read_customers(path: Path, intake: Intake, default_country: str) -> pd.DataF
     so an ``Accepts Email Marketing: no`` is never lost to a bad phone. A quarantined row's denial still
     counts: a repeated Customer ID's for that customer, a row without Customer ID's for its (valid) email.
     """
-    frame = read_csv(path, intake, CUSTOMER_REQUIRED, EXPORT_CUSTOMERS)
+    return check_customers(read_csv(path, intake, CUSTOMER_REQUIRED, EXPORT_CUSTOMERS), intake, default_country)
+
+
+def check_customers(frame: pd.DataFrame, intake: Intake, default_country: str) -> pd.DataFrame:
+    """The checks of :func:`read_customers` on rows already read (file or API records in the export's columns)."""
     frame = intake.drop_duplicates(frame)
     customer_id = strip_apostrophe(frame["Customer ID"])
     country = _column(frame, "Default Address Country Code").str.strip().str.upper()
@@ -345,7 +354,11 @@ def read_orders(path: Path, intake: Intake, known_skus: Set[str], now: datetime 
     order amounts that do not parse or are negative, Paid/Cancelled at, Financial Status, Accepts Marketing.
     An order none of whose rows can be dated is not loaded; a guest's "Accepts Marketing: no" on it still counts.
     """
-    frame = read_csv(path, intake, ORDER_REQUIRED, EXPORT_ORDERS)
+    return check_orders(read_csv(path, intake, ORDER_REQUIRED, EXPORT_ORDERS), intake, known_skus, now)
+
+
+def check_orders(frame: pd.DataFrame, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> Orders:
+    """The checks of :func:`read_orders` on rows already read (file or API records in the export's columns)."""
     frame = intake.drop_duplicates(frame)
     frame = frame[[name for name in ORDER_USED if name in frame.columns] + [ROW]]  # narrow: cheaper copies
     frame = intake.reject(frame, blank(frame["Name"]), "Name", "missing Name (the order number)")

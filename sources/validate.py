@@ -327,6 +327,32 @@ def read_csv(path: Path, intake: Intake, required: Sequence[str], how_to_fix: st
     return frame
 
 
+def raw_frame(intake: Intake, records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """Records an API returned, put in an export's columns, as :func:`read_csv` would have read them: every cell a
+    string (``None`` → ``""``, ``True``/``False`` → ``"true"``/``"false"``), ``ROW`` numbering the records from 1
+    in the order given, ``intake`` counting them and keeping them as read (its quarantine shows the raw record).
+
+    API readers build these frames and pass them to the same ``check_*`` functions the file readers use, so one
+    record breaks the same rule in the same way whichever way it came in.
+    """
+    frame = pd.DataFrame.from_records(list(records), columns=list(columns))
+    for name in frame.columns:
+        frame[name] = [_cell_text(value) for value in frame[name].tolist()]
+    frame[ROW] = np.arange(1, len(frame) + 1)
+    intake.columns = list(columns)
+    intake.rows_read += len(frame)
+    intake.original = frame
+    return frame
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _check_header(path: Path, header: list[str], required: Sequence[str], how_to_fix: str) -> None:
     if len(header) == 1:
         for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
