@@ -24,7 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy flows channels models sources web reports
+	$(BIN)/mypy flows channels models sources sample web reports
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py

@@ -1,0 +1,1 @@
+"""The sample store generator (catalogue, people, orders, CRM, events, dirt, manifest)."""
