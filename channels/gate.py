@@ -16,10 +16,10 @@ from sqlalchemy.engine import Connection
 
 from channels import ledger
 from channels.base import Channel
-from channels.consent import MARKETING, consent_states_on, suppression_reason, topic_channel
 from channels.rules import DispatchRules, local_date, next_open
 from models import suppression
 from models.campaigns import HOLDOUT
+from models.consent import MARKETING, consent_states_on, suppression_reason, topic_channel
 from models.message import LedgerKey, OutboundMessage
 
 FREQUENCY_CAP = "frequency_cap"

@@ -35,7 +35,7 @@ from flows.train import run_train
 from flows.triggers import run_triggers
 from models.message import OutboundMessage
 from models.recommend import TrainReport
-from sources.load import SyncReport
+from models.sync import SyncReport
 
 
 @dataclass

@@ -135,9 +135,9 @@ def finish_demo(workdir: Path) -> DemoFinish:
     simulated orders with a sync of the sample store (so attribution works on real synced orders), and write the
     campaign report to ``workdir/report/index.html`` (with its CSVs)."""
     from flows.runtime import load_settings, locked, open_database
+    from models.sync import sync_store
     from reports.measure import measure_for
     from reports.render import write_report
-    from sources.load import sync_store
     from sources.sample_responses import simulate_responses
 
     workdir = workdir.resolve()

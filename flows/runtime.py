@@ -120,7 +120,7 @@ def run_problems(settings: Settings, *, store: bool = False, channels: bool = Fa
         if settings.store_path is None:
             problems.append(_NO_STORE)
         else:
-            from sources.load import _check_files_exist  # the sync's own check: the same words as a sync run
+            from models.sync import _check_files_exist  # the sync's own check: the same words as a sync run
             from sources.validate import SourceFileError
 
             try:

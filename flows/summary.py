@@ -16,7 +16,7 @@ from rich.table import Table
 
 from channels.dispatch import ChannelTally, DispatchReport
 from channels.spec import CHANNELS
-from sources.load import SyncReport
+from models.sync import SyncReport
 
 if TYPE_CHECKING:
     from flows.daily import DayReport

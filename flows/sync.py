@@ -20,7 +20,7 @@ from flows.runtime import (
     store_files,
 )
 from flows.summary import RunProgress
-from sources.load import SyncReport, sync_store
+from models.sync import SyncReport, sync_store
 
 __all__ = ["load_sources", "run_sync", "store_files", "sync_flow"]
 

@@ -2,7 +2,7 @@
 additions and removals that close the gap.
 
 * **Who should be in** (``eligible``): the segment's members today who may be targeted with ads — their latest
-  ``ads`` consent statement grants it and no marketing opt-out beats it (``channels.consent``), they are not erased,
+  ``ads`` consent statement grants it and no marketing opt-out beats it (``models.consent``), they are not erased,
   not on the suppression list, and they have an email or a phone a platform can match.
 * **Who is in**: ``audience_members`` (one row per audience, platform and customer, with the hashes the addition
   uploaded). A row is ``adding`` or ``removing`` while its message is in the ledger and not sent yet, ``member`` after;
@@ -28,9 +28,9 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from channels.ads import identifiers
-from channels.consent import MARKETING, consent_states_on, suppression_reason
 from channels.recipients import load_recipients
 from models import suppression
+from models.consent import MARKETING, consent_states_on, suppression_reason
 from models.db import dialect_insert
 from models.message import OutboundMessage, Recipient
 from models.schema import AudienceMember, Customer, Message

@@ -1,9 +1,9 @@
 """The preference centre's reads and writes: what a customer gets on a channel, and their answers as consent statements.
 
-Conventions (docs/notes of issue 6, ``channels.consent``):
+Conventions (docs/notes of issue 6, ``models.consent``):
 
 * opting out of all marketing email is a denial on the channel itself (``email``), source ``unsubscribe``, written by
-  ``channels.consent.record_unsubscribe`` (the same statement the RFC 8058 one-click POST makes);
+  ``models.consent.record_unsubscribe`` (the same statement the RFC 8058 one-click POST makes);
 * opting out of one topic is a denial on ``f"{channel}:{campaign}"`` (``email:weekly-picks``), source
   ``preference_centre``; opting back in is a ``granted`` statement of the same source;
 * re-subscribing is a ``granted`` statement on the channel, source ``preference_centre``, dated after every earlier
@@ -24,9 +24,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from channels.consent import CONSENTS, DENIED, GRANTED, ConsentState, latest_state, record_unsubscribe
 from models.campaigns import Campaign as CampaignSpec
 from models.campaigns import topic_label
+from models.consent import CONSENTS, DENIED, GRANTED, ConsentState, latest_state, record_unsubscribe
 from models.db import dialect_insert
 from models.schema import Campaign, Customer
 

@@ -19,8 +19,8 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.consent import record_unsubscribe
 from channels.dispatch import MESSAGES, DispatchReport, DispatchRules, dispatch, finish_unfinished
+from models.consent import record_unsubscribe
 from models.message import OutboundMessage
 from tests.channels.conftest import add_customers, grant, message
 

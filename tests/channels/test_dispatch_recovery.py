@@ -21,8 +21,8 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
 from channels.base import DeliveryResult, InMemoryChannel, RetryableChannelError
-from channels.consent import record_unsubscribe
 from channels.dispatch import MESSAGES, _BatchRun, dispatch, finish_unfinished
+from models.consent import record_unsubscribe
 from models.message import OutboundMessage
 from models.schema import Consent, Customer
 from tests.channels.conftest import LONG_AGO, add_customers, message

@@ -20,9 +20,9 @@ from channels.base import (
     PermanentChannelError,
     RetryableChannelError,
 )
-from channels.consent import record_unsubscribe
 from channels.dispatch import MESSAGES, DispatchReport, DispatchRules, dispatch, finish_unfinished
 from models import suppression
+from models.consent import record_unsubscribe
 from models.message import OutboundMessage
 from models.schema import Consent, Customer
 from tests.channels.conftest import add_customers, message

@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from channels.base import ChannelConfigError, RetryableChannelError
-from channels.consent import record_unsubscribe
 from channels.dispatch import dispatch
 from channels.email import HEADERS, DkimKey, EmailChannel, _quoted_printable, needs_smtputf8
 from channels.headers import mailbox
 from channels.outbox import EmlOutboxTransport, ledger_hash
 from channels.render import EmailRenderer
 from channels.tokens import UnsubscribeSigner
+from models.consent import record_unsubscribe
 from models.message import OutboundMessage, Recipient
 from tests.channels.conftest import add_customers, message
 

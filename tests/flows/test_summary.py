@@ -24,7 +24,7 @@ from flows.summary import (
 )
 from models.message import OutboundMessage, Recipient
 from models.recommend import TrainReport
-from sources.load import SyncReport
+from models.sync import SyncReport
 from tests.channels.conftest import add_customers
 
 DEC_1 = date(2026, 12, 1)

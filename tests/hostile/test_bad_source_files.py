@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from channels.consent import consent_states
+from models.consent import consent_states
 from models.schema import Consent, Customer, Identity, Order, Product, QuarantineRow, SourceLoad
-from sources.load import UNDATED_GRANT, SyncReport, sync_store
+from models.sync import UNDATED_GRANT, SyncReport, sync_store
 from sources.validate import MAX_FIELD_CHARS, SourceFileError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sources"

@@ -298,7 +298,7 @@ def test_one_time_rule_flags_buyers_less_likely_to_buy_next_period_on_the_demo_s
 ) -> None:
     """The same time split on the sample store, through the detector itself: detected on 2026-06-03, judged by the
     orders of the next six months."""
-    from sources.load import sync_store
+    from models.sync import sync_store
     from sources.sample import write_sample
 
     write_sample(tmp_path / "store", customers=800, seed=7, as_of=date(2026, 12, 3))

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from channels.consent import consent_states
+from models.consent import consent_states
 from models.erasure import ErasureReport, forget, is_erased
 from models.errors import InputError
 from models.schema import (

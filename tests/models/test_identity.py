@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from models.identity import ANALYTICS, CRM, GUEST, SHOPIFY, golden_fields, records_frame, resolve
 from models.schema import Customer, Identity
-from sources.load import sync_store
+from models.sync import sync_store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sources"
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)

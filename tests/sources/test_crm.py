@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models.schema import Customer, Identity
+from models.sync import sync_store
 from sources.crm import CrmMapping, read_contacts
-from sources.load import sync_store
 from sources.validate import Intake, SourceFileError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sources"

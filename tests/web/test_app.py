@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
-from channels.consent import consent_states
 from channels.links import click_url
 from channels.tokens import ClickClaim, TokenSigner
 from models.campaigns import SHIPPED_DIR
+from models.consent import consent_states
 from models.schema import Click, Consent, Message, Suppression, WebhookEvent
 from models.suppression import is_suppressed
 from tests.channels.conftest import LONG_AGO, add_customers, message
@@ -52,7 +52,7 @@ def snapshot(engine: Engine) -> list[list[tuple[Any, ...]]]:
 
 
 def crm_statement(engine: Engine, customer_id: int, state: str, recorded_at: Any) -> None:
-    """What a later CRM import writes (``sources.load``): its own statement, dated when the CRM recorded it."""
+    """What a later CRM import writes (``models.sync``): its own statement, dated when the CRM recorded it."""
     with engine.begin() as conn:
         conn.execute(
             insert(t(Consent)).values(

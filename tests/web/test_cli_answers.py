@@ -134,7 +134,7 @@ def test_serve_answers_one_click_unsubscribes_at_the_serve_url(database: str, tm
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert token not in stderr and "POST /mail/u/… 200" in stderr
-    from channels.consent import consent_states
+    from models.consent import consent_states
 
     engine = make_engine(database)
     with engine.connect() as conn:

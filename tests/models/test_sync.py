@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, inspect, select, text
 
-from channels.consent import consent_states
+from models import bulk
+from models.consent import consent_states
 from models.db import make_engine, upgrade
 from models.schema import Consent, Customer, Event, Identity, Order, OrderLine, Product, QuarantineRow, SourceLoad
-from sources import load
-from sources.load import UNDATED_GRANT, SourceFileError, sync_store
+from models.sync import UNDATED_GRANT, SourceFileError, sync_store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sources"
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -176,7 +176,7 @@ def test_products_are_upserted_by_sku_and_keep_their_ids(engine: Engine, tmp_pat
 
 
 def test_big_loads_rebuild_the_indexes_they_drop(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(load, "REBUILD_INDEXES_FROM", 1)  # treat every insert as a big one
+    monkeypatch.setattr(bulk, "REBUILD_INDEXES_FROM", 1)  # treat every insert as a big one
     before = {table: inspect(sqlite_engine).get_indexes(table) for table in ("events", "order_lines")}
     sync(sqlite_engine)
     sync(sqlite_engine, run_id="run-2", now=T2)

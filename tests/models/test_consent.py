@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from channels.consent import (
+from models.consent import (
     CONSENTS,
     consent_states,
     consent_states_on,

@@ -12,6 +12,12 @@ Marketing eligibility is a separate fact: the CRM says whether someone is a mark
 Topics: an opt-out of one campaign is a statement on ``f"{channel}:{campaign}"`` (``email:weekly-picks``), made by the
 preference centre; a newer ``granted`` statement there re-subscribes. A topic denial stops that campaign only; a
 denial on the channel itself (unsubscribe from all) still stops everything, whatever the topics say.
+
+Imports (``models.sync``) state consent per source: :func:`statements_from` turns a source's rows into statements,
+:func:`combine_statements` keeps one per (customer, channel, source) with a denial beating a grant of the same source,
+and :func:`save_statements` upserts them: ``recorded_at`` moves only when the state changes and never backwards; an
+undated first grant ranks oldest (:data:`UNDATED_GRANT`), an undated denial or change is dated by the sync. A source
+that says a person no longer exists takes back only its grants (:func:`withdraw_grants`): a denial stays.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from sqlalchemy import select
+import numpy as np
+import pandas as pd
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from models.bulk import bulk_insert
 from models.db import dialect_insert
 from models.schema import Consent
+
+_consents = Consent.__table__  # type: ignore[attr-defined]
 
 ConsentState = Literal["granted", "denied"]
 GRANTED: Final[ConsentState] = "granted"
@@ -126,3 +137,79 @@ def record_unsubscribe(
                 set_={"state": DENIED, "recorded_at": insert.excluded.recorded_at},
             )
         )
+
+
+# --- imports: the statements sources make ---------------------------------------------------------------------------
+
+
+def statements_from(frame: pd.DataFrame, column: str, channel: str, source: str, dated_by: str | None) -> pd.DataFrame:
+    """The statements a source's rows make: ``column`` True → granted, False → denied, missing → none; dated by the
+    ``dated_by`` column (``None``: the source does not date them)."""
+    said = frame[frame[column].notna() & frame["customer_id"].notna()]
+    recorded = said[dated_by] if dated_by else pd.Series(pd.NaT, index=said.index, dtype="datetime64[us, UTC]")
+    return pd.DataFrame(
+        {
+            "customer_id": said["customer_id"].astype("int64"),
+            "channel": channel,
+            "source": source,
+            "state": np.where(said[column].astype(bool), "granted", "denied"),
+            "recorded_at": pd.to_datetime(recorded, utc=True),
+        }
+    )
+
+
+def combine_statements(statements: pd.DataFrame) -> pd.DataFrame:
+    """One statement per (customer, channel, source): denied beats granted (merged duplicates)."""
+    keys = ["customer_id", "channel", "source"]
+    ranked = statements.assign(_denied=statements["state"] == "denied")
+    strictest = ranked.groupby(keys)["_denied"].transform("max")
+    winners = ranked[ranked["_denied"] == strictest]
+    return winners.groupby(keys, as_index=False).agg(state=("state", "first"), recorded_at=("recorded_at", "max"))
+
+
+UNDATED_GRANT = pd.Timestamp("1970-01-01", tz="UTC")
+"""``recorded_at`` of an undated source's grant when first seen: older than any dated statement."""
+
+
+def save_statements(conn: Connection, statements: pd.DataFrame, now: datetime) -> int:
+    """Upsert a sync's statements (columns customer_id, channel, source, state, recorded_at); ``recorded_at`` moves
+    only when the state changes, never backwards in time."""
+    combined = combine_statements(statements)
+    stored = pd.DataFrame(
+        conn.execute(select(_consents.c.id, _consents.c.customer_id, _consents.c.channel, _consents.c.source,
+                            _consents.c.state, _consents.c.recorded_at)).all(),
+        columns=["id", "customer_id", "channel", "source", "stored_state", "stored_at"],
+    )  # fmt: skip
+    merged = combined.merge(stored, on=["customer_id", "channel", "source"], how="left")
+    # An undated grant seen for the first time cannot prove it is newer than a dated denial from another source
+    # (Shopify's export says "yes" long after a CRM unsubscribe), so it ranks as the oldest statement. An undated
+    # denial, and any undated change seen between two syncs, is dated by the sync: never an unconsented send.
+    first_undated_grant = merged["recorded_at"].isna() & merged["id"].isna() & (merged["state"] == "granted")
+    merged.loc[first_undated_grant, "recorded_at"] = UNDATED_GRANT
+    merged["recorded_at"] = merged["recorded_at"].fillna(pd.Timestamp(now)).dt.tz_convert("UTC")
+    new = merged[merged["id"].isna()]
+    if not new.empty:
+        bulk_insert(conn, _consents, new[["customer_id", "channel", "source", "state", "recorded_at"]])
+    stored_at = pd.to_datetime(merged["stored_at"], utc=True)
+    changed = merged[merged["id"].notna() & (merged["state"] != merged["stored_state"])]
+    changed = changed[changed["recorded_at"] >= stored_at[changed.index]]
+    if not changed.empty:
+        rows = [
+            {"_id": int(cid), "state": state, "recorded_at": stamp.to_pydatetime()}
+            for cid, state, stamp in zip(changed["id"], changed["state"], changed["recorded_at"], strict=True)
+        ]
+        statement = update(_consents).where(_consents.c.id == bindparam("_id"))
+        conn.execute(statement.values(state=bindparam("state"), recorded_at=bindparam("recorded_at")), rows)
+    return len(combined)
+
+
+def withdraw_grants(conn: Connection, customer_ids: Collection[int], source: str) -> int:
+    """Delete ``source``'s grants for these customers (the platform deleted them: it vouches for nothing any more);
+    its denials stay, so taking a record away never makes anyone reachable."""
+    ids = sorted({int(customer) for customer in customer_ids})
+    removed = 0
+    for start in range(0, len(ids), 5_000):
+        chunk = ids[start : start + 5_000]
+        where = (_consents.c.customer_id.in_(chunk)) & (_consents.c.source == source) & (_consents.c.state == GRANTED)
+        removed += conn.execute(delete(_consents).where(where)).rowcount or 0
+    return removed

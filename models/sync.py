@@ -16,11 +16,9 @@ or one driver-level executemany on SQLite; per-row ORM objects would be ~10x slo
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
 
+from models.bulk import bulk_insert, clean_row, recycled_ids, reserve_ids
+from models.consent import UNDATED_GRANT, save_statements, statements_from
 from models.identity import (
     ANALYTICS,
     CRM,
@@ -58,7 +58,7 @@ from sources.shopify import (
 )
 from sources.validate import ROW, Intake, SourceCount, SourceFileError
 
-__all__ = ["SourceCount", "SourceFileError", "SyncReport", "bulk_insert", "sync_store"]
+__all__ = ["UNDATED_GRANT", "SourceCount", "SourceFileError", "SyncReport", "sync_store"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ PRODUCT_FIELDS = [
     "flavour_notes", "roast", "origin", "consumable", "replenish_days", "active",
     "inventory_quantity", "published", "gift_card",
 ]  # fmt: skip
-CHUNK = 50_000
-REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves
 
 
 @dataclass
@@ -240,7 +238,7 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
     new_profiles = int((resolution.golden.index < 0).sum())
     resolution = save_profiles(conn, resolution, now)
     say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
-    consents = _save_consents(conn, _consent_statements(read, resolution, stored), now)
+    consents = save_statements(conn, _consent_statements(read, resolution, stored), now)
     order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids)
     say(f"orders: {order_count} orders, {len(read.lines)} lines written")
     event_count = _replace_events(conn, read.events, resolution, product_ids) if read.events is not None else 0
@@ -352,18 +350,18 @@ def _consent_statements(read: _Read, resolution: Resolution, stored: pd.DataFram
 
     CRM "Marketing contact status" becomes channel ``marketing`` (granted: marketing contact; denied:
     non-marketing contact, who gets no marketing message on any channel). Denials kept from rows quarantined
-    whole are added; :func:`_combine_statements` lets a denial beat a grant of the same source.
+    whole are added; :func:`models.consent.combine_statements` lets a denial beat a grant of the same source.
     """
     parts = []
     shopify = read.customers.assign(customer_id=read.customers["external_id"].map(resolution.customer_of(SHOPIFY)))
-    parts += [_statements(shopify, "accepts_email", "email", SHOPIFY, None),
-              _statements(shopify, "accepts_sms", "sms", SHOPIFY, None)]  # fmt: skip
+    parts += [statements_from(shopify, "accepts_email", "email", SHOPIFY, None),
+              statements_from(shopify, "accepts_sms", "sms", SHOPIFY, None)]  # fmt: skip
     if read.contacts is not None:
         crm = read.contacts.assign(customer_id=read.contacts["external_id"].map(resolution.customer_of(CRM)))
         for channel, column in CONSENT_COLUMNS.items():
-            parts.append(_statements(crm, column, channel, CRM, "modified_at"))
+            parts.append(statements_from(crm, column, channel, CRM, "modified_at"))
     guests = _guest_marketing(read.orders, resolution)
-    parts.append(_statements(guests, "accepts_marketing", "email", GUEST, "created_at"))
+    parts.append(statements_from(guests, "accepts_marketing", "email", GUEST, "created_at"))
     parts += _kept_denials(read, resolution, stored)
     return pd.concat(parts, ignore_index=True)
 
@@ -412,71 +410,6 @@ def _guest_marketing(orders: pd.DataFrame, resolution: Resolution) -> pd.DataFra
     return latest.assign(customer_id=latest["email"].map(guest_ids))
 
 
-def _statements(frame: pd.DataFrame, column: str, channel: str, source: str, dated_by: str | None) -> pd.DataFrame:
-    said = frame[frame[column].notna() & frame["customer_id"].notna()]
-    recorded = said[dated_by] if dated_by else pd.Series(pd.NaT, index=said.index, dtype="datetime64[us, UTC]")
-    return pd.DataFrame(
-        {
-            "customer_id": said["customer_id"].astype("int64"),
-            "channel": channel,
-            "source": source,
-            "state": np.where(said[column].astype(bool), "granted", "denied"),
-            "recorded_at": pd.to_datetime(recorded, utc=True),
-        }
-    )
-
-
-def _combine_statements(statements: pd.DataFrame) -> pd.DataFrame:
-    """One statement per (customer, channel, source): denied beats granted (merged duplicates)."""
-    keys = ["customer_id", "channel", "source"]
-    ranked = statements.assign(_denied=statements["state"] == "denied")
-    strictest = ranked.groupby(keys)["_denied"].transform("max")
-    winners = ranked[ranked["_denied"] == strictest]
-    return winners.groupby(keys, as_index=False).agg(state=("state", "first"), recorded_at=("recorded_at", "max"))
-
-
-UNDATED_GRANT = pd.Timestamp("1970-01-01", tz="UTC")
-"""``recorded_at`` of an undated source's grant when first seen: older than any dated statement."""
-
-
-def _save_consents(conn: Connection, statements: pd.DataFrame, now: datetime) -> int:
-    """Upsert statements; ``recorded_at`` moves only when the state changes, never backwards in time."""
-    combined = _combine_statements(statements)
-    stored = pd.DataFrame(
-        conn.execute(select(_consents.c.id, _consents.c.customer_id, _consents.c.channel, _consents.c.source,
-                            _consents.c.state, _consents.c.recorded_at)).all(),
-        columns=["id", "customer_id", "channel", "source", "stored_state", "stored_at"],
-    )  # fmt: skip
-    merged = combined.merge(stored, on=["customer_id", "channel", "source"], how="left")
-    # An undated grant seen for the first time cannot prove it is newer than a dated denial from another source
-    # (Shopify's export says "yes" long after a CRM unsubscribe), so it ranks as the oldest statement. An undated
-    # denial, and any undated change seen between two syncs, is dated by the sync: never an unconsented send.
-    first_undated_grant = merged["recorded_at"].isna() & merged["id"].isna() & (merged["state"] == "granted")
-    merged.loc[first_undated_grant, "recorded_at"] = UNDATED_GRANT
-    merged["recorded_at"] = merged["recorded_at"].fillna(pd.Timestamp(now)).dt.tz_convert("UTC")
-    new = merged[merged["id"].isna()]
-    if not new.empty:
-        bulk_insert(conn, _consents, new[["customer_id", "channel", "source", "state", "recorded_at"]])
-    stored_at = pd.to_datetime(merged["stored_at"], utc=True)
-    changed = merged[merged["id"].notna() & (merged["state"] != merged["stored_state"])]
-    changed = changed[changed["recorded_at"] >= stored_at[changed.index]]
-    if not changed.empty:
-        rows = [
-            {"_id": int(cid), "state": state, "recorded_at": stamp.to_pydatetime()}
-            for cid, state, stamp in zip(changed["id"], changed["state"], changed["recorded_at"], strict=True)
-        ]
-        statement = update(_consents).where(_consents.c.id == bindparam("_id"))
-        conn.execute(statement.values(state=bindparam("state"), recorded_at=bindparam("recorded_at")), rows)
-    return len(combined)
-
-
-def _aware(value: Any) -> datetime:
-    stamp = pd.Timestamp(value)
-    aware = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    result: datetime = aware.to_pydatetime()
-    return result
-
-
 # --- products -----------------------------------------------------------------------------------------
 
 
@@ -487,7 +420,7 @@ def _upsert_products(conn: Connection, products: pd.DataFrame) -> pd.Series:
     incoming = products.drop(columns=[ROW]).set_index("sku")
     new = incoming[~incoming.index.isin(stored.index)]
     if not new.empty:
-        conn.execute(insert(_products), [_clean(row) for row in new.reset_index().to_dict("records")])
+        conn.execute(insert(_products), [clean_row(row) for row in new.reset_index().to_dict("records")])
     old = incoming[incoming.index.isin(stored.index)]
     before = stored.reindex(old.index)[PRODUCT_FIELDS].astype(object)
     after = old[PRODUCT_FIELDS].astype(object)
@@ -495,7 +428,7 @@ def _upsert_products(conn: Connection, products: pd.DataFrame) -> pd.Series:
     changed = after[~same.all(axis=1)]
     if not changed.empty:
         records = changed.to_dict("records")
-        rows = [{**_clean(row), "_sku": sku} for sku, row in zip(changed.index, records, strict=True)]
+        rows = [{**clean_row(row), "_sku": sku} for sku, row in zip(changed.index, records, strict=True)]
         values: dict[str, Any] = {name: bindparam(name) for name in PRODUCT_FIELDS}
         conn.execute(update(_products).where(_products.c.sku == bindparam("_sku")).values(values), rows)
     ids = conn.execute(select(_products.c.sku, _products.c.id)).all()
@@ -581,123 +514,3 @@ def _save_source_loads(conn: Connection, counts: list[SourceCount], run_id: str,
     conn.execute(insert(_source_loads), rows)
 
 
-# --- bulk writes --------------------------------------------------------------------------------------
-
-
-def reserve_ids(conn: Connection, table: Table, count: int, above: int = 0) -> np.ndarray:
-    """``count`` fresh primary keys for ``table`` (PostgreSQL: from its sequence; SQLite: after the max
-    stored id and after ``above``, ids just freed that will be reused)."""
-    if count == 0:
-        return np.empty(0, dtype="int64")
-    if conn.dialect.name == "postgresql":
-        sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')")).scalar_one()
-        query = text("SELECT nextval(:sequence) FROM generate_series(1, :count)")
-        return np.array(conn.execute(query, {"sequence": sequence, "count": count}).scalars().all(), dtype="int64")
-    top = max(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one(), above)
-    return np.arange(top + 1, top + 1 + count, dtype="int64")
-
-
-def recycled_ids(conn: Connection, table: Table, freed: Sequence[int], count: int) -> np.ndarray:
-    """Ids for ``count`` replacement rows: the ids just freed first (in order), then fresh ones.
-
-    Replacing rows with the same rows then gives them the same ids, on SQLite and PostgreSQL alike.
-    """
-    reused = np.sort(np.asarray(freed, dtype="int64"))[:count]
-    fresh = reserve_ids(conn, table, count - len(reused), above=max(freed, default=0))
-    return np.concatenate([reused, fresh])
-
-
-def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
-    """Insert ``frame``'s columns that ``table`` has, fast: COPY on PostgreSQL, executemany on SQLite.
-
-    Timestamps must be aware; they are stored in UTC exactly as SQLModel's ``UTCDateTime`` stores them.
-    """
-    columns = [column.name for column in table.columns if column.name in frame.columns]
-    if frame.empty:
-        return 0
-    with _indexes_built_after(conn, table, len(frame)):
-        for start in range(0, len(frame), CHUNK):
-            chunk = frame.iloc[start : start + CHUNK][columns]
-            if conn.dialect.name == "postgresql":
-                _copy_chunk(conn, table, chunk)
-            else:
-                _executemany_chunk(conn, table, chunk)
-    return len(frame)
-
-
-@contextmanager
-def _indexes_built_after(conn: Connection, table: Table, rows: int) -> Iterator[None]:
-    """On SQLite, a big insert runs ~3x faster when the table's secondary indexes are built once afterwards
-    instead of kept up to date row by row (measured: 1M events 13.1 s → 4.6 s). Unique ones stay."""
-    rebuild = conn.dialect.name == "sqlite" and rows >= REBUILD_INDEXES_FROM
-    indexes = [index for index in table.indexes if not index.unique] if rebuild else []
-    for index in indexes:
-        index.drop(conn)
-    yield
-    for index in indexes:
-        index.create(conn)
-
-
-def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
-    prepared = chunk.copy()
-    for name in prepared.columns:
-        prepared[name] = _copy_values(prepared[name])
-    buffer = io.StringIO()
-    prepared.to_csv(buffer, index=False, header=False)
-    names = ", ".join(f'"{name}"' for name in prepared.columns)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
-
-
-def _copy_values(values: pd.Series) -> pd.Series:
-    """A column as PostgreSQL's CSV COPY reads it: ISO timestamps with offset, true/false, empty = NULL."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index) + "+00:00"
-        return texts.where(values.notna(), None)
-    if values.dtype == bool:
-        return pd.Series(np.where(values.to_numpy(), "true", "false"), index=values.index)
-    return values
-
-
-def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
-    prepared = {name: _sqlite_values(chunk[name]) for name in chunk.columns}
-    rows = list(zip(*prepared.values(), strict=True))
-    names = ", ".join(f'"{name}"' for name in chunk.columns)
-    marks = ", ".join("?" for _ in chunk.columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
-
-
-def _sqlite_values(values: pd.Series) -> list[Any]:
-    """Python values as SQLAlchemy would bind them on SQLite (naive UTC text for timestamps, 0/1 for booleans)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index).str.replace("T", " ")
-        return list(texts.astype(object).where(values.notna(), None))
-    if values.dtype == bool:
-        return list(values.astype("int64").tolist())
-    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
-        return list(values.tolist())
-    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype.kind == "f":
-        return list(values.astype(object).where(values.notna(), None))
-    cleaned = values.astype(object).where(values.notna(), None)
-    if cleaned.map(type).isin([str, type(None), int, float]).all():
-        return list(cleaned)
-    return [_sqlite_value(value) for value in cleaned.tolist()]
-
-
-def _sqlite_value(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if isinstance(value, datetime):
-        return _aware(value).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: _sqlite_value(value) if not isinstance(value, datetime) else value for name, value in row.items()}

@@ -1,0 +1,151 @@
+"""Fast bulk writes shared by the sync and anything that writes many rows at once.
+
+PostgreSQL gets COPY; SQLite one driver-level executemany (per-row ORM objects would be ~10x slower). Ids come from the
+table's sequence on PostgreSQL and after the stored maximum on SQLite, and replaced rows get their old ids back, so
+loading the same data twice leaves the tables identical.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Table, func, select, text
+
+__all__ = ["bulk_insert", "clean_row", "recycled_ids", "reserve_ids"]
+
+CHUNK = 50_000
+REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves
+
+
+
+
+def reserve_ids(conn: Connection, table: Table, count: int, above: int = 0) -> np.ndarray:
+    """``count`` fresh primary keys for ``table`` (PostgreSQL: from its sequence; SQLite: after the max
+    stored id and after ``above``, ids just freed that will be reused)."""
+    if count == 0:
+        return np.empty(0, dtype="int64")
+    if conn.dialect.name == "postgresql":
+        sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')")).scalar_one()
+        query = text("SELECT nextval(:sequence) FROM generate_series(1, :count)")
+        return np.array(conn.execute(query, {"sequence": sequence, "count": count}).scalars().all(), dtype="int64")
+    top = max(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one(), above)
+    return np.arange(top + 1, top + 1 + count, dtype="int64")
+
+
+def recycled_ids(conn: Connection, table: Table, freed: Sequence[int], count: int) -> np.ndarray:
+    """Ids for ``count`` replacement rows: the ids just freed first (in order), then fresh ones.
+
+    Replacing rows with the same rows then gives them the same ids, on SQLite and PostgreSQL alike.
+    """
+    reused = np.sort(np.asarray(freed, dtype="int64"))[:count]
+    fresh = reserve_ids(conn, table, count - len(reused), above=max(freed, default=0))
+    return np.concatenate([reused, fresh])
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
+    """Insert ``frame``'s columns that ``table`` has, fast: COPY on PostgreSQL, executemany on SQLite.
+
+    Timestamps must be aware; they are stored in UTC exactly as SQLModel's ``UTCDateTime`` stores them.
+    """
+    columns = [column.name for column in table.columns if column.name in frame.columns]
+    if frame.empty:
+        return 0
+    with _indexes_built_after(conn, table, len(frame)):
+        for start in range(0, len(frame), CHUNK):
+            chunk = frame.iloc[start : start + CHUNK][columns]
+            if conn.dialect.name == "postgresql":
+                _copy_chunk(conn, table, chunk)
+            else:
+                _executemany_chunk(conn, table, chunk)
+    return len(frame)
+
+
+@contextmanager
+def _indexes_built_after(conn: Connection, table: Table, rows: int) -> Iterator[None]:
+    """On SQLite, a big insert runs ~3x faster when the table's secondary indexes are built once afterwards
+    instead of kept up to date row by row (measured: 1M events 13.1 s → 4.6 s). Unique ones stay."""
+    rebuild = conn.dialect.name == "sqlite" and rows >= REBUILD_INDEXES_FROM
+    indexes = [index for index in table.indexes if not index.unique] if rebuild else []
+    for index in indexes:
+        index.drop(conn)
+    yield
+    for index in indexes:
+        index.create(conn)
+
+
+def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
+    prepared = chunk.copy()
+    for name in prepared.columns:
+        prepared[name] = _copy_values(prepared[name])
+    buffer = io.StringIO()
+    prepared.to_csv(buffer, index=False, header=False)
+    names = ", ".join(f'"{name}"' for name in prepared.columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue())
+
+
+def _copy_values(values: pd.Series) -> pd.Series:
+    """A column as PostgreSQL's CSV COPY reads it: ISO timestamps with offset, true/false, empty = NULL."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index) + "+00:00"
+        return texts.where(values.notna(), None)
+    if values.dtype == bool:
+        return pd.Series(np.where(values.to_numpy(), "true", "false"), index=values.index)
+    return values
+
+
+def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
+    prepared = {name: _sqlite_values(chunk[name]) for name in chunk.columns}
+    rows = list(zip(*prepared.values(), strict=True))
+    names = ", ".join(f'"{name}"' for name in chunk.columns)
+    marks = ", ".join("?" for _ in chunk.columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+
+
+def _sqlite_values(values: pd.Series) -> list[Any]:
+    """Python values as SQLAlchemy would bind them on SQLite (naive UTC text for timestamps, 0/1 for booleans)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        texts = pd.Series(np.datetime_as_string(naive, unit="us"), index=values.index).str.replace("T", " ")
+        return list(texts.astype(object).where(values.notna(), None))
+    if values.dtype == bool:
+        return list(values.astype("int64").tolist())
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        return list(values.tolist())
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype.kind == "f":
+        return list(values.astype(object).where(values.notna(), None))
+    cleaned = values.astype(object).where(values.notna(), None)
+    if cleaned.map(type).isin([str, type(None), int, float]).all():
+        return list(cleaned)
+    return [_sqlite_value(value) for value in cleaned.tolist()]
+
+
+def _sqlite_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return _aware(value).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def clean_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: _sqlite_value(value) if not isinstance(value, datetime) else value for name, value in row.items()}
+
+
+def _aware(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    aware = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    result: datetime = aware.to_pydatetime()
+    return result
