@@ -167,12 +167,14 @@ def preflight(*, channels: bool = False, store: bool = False, overrides: dict[st
     """Settings, database URL and (optionally) sources and channels, checked before Prefect starts: one line each.
 
     ``overrides`` are the command's options that stand in for settings (the flow gets them as parameters)."""
-    from flows.runtime import check_channels, load_settings, store_files
+    from flows.runtime import check_channels, load_settings, source_readers
     from models.db import check_connection, make_engine
 
     settings = load_settings(**(overrides or {}))
     if store:
-        store_files(settings)
+        from models.sync import check_sources
+
+        check_sources(source_readers(settings))
     engine = make_engine(settings.database_url)
     try:
         check_connection(engine)
@@ -310,21 +312,25 @@ def daily(as_of: AsOf = None) -> None:
 
 @app.command()
 def sync(
-    store: Annotated[Path | None, typer.Option(help="Folder with the Shopify admin exports.")] = None,
-    crm: Annotated[Path | None, typer.Option(help="CRM contacts CSV.")] = None,
-    analytics: Annotated[Path | None, typer.Option(help="GA4 export JSONL.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="The store: a folder of Shopify admin exports, shopify://SHOP.myshopify.com or "
+                     "woocommerce://HOST (instead of OMNICAST_STORE_URL)."),
+    ] = None,
+    crm: Annotated[str | None, typer.Option(help="The CRM: a contacts CSV, or hubspot://.")] = None,
+    analytics: Annotated[str | None, typer.Option(help="GA4 export: a JSONL or Parquet file.")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every source whole, not just what changed since the last sync.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Load and unify the sources; prints rows read / loaded / quarantined per source."""
-    overrides = {"store_path": store, "crm_path": crm, "analytics_path": analytics}
+    """Load and unify the sources; prints rows read / loaded / quarantined per source. API sources read only what
+    changed since their last sync (their watermarks), unless --full."""
+    overrides = {"store_url": store, "crm_url": crm, "analytics_url": analytics}
     preflight(store=True, overrides={key: value for key, value in overrides.items() if value is not None})
     from flows.sync import sync_flow
 
-    report = sync_flow(
-        store=str(store) if store else None,
-        crm=str(crm) if crm else None,
-        analytics=str(analytics) if analytics else None,
-    )
+    report = sync_flow(store=store, crm=crm, analytics=analytics, full=full)
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(), default=str) + "\n")
         return

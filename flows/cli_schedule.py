@@ -285,7 +285,7 @@ def init(
     # one database whatever folder a process starts in (the Prefect worker, `omnicast serve` under systemd, a shell)
     overrides = {"database_url": f"sqlite:///{out.parent.resolve() / 'omnicast.db'}"}
     if store:
-        overrides["store_path"] = str(store.resolve())
+        overrides["store_url"] = str(store.resolve())
     text = env_file_text(secret or secrets.token_urlsafe(32), overrides)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

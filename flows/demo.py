@@ -94,9 +94,9 @@ def demo_settings(workdir: Path) -> dict[str, Any]:
     return {
         "database_url": f"sqlite:///{workdir / 'omnicast.db'}",
         "outbox_dir": workdir / "outbox",
-        "store_path": data / "shopify",
-        "crm_path": data / "hubspot_contacts.csv",
-        "analytics_path": data / "ga4_events.jsonl",
+        "store_url": str(data / "shopify"),
+        "crm_url": str(data / "hubspot_contacts.csv"),
+        "analytics_url": str(data / "ga4_events.jsonl"),
         "secret_key": demo_secret(workdir),
         # The sample store's audiences (a few dozen people with ads consent) are under every platform's minimum;
         # the demo writes their files anyway so they can be looked at. A real store keeps the platforms' minimums.
@@ -134,8 +134,8 @@ def finish_demo(workdir: Path) -> DemoFinish:
     """After the demo's day: simulate the responses to what it sent (once: a rerun simulates nothing new), load the
     simulated orders with a sync of the sample store (so attribution works on real synced orders), and write the
     campaign report to ``workdir/report/index.html`` (with its CSVs)."""
-    from flows.runtime import load_settings, locked, open_database
-    from models.sync import sync_store
+    from flows.runtime import load_settings, locked, open_database, source_readers
+    from models.sync import sync_sources
     from reports.measure import measure_for
     from reports.render import write_report
     from sources.sample_responses import simulate_responses
@@ -146,14 +146,10 @@ def finish_demo(workdir: Path) -> DemoFinish:
     try:
         responses = simulate_responses(engine, workdir / "data", seed=DEMO_SEED, store_url=settings.public_url)
         if responses.orders:
-            store, crm, analytics = settings.store_path, settings.crm_path, settings.analytics_path
-            assert store is not None
             with locked(engine, settings, "sync"):
-                sync_store(
+                sync_sources(
                     engine,
-                    store,
-                    crm,
-                    analytics,
+                    source_readers(settings),
                     run_id=f"responses-{uuid.uuid4().hex[:6]}",
                     default_country=settings.default_country,
                 )

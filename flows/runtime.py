@@ -8,17 +8,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
-from flows.settings import SettingError, Settings, load_settings
+from flows.settings import PREFIX, SettingError, Settings, load_settings
 from models.campaigns import Catalog, load_catalog
 from models.db import prepare
 from models.errors import ConfigurationError, InputError, OmnicastError
 from models.locks import stage_lock
+from sources.base import ROLES, Reader, SourceConfig
 
 if TYPE_CHECKING:  # the channels load when a run opens them, so a wrong setting is reported without that cost
     from channels.base import Channel
@@ -41,8 +41,9 @@ __all__ = [
     "run_title",
     "SettingError",
     "Settings",
+    "source_configs",
+    "source_readers",
     "source_warnings",
-    "store_files",
 ]
 
 # Prefect's engines log a failed task or flow run with its traceback, and again for every parent flow. For an
@@ -83,29 +84,74 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return logging.getLogger(__name__)
 
 
-def store_files(settings: Settings) -> tuple[Path, Path | None, Path | None]:
-    """Where the sources are, checked before any work starts."""
-    if settings.store_path is None:
-        raise SettingError(_NO_STORE)
-    return settings.store_path, settings.crm_path, settings.analytics_path
+SOURCE_FLAGS = {"store": "--store", "crm": "--crm", "analytics": "--analytics"}
+
+
+def source_configs(settings: Settings) -> list[SourceConfig]:
+    """The configured sources, store first: each with its URL (``OMNICAST_<ROLE>_URL``, else the older
+    ``OMNICAST_<ROLE>_PATH``), the name of the setting it came from (quoted in every error about it), its credential
+    (a ``prefect-secret://BLOCK`` value read from that Prefect Secret block) and its API base. No store: an error."""
+    configs = []
+    for role in ROLES:
+        url = getattr(settings, f"{role}_url")
+        name = f"{PREFIX}{role.upper()}_URL"
+        if url is None and getattr(settings, f"{role}_path") is not None:
+            url, name = str(getattr(settings, f"{role}_path")), f"{PREFIX}{role.upper()}_PATH"
+        if url is None:
+            if role == "store":
+                raise SettingError(_NO_STORE)
+            continue
+        token = _credential(getattr(settings, f"{role}_token", None), f"{PREFIX}{role.upper()}_TOKEN")
+        api_base = getattr(settings, f"{role}_api_base", None)
+        configs.append(SourceConfig(role, url, f"{name} ({SOURCE_FLAGS[role]})", token, api_base))
+    return configs
+
+
+def source_readers(settings: Settings) -> list[Reader]:
+    """A reader per configured source (``sources.registry``), not yet checked or read."""
+    from sources.registry import reader_for
+
+    return [reader_for(config) for config in source_configs(settings)]
+
+
+SECRET_BLOCK = "prefect-secret://"
+
+
+def _credential(value: Any, setting: str) -> str | None:
+    """A credential setting's text; ``prefect-secret://NAME`` is read from the Prefect Secret block NAME."""
+    from channels.http import secret_text
+
+    text = secret_text(value)
+    if text is None or not text.startswith(SECRET_BLOCK):
+        return text
+    name = text.removeprefix(SECRET_BLOCK)
+    from prefect.blocks.system import Secret
+
+    try:
+        secret: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+    except (ValueError, RuntimeError) as exc:
+        raise SettingError(f"{setting}: no Prefect Secret block named {name!r} ({exc}); create it in the Prefect UI "
+                           "(Blocks → Secret) or set the token itself") from None  # fmt: skip
+    return str(secret.get()).strip() or None
 
 
 def source_warnings(settings: Settings) -> list[str]:
     """One sentence per optional source left unconfigured: what the day goes without, and the setting that adds it.
 
-    A run logs these as warnings (and shows them in its artifacts): an unset CRM or analytics file is allowed, but
-    never silent. A source that is configured and missing is an error instead (:func:`run_problems`)."""
+    A run logs these as warnings (and shows them in its artifacts): an unset CRM or analytics source is allowed, but
+    never silent. A source that is configured and unusable is an error instead (:func:`run_problems`)."""
     warnings = []
-    if settings.crm_path is None:
+    if settings.crm_url is None and settings.crm_path is None:
         warnings.append(
-            "OMNICAST_CRM_PATH is not set: no CRM contacts are loaded today, so their consent statements, marketing "
+            "OMNICAST_CRM_URL is not set: no CRM contacts are loaded today, so their consent statements, marketing "
             "status, birthdays and time zones are missing from the profiles; set it to the HubSpot contacts export "
-            "(a CSV file) to use them"
+            "(a CSV file) or to hubspot:// to use them"
         )
-    if settings.analytics_path is None:
+    if settings.analytics_url is None and settings.analytics_path is None:
         warnings.append(
-            "OMNICAST_ANALYTICS_PATH is not set: no web analytics events are loaded today, so there are no "
-            "abandoned carts and recommendations see purchases only; set it to the GA4 export (JSONL) to use them"
+            "OMNICAST_ANALYTICS_URL is not set: no web analytics events are loaded today, so there are no "
+            "abandoned carts and recommendations see purchases only; set it to the GA4 export (JSONL or Parquet) "
+            "to use them"
         )
     return warnings
 
@@ -117,15 +163,16 @@ def run_problems(settings: Settings, *, store: bool = False, channels: bool = Fa
     analytics file that is missing). ``channels``: every channel opens (URL, secret key, DKIM key, folders)."""
     problems: list[str] = []
     if store:
-        if settings.store_path is None:
-            problems.append(_NO_STORE)
+        try:
+            readers = source_readers(settings)
+        except OmnicastError as exc:
+            problems.append(str(exc))
         else:
-            from models.sync import _check_files_exist  # the sync's own check: the same words as a sync run
-            from sources.validate import SourceFileError
+            from models.sync import check_sources  # the sync's own check: the same words as a sync run
 
             try:
-                _check_files_exist(settings.store_path, settings.crm_path, settings.analytics_path)
-            except SourceFileError as exc:
+                check_sources(readers)
+            except OmnicastError as exc:
                 problems.append(str(exc))
     if channels:
         from channels.spec import CHANNELS
@@ -183,8 +230,9 @@ def _all_problems(problems: list[str]) -> str:
 
 
 _NO_STORE = (
-    "OMNICAST_STORE_PATH is not set: point it at the folder holding Shopify's products_export.csv, "
-    "customers_export.csv and orders_export.csv (or run `omnicast demo` for sample data)."
+    "OMNICAST_STORE_URL is not set: point it at the folder holding Shopify's products_export.csv, "
+    "customers_export.csv and orders_export.csv, or at shopify://SHOP.myshopify.com or woocommerce://HOST (or run "
+    "`omnicast demo` for sample data)."
 )
 
 

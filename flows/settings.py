@@ -23,7 +23,8 @@ from models.errors import ConfigurationError
 
 PREFIX = "OMNICAST_"
 SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token", "inapp_webhook_secret", "meta_access_token",
-                           "google_access_token", "api_keys"})
+                           "google_access_token", "api_keys", "store_token",
+                           "crm_token"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -46,11 +47,33 @@ class BaseOmnicastSettings(BaseSettings):
         description="SQLAlchemy URL. SQLite file by default; postgresql+psycopg://user@host/db in production.",
     )
     outbox_dir: Path = Field(Path("outbox"), description="Where the embedded file sinks write.")
-    store_path: Path | None = Field(
-        None, description="Folder holding the Shopify admin exports (products/customers/orders_export.csv)."
+    store_url: str | None = Field(
+        None,
+        description="Where the store's data is: a folder holding the Shopify admin exports "
+        "(products/customers/orders_export.csv), shopify://SHOP.myshopify.com (Admin API) or woocommerce://HOST "
+        "(REST API).",
     )
-    crm_path: Path | None = Field(None, description="HubSpot-style contacts CSV (optional).")
-    analytics_path: Path | None = Field(None, description="GA4 BigQuery export rows as JSONL (optional).")
+    store_token: SecretStr | None = Field(
+        None,
+        description="The store API's credential: Shopify's Admin API access token (shpat_…) or WooCommerce's "
+        "ck_…:cs_… key pair; prefect-secret://BLOCK reads it from a Prefect Secret block.",
+    )
+    store_api_base: str | None = Field(
+        None, description="Base URL standing in for the store platform's own host (a proxy or a local test server)."
+    )
+    crm_url: str | None = Field(
+        None, description="The CRM (optional): a HubSpot-style contacts CSV, or hubspot:// (CRM API v3)."
+    )
+    crm_token: SecretStr | None = Field(
+        None, description="HubSpot private-app token (crm.objects.contacts.read); prefect-secret://BLOCK works too."
+    )
+    crm_api_base: str | None = Field(None, description="Base URL standing in for https://api.hubapi.com.")
+    analytics_url: str | None = Field(
+        None, description="Web analytics (optional): the GA4 BigQuery export as a JSONL or Parquet file."
+    )
+    store_path: Path | None = Field(None, description="Older name of OMNICAST_STORE_URL (a folder); the URL wins.")
+    crm_path: Path | None = Field(None, description="Older name of OMNICAST_CRM_URL (a file); the URL wins.")
+    analytics_path: Path | None = Field(None, description="Older name of OMNICAST_ANALYTICS_URL; the URL wins.")
     default_country: str = Field("US", description="ISO country for phone numbers written without one.")
     store_name: str = Field("Bean & Leaf Coffee", description="Shown in emails and in-app cards.")
     store_address: str = Field(
@@ -159,7 +182,10 @@ class BaseOmnicastSettings(BaseSettings):
         None, description="Folder of campaign YAML files and segments.yaml (default: the shipped campaigns/)."
     )
 
-    @field_validator("store_path", "crm_path", "analytics_path", "dkim_key_file", "campaigns_dir", mode="before")
+    @field_validator(
+        "store_path", "crm_path", "analytics_path", "dkim_key_file", "campaigns_dir", "store_url", "crm_url",
+        "analytics_url", "store_api_base", "crm_api_base", "store_token", "crm_token", mode="before",
+    )  # fmt: skip
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         """``OMNICAST_CRM_PATH=`` means "no CRM file", not the current folder."""
@@ -385,12 +411,12 @@ def _problem(error: Any) -> str:
 
 # --- `omnicast init` and .env.example: every setting, from this model ----------------------------------------------
 
-ENV_REQUIRED = ("store_path", "secret_key")
+ENV_REQUIRED = ("store_url", "secret_key")
 """Settings a deployed run cannot do without (no default)."""
 ENV_STORE = ("database_url", "timezone", "store_name", "store_address", "sender_address", "public_url",
              "unsubscribe_mailto", "serve_url")  # fmt: skip
 """Settings whose default is the demo store's: a real store sets its own."""
-ENV_SOURCES = ("crm_path", "analytics_path")
+ENV_SOURCES = ("crm_url", "analytics_url")
 """Optional sources: a run without them warns what it goes without."""
 _ENV_HEADER = """\
 # omnicast settings: every OMNICAST_* variable, read from the environment or from .env in the folder omnicast (and

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -16,27 +15,34 @@ from flows.runtime import (
     run_logger,
     run_resources,
     run_title,
+    source_readers,
     source_warnings,
-    store_files,
 )
 from flows.summary import RunProgress
-from models.sync import SyncReport, sync_store
+from models.errors import InputError
+from models.sync import SyncReport, sync_sources
 
-__all__ = ["load_sources", "run_sync", "store_files", "sync_flow"]
+__all__ = ["SourcePartlyRead", "load_sources", "run_sync", "sync_flow"]
 
 STORE_STEPS = 6
-"""What a sync says it has done (``sync_store``'s progress): products, customers and orders read, profiles, orders
+"""What a sync says it has done (``sync_sources``' progress): products, customers and orders read, profiles, orders
 and analytics written; then one step more per optional source configured (CRM, analytics read)."""
 
 
+class SourcePartlyRead(InputError):
+    """A source stopped part-way: what its complete pages held is written and its watermark kept (the next run
+    resumes there), and the run says which source failed and why."""
+
+
 @task(name="load-sources", cache_policy=NO_CACHE)
-def load_sources(resources: Resources, run_id: str) -> SyncReport:
-    """Every configured source through ``sync_store``; a progress bar (``sync-progress``) in the Prefect UI moves
-    with each source read and written, and the log gets each step and each source's counts (never a row)."""
+def load_sources(resources: Resources, run_id: str, full: bool = False) -> SyncReport:
+    """Every configured source through ``sync_sources``; a progress bar (``sync-progress``) in the Prefect UI moves
+    with each source read and written, and the log gets each step and each source's counts (never a row).
+    ``full``: read every source whole, ignoring the stored watermarks."""
     settings = resources.settings
-    store, crm, analytics = store_files(settings)
+    readers = source_readers(settings)
     logger = run_logger()
-    steps = STORE_STEPS + (crm is not None) + (analytics is not None)
+    steps = STORE_STEPS + sum(reader.role != "store" for reader in readers)
     bar = RunProgress("sync-progress", f"Sync: reading the sources (0 of {steps} steps)", every=0)
     done = 0
 
@@ -48,9 +54,9 @@ def load_sources(resources: Resources, run_id: str) -> SyncReport:
 
     # Two syncs at once would insert the same SKUs and replace each other's orders: one at a time per database.
     with locked(resources.engine, settings, "sync"):
-        report = sync_store(
-            resources.engine, store, crm, analytics, run_id=run_id, default_country=settings.default_country,
-            progress=progress,
+        report = sync_sources(
+            resources.engine, readers, run_id=run_id, default_country=settings.default_country, progress=progress,
+            full=full,
         )  # fmt: skip
     bar.update(steps, steps, f"Sync: done, {report.profiles:,} customer profiles")
     for s in report.sources:
@@ -59,6 +65,14 @@ def load_sources(resources: Resources, run_id: str) -> SyncReport:
             s.source, s.rows_read, s.rows_loaded, s.rows_quarantined, s.duplicates_skipped, s.forgotten_skipped,
             s.fields_quarantined,
         )  # fmt: skip
+    for role, summary in report.configured.items():
+        logger.info(
+            "source %s (%s, %s): read %d, loaded %d, quarantined %d, duplicates %d, deleted on the platform %d, "
+            "watermarks %s", role, summary.platform, summary.mode, summary.read, summary.loaded, summary.quarantined,
+            summary.duplicates_skipped, summary.deleted, summary.watermarks or "none (read whole)",
+        )  # fmt: skip
+        if summary.error:
+            logger.error("source %s stopped part-way: %s", role, summary.error)
     logger.info(
         "sync %s: %d customer profiles (%d new) from %d source records, %d consent statements",
         report.run_id, report.profiles, report.new_profiles, report.identities, report.consents,
@@ -66,10 +80,11 @@ def load_sources(resources: Resources, run_id: str) -> SyncReport:
     return report
 
 
-def run_sync(resources: Resources) -> SyncReport:
+def run_sync(resources: Resources, full: bool = False) -> SyncReport:
     """The sync stage on a run's resources: load every source, publish the per-source counts as an artifact (with
-    a warning for each optional source left unconfigured)."""
-    report = load_sources(resources, run_id=uuid.uuid4().hex[:12])
+    a warning for each optional source left unconfigured). A source that stopped part-way fails the stage after
+    what it read is written (:class:`SourcePartlyRead`): the next run resumes from its watermark."""
+    report = load_sources(resources, run_id=uuid.uuid4().hex[:12], full=full)
     warnings = source_warnings(resources.settings)
     description = f"Sync run {report.run_id}: {report.profiles} customer profiles."
     if warnings:
@@ -90,6 +105,9 @@ def run_sync(resources: Resources) -> SyncReport:
         ],
         description=description,
     )
+    if report.errors:
+        problems = "; ".join(f"the {role} source stopped part-way: {error}" for role, error in report.errors.items())
+        raise SourcePartlyRead(f"{problems} — what it read before is saved, and the next sync resumes from there")
     return report
 
 
@@ -98,17 +116,20 @@ def _sync_run_name() -> str:
 
 
 @flow(name="sync", flow_run_name=_sync_run_name)
-def sync_flow(store: str | None = None, crm: str | None = None, analytics: str | None = None) -> SyncReport:
+def sync_flow(
+    store: str | None = None, crm: str | None = None, analytics: str | None = None, full: bool = False
+) -> SyncReport:
     """Load every configured source; rows read = loaded + quarantined + duplicates, per source.
 
-    ``store``, ``crm`` and ``analytics`` name files for this run instead of ``OMNICAST_STORE_PATH``,
-    ``OMNICAST_CRM_PATH`` and ``OMNICAST_ANALYTICS_PATH``."""
+    ``store``, ``crm`` and ``analytics`` name sources (a path or a URL) for this run instead of
+    ``OMNICAST_STORE_URL``, ``OMNICAST_CRM_URL`` and ``OMNICAST_ANALYTICS_URL``; ``full`` reads every source whole
+    instead of the changes since its watermarks."""
     settings = load_settings()
-    overrides = {"store_path": store, "crm_path": crm, "analytics_path": analytics}
-    settings = settings.model_copy(update={key: Path(value) for key, value in overrides.items() if value})
-    store_files(settings)
+    overrides = {"store_url": store, "crm_url": crm, "analytics_url": analytics}
+    settings = settings.model_copy(update={key: value for key, value in overrides.items() if value})
+    source_readers(settings)
     logger = run_logger()
     for warning in source_warnings(settings):  # allowed, never silent (the daily run logs them itself)
         logger.warning(warning)
     with run_resources(settings) as resources:
-        return run_sync(resources)
+        return run_sync(resources, full=full)

@@ -313,7 +313,28 @@ class SourceLoad(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="rows of people erased by `omnicast forget`, left out (never loaded, never quarantined)",
     )
+    platform: str = Field(
+        default="",
+        sa_column_kwargs={"server_default": ""},
+        description="where the rows came from: shopify-export, shopify, woocommerce, hubspot-export, hubspot, ga4",
+    )
+    watermark: str | None = Field(
+        default=None, description="how far an incremental read of this resource got (None: a file, read whole)"
+    )
     loaded_at: datetime = Field(default_factory=utcnow)
+
+
+class SourceWatermark(SQLModel, table=True):
+    """How far the last committed read of one resource of one source got: the next run asks only for what changed
+    since (inclusive). ``source`` is the role and location (``store shopify://shop.myshopify.com``): pointing a role
+    at another store starts afresh."""
+
+    __tablename__ = "source_watermarks"
+    source: str = Field(primary_key=True)
+    resource: str = Field(primary_key=True)
+    watermark: str
+    run_id: str
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Suppression(SQLModel, table=True):

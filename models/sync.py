@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
 
 from models.bulk import bulk_insert, clean_row, recycled_ids, reserve_ids
-from models.consent import UNDATED_GRANT, save_statements, statements_from
+from models.consent import UNDATED_GRANT, save_statements, statements_from, withdraw_grants
 from models.identity import (
     ANALYTICS,
     CRM,
@@ -41,24 +41,29 @@ from models.identity import (
     save_profiles,
     stored_identities,
 )
-from models.schema import Consent, Event, Order, OrderLine, Product, QuarantineRow, SourceLoad, utcnow
-from models.suppression import suppressed
-from sources.analytics import HOW_TO_EXPORT as EXPORT_EVENTS
-from sources.analytics import events_per_line, read_events
-from sources.crm import CONSENT_COLUMNS, HUBSPOT, CrmMapping, read_contacts
-from sources.shopify import (
-    CUSTOMERS_FILE,
-    ORDERS_FILE,
-    PRODUCTS_FILE,
-    UNKNOWN_EMAIL,
-    UNKNOWN_PHONE,
-    read_customers,
-    read_orders,
-    read_products,
+from models.schema import (
+    Consent,
+    Event,
+    Identity,
+    Order,
+    OrderLine,
+    Product,
+    QuarantineRow,
+    SourceLoad,
+    SourceWatermark,
+    utcnow,
 )
+from models.suppression import suppressed
+from sources.analytics import events_per_line
+from sources.base import ROLES, ReadContext, Reader, SourceConfig, SourceRead, SourceRefused
+from sources.crm import CONSENT_COLUMNS, HUBSPOT, CrmMapping
+from sources.registry import reader_for
+from sources.shopify import UNKNOWN_EMAIL, UNKNOWN_PHONE
 from sources.validate import ROW, Intake, SourceCount, SourceFileError
 
-__all__ = ["UNDATED_GRANT", "SourceCount", "SourceFileError", "SyncReport", "sync_store"]
+__all__ = [
+    "UNDATED_GRANT", "SourceCount", "SourceFileError", "SourceSummary", "SyncReport", "sync_sources", "sync_store",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,8 @@ _events: Table = Event.__table__  # type: ignore[attr-defined]
 _consents: Table = Consent.__table__  # type: ignore[attr-defined]
 _quarantine: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
 _source_loads: Table = SourceLoad.__table__  # type: ignore[attr-defined]
+_watermarks: Table = SourceWatermark.__table__  # type: ignore[attr-defined]
+_identities: Table = Identity.__table__  # type: ignore[attr-defined]
 
 PRODUCT_FIELDS = [
     "handle", "title", "product_type", "vendor", "tags", "price", "image_url",
@@ -78,13 +85,36 @@ PRODUCT_FIELDS = [
 
 
 @dataclass
+class SourceSummary:
+    """One configured source in one sync (``omnicast sync --json`` gives one per role: ``store``, ``crm``,
+    ``analytics``): where it was read from, whether only changes were asked for, the reconciliation summed over its
+    resources (read = loaded + quarantined + duplicates skipped + forgotten), records the platform deleted, the
+    watermarks reached, and the error that stopped it part-way (None when it read everything)."""
+
+    platform: str
+    location: str
+    mode: str
+    read: int
+    loaded: int
+    quarantined: int
+    duplicates_skipped: int
+    forgotten_skipped: int
+    fields_quarantined: int
+    deleted: int
+    watermarks: dict[str, str]
+    error: str | None = None
+
+
+@dataclass
 class SyncReport:
     """What one sync did: per-source reconciliation and what the unified data now holds.
 
     ``profiles``: golden customers this sync's records belong to (``new_profiles`` of them created now);
-    ``identities``: source records resolved; ``consents``: consent statements the files made (after merging);
+    ``identities``: source records resolved; ``consents``: consent statements the sources made (after merging);
     ``orders``/``order_lines``/``events``: rows written; ``quarantined``: rows set aside, all sources;
-    ``fields_quarantined``: cells set aside in rows that were loaded anyway, all sources.
+    ``fields_quarantined``: cells set aside in rows that were loaded anyway, all sources; ``deleted``: source
+    records the platforms said no longer exist, unlinked. ``configured``: one :class:`SourceSummary` per configured
+    source, by role (in the JSON as the keys ``store``, ``crm``, ``analytics``).
     """
 
     run_id: str
@@ -98,6 +128,8 @@ class SyncReport:
     order_lines: int = 0
     events: int = 0
     seconds: float = 0.0
+    deleted: int = 0
+    configured: dict[str, SourceSummary] = field(default_factory=dict)
     quarantined: int = field(init=False)
     fields_quarantined: int = field(init=False)
 
@@ -110,14 +142,22 @@ class SyncReport:
         """Every source's rows read = loaded + quarantined + duplicates skipped."""
         return all(count.reconciles for count in self.sources)
 
+    @property
+    def errors(self) -> dict[str, str]:
+        """Role → what stopped that source part-way (its complete pages were written, its watermark kept)."""
+        return {role: summary.error for role, summary in self.configured.items() if summary.error}
+
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form (for ``omnicast sync --json`` and Prefect artifacts)."""
-        return asdict(self)
+        """Plain JSON-ready form (for ``omnicast sync --json`` and Prefect artifacts): the report's fields, and one
+        key per configured source (``store``, ``crm``, ``analytics``)."""
+        result = asdict(self)
+        configured = result.pop("configured")
+        return {**result, **configured}
 
 
 @dataclass
 class _Read:
-    """Everything read from the files, checked, before any write."""
+    """Everything read from the sources, checked, before any write."""
 
     intakes: dict[str, Intake]
     products: pd.DataFrame
@@ -126,107 +166,141 @@ class _Read:
     lines: pd.DataFrame
     contacts: pd.DataFrame | None
     events: pd.DataFrame | None
+    reads: list[SourceRead] = field(default_factory=list)
 
 
-def sync_store(
+ROLE_ORDER = {role: index for index, role in enumerate(ROLES)}
+RESOURCE_OF_INTAKE = {"crm": "contacts", "analytics": "events"}
+"""An intake's watermark resource where the names differ (the store's intakes are its resources)."""
+
+STORE_SETTING = "OMNICAST_STORE_URL (--store)"
+CRM_SETTING = "OMNICAST_CRM_URL (--crm)"
+ANALYTICS_SETTING = "OMNICAST_ANALYTICS_URL (--analytics)"
+
+
+def sync_sources(
     engine: Engine,
-    store_dir: Path,
-    crm_file: Path | None,
-    analytics_file: Path | None,
+    readers: Sequence[Reader],
     *,
     run_id: str,
     default_country: str = "US",
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
-    crm_mapping: CrmMapping = HUBSPOT,
+    full: bool = False,
 ) -> SyncReport:
-    """Load a Shopify store export directory plus optional CRM and GA4 files; see the module docstring."""
+    """Read every source (the store first: its SKUs are what orders and events may name), then write it all in
+    one transaction; see the module docstring. ``full``: ignore stored watermarks and read everything."""
     started = time.perf_counter()
     now = now or utcnow()
     say = progress or (lambda _message: None)
-    _check_files_exist(store_dir, crm_file, analytics_file)
+    if not any(reader.role == "store" for reader in readers):
+        raise SourceRefused(f"no store source is configured: set {STORE_SETTING} to a folder of Shopify exports, "
+                            "shopify://SHOP.myshopify.com or woocommerce://HOST")  # fmt: skip
+    check_sources(readers)
     with engine.connect() as conn:
         stored_skus = set(conn.execute(select(_products.c.sku)).scalars())
-    read = _read_all(store_dir, crm_file, analytics_file, stored_skus, default_country, crm_mapping, now, say)
+        watermarks = {} if full else stored_watermarks(conn)
+    reads = _read_sources(readers, stored_skus, watermarks, default_country, now, say)
     with engine.begin() as conn:
-        report = _write_all(conn, read, run_id, now, say)
+        report = _write_all(conn, _combined(reads), run_id, now, say)
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("sync %s: %d profiles, %d rows and %d cells quarantined, %.1fs", run_id, report.profiles,
              report.quarantined, report.fields_quarantined, report.seconds)  # fmt: skip
     return report
 
 
-STORE_SETTING = "OMNICAST_STORE_PATH (--store)"
-CRM_SETTING = "OMNICAST_CRM_PATH (--crm)"
-ANALYTICS_SETTING = "OMNICAST_ANALYTICS_PATH (--analytics)"
-EXPORT_STORE = (
-    "it must be the folder holding products_export.csv, customers_export.csv and orders_export.csv from "
-    "Shopify admin → Products/Customers/Orders → Export"
-)
-EXPORT_CRM = f"give the contacts CSV file itself: {HUBSPOT.how_to_export}"
-EXPORT_ANALYTICS = f"give the events file itself: {EXPORT_EVENTS}"
-
-
-def _check_files_exist(store_dir: Path, crm_file: Path | None, analytics_file: Path | None) -> None:
-    """Fail before reading anything when a source is missing or is not what its setting needs: one line naming
-    each setting (and its CLI flag), what was found there, and how to export the right thing."""
-    problems = []
-    if store_dir.is_file():
-        problems.append(f"{STORE_SETTING} is a file ({store_dir}), not a folder — {EXPORT_STORE}")
-    elif not store_dir.is_dir():
-        problems.append(f"{STORE_SETTING}: nothing at {store_dir} — {EXPORT_STORE}")
-    else:
-        missing = [store_dir / name for name in (PRODUCTS_FILE, CUSTOMERS_FILE, ORDERS_FILE)]
-        missing = [path for path in missing if not path.is_file()]
-        if missing:
-            names = ", ".join(f"{path.name} (looked at {path})" for path in missing)
-            problems.append(f"{STORE_SETTING}: missing source file(s) {names} — {EXPORT_STORE}")
-    for path, setting, how in ((crm_file, CRM_SETTING, EXPORT_CRM), (analytics_file, ANALYTICS_SETTING,
-                                                                     EXPORT_ANALYTICS)):  # fmt: skip
-        if path is None or path.is_file():
+def sync_store(
+    engine: Engine,
+    store: Path | Reader,
+    crm: Path | Reader | None,
+    analytics: Path | Reader | None,
+    *,
+    run_id: str,
+    default_country: str = "US",
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+    crm_mapping: CrmMapping = HUBSPOT,
+    full: bool = False,
+) -> SyncReport:
+    """:func:`sync_sources` with a path (an export folder or file) or a reader per role."""
+    readers: list[Reader] = []
+    for role, source, setting in (("store", store, STORE_SETTING), ("crm", crm, CRM_SETTING),
+                                  ("analytics", analytics, ANALYTICS_SETTING)):  # fmt: skip
+        if source is None:
             continue
-        found = "a directory" if path.is_dir() else "nothing"
-        problems.append(f"{setting} points at {found} ({path}), not a file — {how}")
+        if isinstance(source, Path):
+            options: dict[str, Any] = {"mapping": crm_mapping} if role == "crm" else {}
+            readers.append(reader_for(SourceConfig(role, str(source), setting), **options))
+        else:
+            readers.append(source)
+    return sync_sources(engine, readers, run_id=run_id, default_country=default_country, now=now,
+                        progress=progress, full=full)  # fmt: skip
+
+
+def check_sources(readers: Sequence[Reader]) -> None:
+    """Every source's own check, before anything is read: all problems in one line (each naming its setting)."""
+    problems = []
+    for reader in readers:
+        try:
+            reader.check()
+        except (SourceFileError, SourceRefused) as exc:
+            problems.append(str(exc))
     if problems:
         raise SourceFileError("; ".join(problems))
 
 
-def _read_all(
-    store_dir: Path,
-    crm_file: Path | None,
-    analytics_file: Path | None,
+def stored_watermarks(conn: Connection) -> dict[str, dict[str, str]]:
+    """Source key (:func:`source_key`) → resource → watermark of the last committed read."""
+    result: dict[str, dict[str, str]] = {}
+    query = select(_watermarks.c.source, _watermarks.c.resource, _watermarks.c.watermark)
+    for source, resource, mark in conn.execute(query):
+        result.setdefault(source, {})[resource] = mark
+    return result
+
+
+def source_key(role: str, location: str) -> str:
+    """Whose watermarks these are: the role and where it reads from (pointing a role elsewhere starts afresh)."""
+    return f"{role} {location}"
+
+
+def _read_sources(
+    readers: Sequence[Reader],
     stored_skus: set[str],
+    watermarks: dict[str, dict[str, str]],
     default_country: str,
-    crm_mapping: CrmMapping,
     now: datetime,
     say: Callable[[str], None],
-) -> _Read:
-    intakes = {
-        "products": Intake("products", PRODUCTS_FILE),
-        "customers": Intake("customers", CUSTOMERS_FILE),
-        "orders": Intake("orders", ORDERS_FILE),
-    }
-    products = read_products(store_dir / PRODUCTS_FILE, intakes["products"])
-    intakes["products"].release()
-    known_skus = stored_skus | set(products["sku"])
-    say(f"products: {len(products)} read")
-    customers = read_customers(store_dir / CUSTOMERS_FILE, intakes["customers"], default_country)
-    intakes["customers"].release()
-    say(f"customers: {len(customers)} read")
-    orders = read_orders(store_dir / ORDERS_FILE, intakes["orders"], known_skus, now)
-    intakes["orders"].release()
-    say(f"orders: {len(orders.orders)} orders, {len(orders.lines)} lines read")
-    contacts = events = None
-    if crm_file is not None:
-        intakes["crm"] = Intake("crm", crm_file.name)
-        contacts = read_contacts(crm_file, intakes["crm"], default_country, crm_mapping, now)
-        intakes["crm"].release()
-        say(f"crm: {len(contacts)} contacts read")
-    if analytics_file is not None:
-        intakes["analytics"] = Intake("analytics", analytics_file.name)
-        events = read_events(analytics_file, intakes["analytics"], known_skus, now)
-        say(f"analytics: {len(events)} event items read")
-    return _Read(intakes, products, customers, orders.orders, orders.lines, contacts, events)
+) -> list[SourceRead]:
+    known = set(stored_skus)
+    reads = []
+    for reader in sorted(readers, key=lambda r: ROLE_ORDER[r.role]):
+        marks = dict(watermarks.get(source_key(reader.role, reader.location), {}))
+        context = ReadContext(known_skus=set(known), default_country=default_country, now=now, watermarks=marks,
+                              say=say)  # fmt: skip
+        read = reader.read(context)
+        if read.error:
+            log.warning("source %s (%s) stopped part-way; its complete pages are kept", read.role, read.platform)
+        if read.role == "store":
+            known |= set(read.frames["products"]["sku"])
+        reads.append(read)
+    return reads
+
+
+def _combined(reads: list[SourceRead]) -> _Read:
+    by_role = {read.role: read for read in reads}
+    store = by_role["store"]
+    intakes = {name: intake for read in reads for name, intake in read.intakes.items()}
+    crm, analytics = by_role.get("crm"), by_role.get("analytics")
+    return _Read(
+        intakes,
+        store.frames["products"],
+        store.frames["customers"],
+        store.frames["orders"],
+        store.frames["lines"],
+        crm.frames["contacts"] if crm is not None else None,
+        analytics.frames["events"] if analytics is not None else None,
+        reads,
+    )
 
 
 def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: Callable[[str], None]) -> SyncReport:
@@ -239,13 +313,15 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
     resolution = save_profiles(conn, resolution, now)
     say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
     consents = save_statements(conn, _consent_statements(read, resolution, stored), now)
+    deleted = _unlink_deleted(conn, read.reads)
     order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids)
     say(f"orders: {order_count} orders, {len(read.lines)} lines written")
     event_count = _replace_events(conn, read.events, resolution, product_ids) if read.events is not None else 0
     say(f"analytics: {event_count} event rows written")
     counts = _reconcile(read)
     _save_quarantine(conn, read.intakes, run_id, now)
-    _save_source_loads(conn, counts, run_id, now)
+    _save_source_loads(conn, counts, read.reads, run_id, now)
+    _save_watermarks(conn, read.reads, run_id, now)
     return SyncReport(
         run_id=run_id,
         sources=counts,
@@ -257,7 +333,58 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
         orders=order_count,
         order_lines=len(read.lines),
         events=event_count,
+        deleted=deleted,
+        configured=_summaries(read.reads, counts),
     )
+
+
+def _summaries(reads: list[SourceRead], counts: list[SourceCount]) -> dict[str, SourceSummary]:
+    by_name = {count.source: count for count in counts}
+    result = {}
+    for read in reads:
+        mine = [by_name[name] for name in read.intakes if name in by_name]
+        result[read.role] = SourceSummary(
+            platform=read.platform,
+            location=read.location,
+            mode="incremental" if read.incremental else "full",
+            read=sum(c.rows_read for c in mine),
+            loaded=sum(c.rows_loaded for c in mine),
+            quarantined=sum(c.rows_quarantined for c in mine),
+            duplicates_skipped=sum(c.duplicates_skipped for c in mine),
+            forgotten_skipped=sum(c.forgotten_skipped for c in mine),
+            fields_quarantined=sum(c.fields_quarantined for c in mine),
+            deleted=len(read.deleted),
+            watermarks=dict(read.watermarks),
+            error=read.error,
+        )
+    return result
+
+
+# --- records the platforms deleted --------------------------------------------------------------------
+
+
+IDENTITY_SOURCE = {"store": SHOPIFY, "crm": CRM}
+"""The identity source a role's people records are stored under."""
+
+
+def _unlink_deleted(conn: Connection, reads: list[SourceRead]) -> int:
+    """Records a platform says it deleted: their identity is unlinked from the profile (it no longer vouches for
+    anyone) and that source's grants are taken back; its denials stay, and so do the orders (sales happened). The
+    profile itself stays while any other source knows the person. Erasure is ``omnicast forget``'s job."""
+    unlinked = 0
+    for read in reads:
+        source = IDENTITY_SOURCE.get(read.role)
+        if source is None or not read.deleted:
+            continue
+        ids = sorted(set(read.deleted))
+        customers: list[int] = []
+        for start in range(0, len(ids), 5_000):
+            chunk = ids[start : start + 5_000]
+            where = (_identities.c.source == source) & (_identities.c.external_id.in_(chunk))
+            customers += conn.execute(select(_identities.c.customer_id).where(where)).scalars().all()
+            unlinked += conn.execute(delete(_identities).where(where)).rowcount or 0
+        withdraw_grants(conn, customers, source)
+    return unlinked
 
 
 def _without_forgotten(conn: Connection, read: _Read) -> _Read:
@@ -354,8 +481,9 @@ def _consent_statements(read: _Read, resolution: Resolution, stored: pd.DataFram
     """
     parts = []
     shopify = read.customers.assign(customer_id=read.customers["external_id"].map(resolution.customer_of(SHOPIFY)))
-    parts += [statements_from(shopify, "accepts_email", "email", SHOPIFY, None),
-              statements_from(shopify, "accepts_sms", "sms", SHOPIFY, None)]  # fmt: skip
+    for column, channel in (("accepts_email", "email"), ("accepts_sms", "sms")):
+        dated_by = f"{column}_at" if f"{column}_at" in shopify.columns else None  # the API dates them, exports do not
+        parts.append(statements_from(shopify, column, channel, SHOPIFY, dated_by))
     if read.contacts is not None:
         crm = read.contacts.assign(customer_id=read.contacts["external_id"].map(resolution.customer_of(CRM)))
         for channel, column in CONSENT_COLUMNS.items():
@@ -509,8 +637,29 @@ def _save_quarantine(conn: Connection, intakes: dict[str, Intake], run_id: str, 
     bulk_insert(conn, _quarantine, rows.assign(run_id=run_id, created_at=now))
 
 
-def _save_source_loads(conn: Connection, counts: list[SourceCount], run_id: str, now: datetime) -> None:
-    rows = [{**asdict(count), "run_id": run_id, "loaded_at": now} for count in counts]
+def _save_source_loads(
+    conn: Connection, counts: list[SourceCount], reads: list[SourceRead], run_id: str, now: datetime
+) -> None:
+    """One row per intake: its reconciliation, its source's platform, and the watermark its resource reached."""
+    platform = {name: read.platform for read in reads for name in read.intakes}
+    mark = {name: read.watermarks.get(RESOURCE_OF_INTAKE.get(name, name)) for read in reads for name in read.intakes}
+    rows = [
+        {**asdict(count), "platform": platform.get(count.source, ""), "watermark": mark.get(count.source),
+         "run_id": run_id, "loaded_at": now}
+        for count in counts
+    ]  # fmt: skip
     conn.execute(insert(_source_loads), rows)
+
+
+def _save_watermarks(conn: Connection, reads: list[SourceRead], run_id: str, now: datetime) -> None:
+    """Each read's watermarks replace the stored ones of its source, in the sync's transaction: they move only
+    when the rows they cover are written."""
+    for read in reads:
+        key = source_key(read.role, read.location)
+        for resource, mark in read.watermarks.items():
+            where = (_watermarks.c.source == key) & (_watermarks.c.resource == resource)
+            conn.execute(delete(_watermarks).where(where))
+            conn.execute(insert(_watermarks).values(source=key, resource=resource, watermark=mark, run_id=run_id,
+                                                    updated_at=now))  # fmt: skip
 
 

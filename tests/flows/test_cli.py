@@ -45,7 +45,7 @@ def test_sync_without_a_store_names_the_setting(prefect_api: str, tmp_path: Path
     monkeypatch.setenv("OMNICAST_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
     result = runner.invoke(app, ["sync"])
     assert result.exit_code == 2
-    assert "OMNICAST_STORE_PATH" in result.output
+    assert "OMNICAST_STORE_URL" in result.output
 
 
 @pytest.mark.e2e

@@ -164,10 +164,13 @@ def test_prefect_run_loggers_drop_the_traceback_record_of_a_user_error() -> None
 
 
 def test_an_empty_optional_path_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STORE_PATH", "CRM_PATH", "ANALYTICS_PATH", "DKIM_KEY_FILE"):
+    for name in ("STORE_PATH", "CRM_PATH", "ANALYTICS_PATH", "DKIM_KEY_FILE", "STORE_URL", "CRM_URL", "ANALYTICS_URL",
+                 "STORE_TOKEN", "CRM_API_BASE"):  # fmt: skip
         monkeypatch.setenv(f"OMNICAST_{name}", "")
     settings = load_settings()
     assert settings.store_path is settings.crm_path is settings.analytics_path is settings.dkim_key_file is None
+    assert settings.store_url is settings.crm_url is settings.analytics_url is None
+    assert settings.store_token is settings.crm_api_base is None
 
 
 def test_an_empty_outbox_folder_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +204,7 @@ def test_a_run_reports_every_missing_setting_in_one_message(bare: Path) -> None:
     with pytest.raises(SettingError) as raised:
         load_run_settings(store=True, channels=True)
     message = str(raised.value)
-    assert "\n" not in message and message.startswith("2 settings need attention: (1) OMNICAST_STORE_PATH is not set")
+    assert "\n" not in message and message.startswith("2 settings need attention: (1) OMNICAST_STORE_URL is not set")
     assert "(2) OMNICAST_SECRET_KEY is not set" in message
 
 
@@ -234,7 +237,7 @@ def test_an_unconfigured_optional_source_is_a_warning_naming_its_setting(bare: P
     from flows.runtime import source_warnings
 
     warnings = source_warnings(load_settings())
-    assert [w.split(" ", 1)[0] for w in warnings] == ["OMNICAST_CRM_PATH", "OMNICAST_ANALYTICS_PATH"]
+    assert [w.split(" ", 1)[0] for w in warnings] == ["OMNICAST_CRM_URL", "OMNICAST_ANALYTICS_URL"]
     assert all("not set" in w and "to use them" in w for w in warnings)
     assert source_warnings(load_settings(crm_path=bare / "c.csv", analytics_path=bare / "a.jsonl")) == []
 
@@ -245,7 +248,7 @@ def test_the_daily_run_stops_before_any_work_naming_every_missing_setting(prefec
     state = daily_flow(return_state=True)
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
-    assert "OMNICAST_STORE_PATH is not set" in message and "OMNICAST_SECRET_KEY is not set" in message
+    assert "OMNICAST_STORE_URL is not set" in message and "OMNICAST_SECRET_KEY is not set" in message
     assert not (bare / "omnicast.db").exists()  # nothing was done
 
 
@@ -270,7 +273,7 @@ def test_init_writes_every_setting_a_run_needs_with_a_secret_key(bare: Path) -> 
     assert result.exit_code == 0, result.output
     env = bare / ".env"
     assert env.stat().st_mode & 0o777 == 0o600
-    assert "to do: OMNICAST_STORE_PATH is not set" in result.stdout and "SECRET_KEY" not in result.stdout
+    assert "to do: OMNICAST_STORE_URL is not set" in result.stdout and "SECRET_KEY" not in result.stdout
     secret = dotenv_values(env)["OMNICAST_SECRET_KEY"]
     assert secret and len(secret) >= 40
     settings = load_settings()  # reads ./.env
@@ -284,4 +287,4 @@ def test_init_writes_every_setting_a_run_needs_with_a_secret_key(bare: Path) -> 
     forced = runner.invoke(app, ["init", "--force", "--store", str(_store(bare))])
     assert forced.exit_code == 0 and "secret key kept" in forced.stdout and "to do" not in forced.stdout
     assert dotenv_values(env)["OMNICAST_SECRET_KEY"] == secret
-    assert load_settings().store_path == bare.resolve()
+    assert load_settings().store_url == str(bare.resolve())

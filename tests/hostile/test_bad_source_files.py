@@ -357,16 +357,16 @@ CASES = [
          error=r"^ga4_events\.jsonl: not JSONL .*NEWLINE_DELIMITED_JSON"),
     Case("csv-as-ga4-export", lambda f: write(f.events, text(f.customers)), error=r"^ga4_events\.jsonl: not JSONL"),
     Case("crm-setting-points-at-a-folder", _crm_is_a_folder,
-         error=r"^OMNICAST_CRM_PATH \(--crm\) points at a directory \(.*exports\), not a file — give the contacts "
+         error=r"^OMNICAST_CRM_URL \(--crm\) points at a directory \(.*exports\), not a file — give the contacts "
                r"CSV file itself: export contacts from HubSpot"),
     Case("analytics-setting-points-at-nothing", _no_events_file,
-         error=r"^OMNICAST_ANALYTICS_PATH \(--analytics\) points at nothing \(.*ga4_events_2026\.jsonl\), not a file "
+         error=r"^OMNICAST_ANALYTICS_URL \(--analytics\) points at nothing \(.*ga4_events_2026\.jsonl\), not a file "
                r"— give the events file itself: export GA4 events"),
     Case("store-setting-points-at-a-file", _store_is_a_file,
-         error=r"^OMNICAST_STORE_PATH \(--store\) is a file \(.*customers_export\.csv\), not a folder — it must be "
+         error=r"^OMNICAST_STORE_URL \(--store\) is a file \(.*customers_export\.csv\), not a folder — it must be "
                r"the folder holding products_export\.csv"),
     Case("store-without-orders-export", lambda f: f.orders.unlink(),
-         error=r"^OMNICAST_STORE_PATH \(--store\): missing source file\(s\) orders_export\.csv \(looked at .*\)"),
+         error=r"^OMNICAST_STORE_URL \(--store\): missing source file\(s\) orders_export\.csv \(looked at .*\)"),
     # ---- the hostile run's defect 2: a consent statement survives any other bad cell of its row
     Case("crm-opt-out-with-an-impossible-birth-date",
          lambda f: set_cells(f.crm, "Record ID", "501", Email_Marketing_Consent="Unsubscribed",

@@ -161,10 +161,10 @@ CASES: dict[str, Case] = {
     "unsubscribe-mailto-not-an-address": Case(
         ("train",), "OMNICAST_UNSUBSCRIBE_MAILTO", {"OMNICAST_UNSUBSCRIBE_MAILTO": "mailto:nobody"}
     ),
-    "store-path-unset": Case(("sync",), "OMNICAST_STORE_PATH", unset=("OMNICAST_STORE_PATH",)),
+    "store-path-unset": Case(("sync",), "OMNICAST_STORE_URL is not set", unset=("OMNICAST_STORE_PATH",)),
     "prefect-api-unreachable": Case(("train",), "PREFECT_API_URL", {"PREFECT_API_URL": "http://127.0.0.1:1/api"}),
     "prefect-api-garbage": Case(("train",), "PREFECT_API_URL", {"PREFECT_API_URL": "http://[::1"}),
-    "store-path-empty": Case(("sync",), "OMNICAST_STORE_PATH", {"OMNICAST_STORE_PATH": ""}),
+    "store-path-empty": Case(("sync",), "OMNICAST_STORE_URL is not set", {"OMNICAST_STORE_PATH": ""}),
     "outbox-empty": Case(("train",), "OMNICAST_OUTBOX_DIR", {"OMNICAST_OUTBOX_DIR": ""}),
     "store-name-line-break": Case(
         ("train",), "OMNICAST_STORE_NAME", {"OMNICAST_STORE_NAME": "Bean & Leaf\r\nBcc: evil@attacker.example"}

@@ -134,10 +134,10 @@ def test_cells_set_aside_are_counted_apart_from_quarantined_rows(engine: Engine)
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"store": "customers_export.csv"}, r"^OMNICAST_STORE_PATH \(--store\) is a file \("),
-        ({"store": "nowhere"}, r"^OMNICAST_STORE_PATH \(--store\): nothing at .*nowhere — it must be the folder"),
-        ({"crm": "."}, r"^OMNICAST_CRM_PATH \(--crm\) points at a directory .* HubSpot → Contacts → Export"),
-        ({"events": "gone.jsonl"}, r"^OMNICAST_ANALYTICS_PATH \(--analytics\) points at nothing .* bq extract"),
+        ({"store": "customers_export.csv"}, r"^OMNICAST_STORE_URL \(--store\) is a file \("),
+        ({"store": "nowhere"}, r"^OMNICAST_STORE_URL \(--store\): nothing at .*nowhere — it must be the folder"),
+        ({"crm": "."}, r"^OMNICAST_CRM_URL \(--crm\) points at a directory .* HubSpot → Contacts → Export"),
+        ({"events": "gone.jsonl"}, r"^OMNICAST_ANALYTICS_URL \(--analytics\) points at nothing .* bq extract"),
     ],
 )
 def test_a_source_setting_pointing_at_the_wrong_thing_names_itself(
