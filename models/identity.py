@@ -21,7 +21,10 @@ highest Shopify Customer ID, latest CRM modification, latest guest order):
 - email, phone, first and last name: Shopify, then CRM, then guest checkout;
 - address (city, region, country, zip) as one block, from the first of those sources that has one;
 - birthday, loyalty tier, timezone: CRM, the only source that knows them;
-- a field no record of this sync fills keeps its stored value (a thinner export never erases data).
+- a field no record of this sync fills keeps its stored value (a thinner export never erases data);
+- a profile whose records in this sync all rank below a source it is already known from (an incremental read brought
+  only its CRM contact or a guest order, while its Shopify customer is stored) only *fills* empty contact fields: a
+  lower-ranked record never overwrites what a better source said.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class Resolution:
 
     records: pd.DataFrame
     golden: pd.DataFrame
+    fill_only: frozenset[int] = frozenset()
+    """Stored profiles this sync knows only from sources ranked below one they are stored from: their contact
+    fields are filled where empty, never overwritten."""
 
     def customer_of(self, source: str) -> pd.Series:
         """external_id → customer_id for one source's records."""
@@ -102,7 +108,17 @@ def resolve(records: pd.DataFrame, stored: pd.DataFrame) -> Resolution:
     chosen = cluster_customer.fillna(new_ids)
     everyone["customer_id"] = everyone["known"].fillna(everyone["key"].map(chosen)).astype("int64")
     batch = everyone[~everyone["ghost"]].drop(columns=["ghost", "known", "key"]).reset_index(drop=True)
-    return Resolution(records=batch, golden=golden_fields(batch))
+    return Resolution(records=batch, golden=golden_fields(batch), fill_only=_outranked(batch, stored))
+
+
+def _outranked(batch: pd.DataFrame, stored: pd.DataFrame) -> frozenset[int]:
+    """Stored customers whose best record in this sync ranks below their best stored identity."""
+    if stored.empty:
+        return frozenset()
+    best_stored = stored.assign(_rank=stored["source"].map(CONTACT_ORDER)).groupby("customer_id")["_rank"].min()
+    best_now = batch.assign(_rank=batch["source"].map(CONTACT_ORDER)).groupby("customer_id")["_rank"].min()
+    both = pd.concat({"now": best_now, "stored": best_stored}, axis=1, join="inner")
+    return frozenset(int(customer) for customer in both.index[both["now"].fillna(9) > both["stored"].fillna(9)])
 
 
 def _ghosts(stored: pd.DataFrame, batch_index: pd.MultiIndex) -> pd.DataFrame:
@@ -186,7 +202,7 @@ def stored_identities(conn: Connection) -> pd.DataFrame:
 def save_profiles(conn: Connection, resolution: Resolution, now: datetime) -> Resolution:
     """Create new profiles, update changed golden fields and identities; returns real customer ids."""
     ids = _insert_new_customers(conn, resolution.golden, now)
-    _update_customers(conn, resolution.golden[resolution.golden.index > 0], now)
+    _update_customers(conn, resolution.golden[resolution.golden.index > 0], now, resolution.fill_only)
     placeholder = resolution.records["customer_id"]
     records = resolution.records.assign(customer_id=placeholder.map(ids).fillna(placeholder).astype("int64"))
     _save_identities(conn, records, now)
@@ -204,13 +220,19 @@ def _insert_new_customers(conn: Connection, golden: pd.DataFrame, now: datetime)
     return dict(zip(new.index.tolist(), created, strict=True))
 
 
-def _update_customers(conn: Connection, golden: pd.DataFrame, now: datetime) -> int:
-    """Write golden fields that differ from the stored profile; empty batch values keep stored ones."""
+def _update_customers(conn: Connection, golden: pd.DataFrame, now: datetime, fill_only: frozenset[int]) -> int:
+    """Write golden fields that differ from the stored profile; empty batch values keep stored ones, and a
+    ``fill_only`` profile's stored contact fields stay whatever this sync says."""
     if golden.empty:
         return 0
     stored = _stored_customers(conn)
     current = stored.reindex(golden.index)
     merged = golden.where(golden.notna(), current)
+    thin = golden.index.isin(list(fill_only))
+    if thin.any():
+        contact = [name for name in GOLDEN_FIELDS if name not in PROFILE_FIELDS]
+        kept = current.loc[thin, contact]
+        merged.loc[thin, contact] = kept.where(kept.notna(), merged.loc[thin, contact])
     differs = ~((merged == current) | (merged.isna() & current.isna()))
     changed = merged[differs.any(axis=1)]
     if changed.empty:

@@ -32,6 +32,7 @@ from models.bulk import bulk_insert, clean_row, recycled_ids, reserve_ids
 from models.consent import UNDATED_GRANT, save_statements, statements_from, withdraw_grants
 from models.identity import (
     ANALYTICS,
+    CONTACT_ORDER,
     CRM,
     GUEST,
     SHOPIFY,
@@ -308,13 +309,13 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
     read = _without_forgotten(conn, read)
     stored = stored_identities(conn)
     read = _keep_stored_contacts(read, stored)
-    resolution = resolve(_identity_records(read), stored)
+    resolution = resolve(_identity_records(read, stored), stored)
     new_profiles = int((resolution.golden.index < 0).sum())
     resolution = save_profiles(conn, resolution, now)
     say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
     consents = save_statements(conn, _consent_statements(read, resolution, stored), now)
     deleted = _unlink_deleted(conn, read.reads)
-    order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids)
+    order_count = _replace_orders(conn, read.orders, read.lines, resolution, product_ids, stored)
     say(f"orders: {order_count} orders, {len(read.lines)} lines written")
     event_count = _replace_events(conn, read.events, resolution, product_ids) if read.events is not None else 0
     say(f"analytics: {event_count} event rows written")
@@ -430,7 +431,7 @@ def _keep_stored_contacts(read: _Read, stored: pd.DataFrame) -> _Read:
     """A set-aside email or phone is unknown, not empty: the record keeps the value its identity has stored."""
     customers = _with_stored(read.customers, SHOPIFY, stored)
     contacts = _with_stored(read.contacts, CRM, stored) if read.contacts is not None else None
-    return _Read(read.intakes, read.products, customers, read.orders, read.lines, contacts, read.events)
+    return replace(read, customers=customers, contacts=contacts)
 
 
 def _with_stored(frame: pd.DataFrame, source: str, stored: pd.DataFrame) -> pd.DataFrame:
@@ -446,11 +447,12 @@ def _with_stored(frame: pd.DataFrame, source: str, stored: pd.DataFrame) -> pd.D
     return frame
 
 
-def _identity_records(read: _Read) -> pd.DataFrame:
+def _identity_records(read: _Read, stored: pd.DataFrame) -> pd.DataFrame:
     """Every person-like record of this sync, in the shape :func:`models.identity.resolve` wants."""
     customers = read.customers
     parts = [records_frame(SHOPIFY, customers, pd.to_numeric(customers["external_id"], errors="coerce"))]
-    guests = _guests(read.orders, set(customers["email"].dropna()))
+    store_customers = stored.loc[stored["source"] == SHOPIFY, "email"].dropna()
+    guests = _guests(read.orders, set(customers["email"].dropna()) | set(store_customers))
     parts.append(records_frame(GUEST, guests, _epoch_seconds(guests["created_at"])))
     if read.contacts is not None:
         parts.append(records_frame(CRM, read.contacts, _epoch_seconds(read.contacts["modified_at"])))
@@ -466,7 +468,8 @@ def _epoch_seconds(stamps: pd.Series) -> pd.Series:
 
 
 def _guests(orders: pd.DataFrame, customer_emails: set[str]) -> pd.DataFrame:
-    """Guest checkouts: order emails no Shopify customer has, described by their latest order."""
+    """Guest checkouts: order emails no store customer has (read now or stored: an incremental read brings orders
+    of customers it does not re-read), described by their latest order."""
     guest_orders = orders[orders["email"].notna() & ~orders["email"].isin(customer_emails)]
     latest = guest_orders.sort_values("created_at", kind="stable").drop_duplicates("email", keep="last")
     return latest.assign(external_id=latest["email"]).reset_index(drop=True)
@@ -525,6 +528,8 @@ def _customer_ids(batch: pd.Series, stored: pd.DataFrame, source: str | None = N
     """key → customer id from this sync's records, completed by stored identities (keyed by external id of
     ``source``, or by email when no source is given)."""
     known = stored[stored["source"] == source] if source else stored[stored["email"].notna()]
+    if source is None:  # an email several records share: the store customer's profile first
+        known = known.assign(_rank=known["source"].map(CONTACT_ORDER).fillna(9)).sort_values("_rank", kind="stable")
     key = "external_id" if source else "email"
     known = known.drop_duplicates(key).set_index(key)["customer_id"]
     return pd.concat([batch[~batch.index.duplicated()], known[~known.index.isin(batch.index)]])
@@ -567,7 +572,12 @@ def _upsert_products(conn: Connection, products: pd.DataFrame) -> pd.Series:
 
 
 def _replace_orders(
-    conn: Connection, orders: pd.DataFrame, lines: pd.DataFrame, resolution: Resolution, product_ids: pd.Series
+    conn: Connection,
+    orders: pd.DataFrame,
+    lines: pd.DataFrame,
+    resolution: Resolution,
+    product_ids: pd.Series,
+    identities: pd.DataFrame,
 ) -> int:
     """Replace the file's orders and their lines; an order keeps the id it had."""
     if orders.empty:
@@ -584,7 +594,8 @@ def _replace_orders(
         conn.execute(delete(_lines).where(_lines.c.order_id.in_(chunk)))
         conn.execute(delete(_orders).where(_orders.c.id.in_(chunk)))
     frame = orders.assign(
-        id=ids.astype("int64"), customer_id=orders["email"].map(resolution.customer_by_email()).astype("Int64")
+        id=ids.astype("int64"),
+        customer_id=orders["email"].map(_customer_ids(resolution.customer_by_email(), identities)).astype("Int64"),
     )
     bulk_insert(conn, _orders, frame)
     order_ids = pd.Series(frame["id"].to_numpy(), index=frame["external_id"])
