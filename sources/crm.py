@@ -21,6 +21,7 @@ from zoneinfo import available_timezones
 import pandas as pd
 
 from models.schema import utcnow
+from sources.formats import CRM_FILE as CRM_FILE  # re-exported: the reader's callers name it here
 from sources.shopify import UNKNOWN_EMAIL, UNKNOWN_PHONE
 from sources.validate import (
     ROW,
@@ -40,7 +41,6 @@ from sources.validate import (
     with_default,
 )
 
-CRM_FILE = "hubspot_contacts.csv"
 CRM_TIME = "%Y-%m-%d %H:%M"
 EARLIEST_BIRTHDAY = date(1900, 1, 1)
 """A date of birth before this is a placeholder or a typo (``1800-01-01``), not a birthday to celebrate."""

@@ -16,6 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from models.schema import utcnow
+from sources.formats import CUSTOMER_REQUIRED, ORDER_REQUIRED, PRODUCT_REQUIRED
+from sources.formats import CUSTOMERS_FILE as CUSTOMERS_FILE  # re-exported: the readers' callers name them here
+from sources.formats import ORDERS_FILE as ORDERS_FILE
+from sources.formats import PRODUCTS_FILE as PRODUCTS_FILE
 from sources.validate import (
     ROW,
     Intake,
@@ -38,10 +42,6 @@ from sources.validate import (
     with_default,
 )
 
-PRODUCTS_FILE = "products_export.csv"
-CUSTOMERS_FILE = "customers_export.csv"
-ORDERS_FILE = "orders_export.csv"
-
 EXPORT_PRODUCTS = "export products from Shopify admin → Products → Export → 'All products', 'CSV for Excel, Numbers…'"
 EXPORT_CUSTOMERS = "export customers from Shopify admin → Customers → Export → 'All customers', 'CSV for Excel…'"
 EXPORT_ORDERS = "export orders from Shopify admin → Orders → Export → 'All orders', 'CSV for Excel, Numbers…'"
@@ -55,13 +55,7 @@ FINANCIAL_STATUSES = frozenset(
     {"paid", "refunded", "partially_refunded", "pending", "voided", "authorized", "partially_paid", "expired"}
 )
 
-PRODUCT_REQUIRED = ["Handle", "Title", "Type", "Variant SKU", "Variant Price"]
 PRODUCT_LEVEL = ["Title", "Vendor", "Type", "Tags", "Status", "Published", "Gift Card"]
-CUSTOMER_REQUIRED = ["Customer ID", "First Name", "Last Name", "Email", "Accepts Email Marketing", "Phone"]
-ORDER_REQUIRED = [
-    "Name", "Email", "Financial Status", "Created at", "Currency", "Total",
-    "Lineitem quantity", "Lineitem name", "Lineitem price", "Lineitem sku",
-]  # fmt: skip
 ORDER_USED = [
     *ORDER_REQUIRED, "Paid at", "Cancelled at", "Accepts Marketing", "Subtotal", "Shipping", "Taxes",
     "Discount Amount", "Refunded Amount", "Billing Name", "Billing City", "Billing Zip", "Billing Province",
