@@ -257,8 +257,7 @@ class WooCommerceServer(HttpPeer[Step]):
                 records, kind = list(self.variations.get(product_id, {}).values()), "post"
             else:
                 return (*error(404, "rest_no_route", "No route was found matching the URL and request method."), {})
-            records = [json.loads(json.dumps(record)) for record in records]  # answers are snapshots
-        return self._list(path, params, records, kind)
+            return self._list(path, params, records, kind)
 
     def _auth_problem(self, params: dict[str, str], headers: dict[str, str]) -> tuple[int, Any] | None:
         key, secret = params.get("consumer_key"), params.get("consumer_secret")
@@ -309,7 +308,7 @@ class WooCommerceServer(HttpPeer[Step]):
         records.sort(key=keys[orderby], reverse=order == "desc")
         number, size = int(page), int(per_page)
         total, pages = len(records), math.ceil(len(records) / size)
-        body = [self._public(record) for record in records[(number - 1) * size : number * size]]
+        body = [self._public(record) for record in records[(number - 1) * size : number * size]]  # snapshots
         links = []
         query = {k: v for k, v in params.items() if k not in ("consumer_key", "consumer_secret")}
         if number > 1:
@@ -356,7 +355,7 @@ class WooCommerceServer(HttpPeer[Step]):
 
     def _public(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record as WooCommerce answers it: with the site-time twins of its GMT fields."""
-        answer = dict(record)
+        answer = json.loads(json.dumps(record))
         for name in ("date_created", "date_modified", "date_paid", "date_completed"):
             value = record.get(f"{name}_gmt")
             if value:
