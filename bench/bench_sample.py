@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sources.sample import write_sample
+from sample import write_sample
 
 AS_OF = date(2026, 11, 27)
 SUBSET = 0.05

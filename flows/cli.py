@@ -255,7 +255,7 @@ def sample(
 
     day = parse_day(as_of, "--as-of") if as_of else None
     writable_folder(out, "--out")
-    from sources.sample import write_sample
+    from sample import write_sample
 
     try:
         with console.status("generating sample store…") as status:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from channels.spec import CHANNELS
 from models.errors import InputError
-from sources.sample import write_sample
+from sample import write_sample
 
 if TYPE_CHECKING:
-    from sources.sample_responses import ResponseReport
+    from sample.responses import ResponseReport
 
 DEMO_SEED = 7
 REPORT_DIR = "report"
@@ -138,7 +138,7 @@ def finish_demo(workdir: Path) -> DemoFinish:
     from models.sync import sync_sources
     from reports.measure import measure_for
     from reports.render import write_report
-    from sources.sample_responses import simulate_responses
+    from sample.responses import simulate_responses
 
     workdir = workdir.resolve()
     settings = load_settings(**demo_settings(workdir))

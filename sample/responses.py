@@ -52,7 +52,8 @@ from sqlalchemy.engine import Engine
 from models.campaigns import HOLDOUT
 from models.interactions import CUSTOMERS, ORDER_LINES, ORDERS, PRODUCTS, counted_order, read_frame, table_of
 from models.schema import Click, Message, Recommendation, TriggerOccurrence
-from sources.sample import ORDERS_FILE, STORE_TZ
+from sample.clock import STORE_TZ
+from sample.layout import ORDERS_PATH
 
 __all__ = ["RESPONSES_FILE", "ResponseRates", "ResponseReport", "simulate_responses"]
 
@@ -136,7 +137,7 @@ def simulate_responses(
             orders.append(order)
     report.customers = int(fresh["customer_id"].nunique())
     report.clicks = _write_clicks(engine, clicks)
-    written = _append_orders(store_dir / ORDERS_FILE, orders, world)
+    written = _append_orders(store_dir / ORDERS_PATH, orders, world)
     report.orders = len(written)
     report.revenue = sum(order.total for order in written)
     report.orders_by_kind = dict(sorted(_count(order.kind for order in written).items()))

@@ -69,7 +69,7 @@ def _newer_database(folder: Path) -> AbstractContextManager[object]:
 
 def _store(folder: Path) -> AbstractContextManager[object]:
     """A real (tiny) store export, so the sources get past the store files to the file under test."""
-    from sources.sample import write_sample
+    from sample import write_sample
 
     write_sample(folder / "sample", customers=10, seed=1)
     (folder / "crm-folder").mkdir()

@@ -299,7 +299,7 @@ def test_one_time_rule_flags_buyers_less_likely_to_buy_next_period_on_the_demo_s
     """The same time split on the sample store, through the detector itself: detected on 2026-06-03, judged by the
     orders of the next six months."""
     from models.sync import sync_store
-    from sources.sample import write_sample
+    from sample import write_sample
 
     write_sample(tmp_path / "store", customers=800, seed=7, as_of=date(2026, 12, 3))
     sync_store(sqlite_engine, tmp_path / "store" / "shopify", None, None, run_id="t", now=at("2026-12-03", 23))

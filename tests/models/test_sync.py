@@ -387,7 +387,7 @@ def test_birthday_and_tier_come_from_the_crm(engine: Engine) -> None:
 
 
 def test_generated_store_quarantine_matches_the_planted_dirt(sqlite_engine: Engine, tmp_path: Path) -> None:
-    sample = pytest.importorskip("sources.sample")
+    sample = pytest.importorskip("sample")
     out = tmp_path / "sample"
     manifest = sample.write_sample(out, customers=300, seed=11, as_of=date(2026, 11, 27))
     report = sync_store(sqlite_engine, out / "shopify", out / "hubspot_contacts.csv", out / "ga4_events.jsonl",
@@ -430,7 +430,7 @@ def test_generated_store_quarantine_matches_the_planted_dirt(sqlite_engine: Engi
 
 def test_generated_opt_outs_with_a_bad_cell_are_in_force(sqlite_engine: Engine, tmp_path: Path) -> None:
     """The planted opt-outs whose phone or birthday is broken: each customer's email consent ends denied."""
-    sample = pytest.importorskip("sources.sample")
+    sample = pytest.importorskip("sample")
     out = tmp_path / "sample"
     sample.write_sample(out, customers=300, seed=11, as_of=date(2026, 11, 27))
     sync_store(sqlite_engine, out / "shopify", out / "hubspot_contacts.csv", None, run_id="sample",

@@ -1,4 +1,4 @@
-"""Simulated responses (sources/sample_responses.py): deterministic, idempotent, stronger for contacted customers and
+"""Simulated responses (sample/responses.py): deterministic, idempotent, stronger for contacted customers and
 for relevant picks, and written as orders the Shopify loader accepts."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from sqlalchemy.engine import Engine
 
 from models.db import make_engine, upgrade
 from models.schema import Click, Customer, Message, Order, OrderLine, Product, Recommendation
-from sources.sample import ORDER_COLUMNS, ORDERS_FILE
-from sources.sample_responses import RESPONSES_FILE, ResponseRates, simulate_responses
+from sample.layout import ORDERS_PATH
+from sample.responses import RESPONSES_FILE, ResponseRates, simulate_responses
+from sources.formats import ORDER_COLUMNS
 from sources.shopify import read_orders
 from sources.validate import Intake
 
@@ -137,7 +138,7 @@ def _store(tmp_path: Path) -> tuple[Engine, Path]:
         conn.execute(insert(Message.__table__), ledger)  # type: ignore[attr-defined]
     data = tmp_path / "data"
     (data / "shopify").mkdir(parents=True)
-    (data / ORDERS_FILE).write_text(",".join(ORDER_COLUMNS) + "\n")
+    (data / ORDERS_PATH).write_text(",".join(ORDER_COLUMNS) + "\n")
     return engine, data
 
 
@@ -175,7 +176,7 @@ def test_contacted_customers_respond_more_and_relevant_picks_more_still(store: t
     assert all(SENT_AT < at.replace(tzinfo=UTC) <= SENT_AT + horizon for *_, at in clicks)
 
     intake = Intake("orders", "orders_export.csv")
-    loaded = read_orders(data / ORDERS_FILE, intake, {f"BEAN-{i}" for i in range(3)} | {f"TEA-{i}" for i in range(3)})
+    loaded = read_orders(data / ORDERS_PATH, intake, {f"BEAN-{i}" for i in range(3)} | {f"TEA-{i}" for i in range(3)})
     assert intake.rows_quarantined == 0 and not intake.set_aside_cells  # orders a sync loads as they are
     orders = loaded.orders
     assert len(orders) == report.orders > 0
@@ -195,7 +196,7 @@ def test_the_same_seed_gives_the_same_responses(tmp_path: Path) -> None:
         a = simulate_responses(first_engine, first, seed=3, store_url=STORE_URL)
         b = simulate_responses(second_engine, second, seed=3, store_url=STORE_URL)
         assert a == b
-        assert (first / ORDERS_FILE).read_bytes() == (second / ORDERS_FILE).read_bytes()
+        assert (first / ORDERS_PATH).read_bytes() == (second / ORDERS_PATH).read_bytes()
         assert _clicks(first_engine) == _clicks(second_engine)
     finally:
         first_engine.dispose()
@@ -205,7 +206,7 @@ def test_the_same_seed_gives_the_same_responses(tmp_path: Path) -> None:
 def test_a_second_simulation_writes_nothing(store: tuple[Engine, Path]) -> None:
     engine, data = store
     first = simulate_responses(engine, data, seed=7, store_url=STORE_URL)
-    written, clicks = (data / ORDERS_FILE).read_bytes(), _clicks(engine)
+    written, clicks = (data / ORDERS_PATH).read_bytes(), _clicks(engine)
     again = simulate_responses(engine, data, seed=7, store_url=STORE_URL)
     assert again.skipped and again.orders == again.clicks == 0
     marker = json.loads((data / RESPONSES_FILE).read_text())
@@ -214,7 +215,7 @@ def test_a_second_simulation_writes_nothing(store: tuple[Engine, Path]) -> None:
     (data / RESPONSES_FILE).unlink()
     redo = simulate_responses(engine, data, seed=7, store_url=STORE_URL)
     assert redo.messages == first.messages and redo.orders == redo.clicks == 0
-    assert (data / ORDERS_FILE).read_bytes() == written and _clicks(engine) == clicks
+    assert (data / ORDERS_PATH).read_bytes() == written and _clicks(engine) == clicks
 
 
 def test_new_messages_are_simulated_later(store: tuple[Engine, Path]) -> None:

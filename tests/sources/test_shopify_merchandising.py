@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from models.interactions import table_of
 from models.schema import Product
-from sources.sample import write_sample
+from sample import write_sample
 from sources.shopify import read_products
 from sources.validate import Intake
 from tests.sources.test_load import T2, sync
