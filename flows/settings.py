@@ -24,7 +24,7 @@ from models.errors import ConfigurationError
 PREFIX = "OMNICAST_"
 SECRET_FIELDS = frozenset({"secret_key", "postmark_webhook_token", "inapp_webhook_secret", "meta_access_token",
                            "google_access_token", "api_keys", "store_token",
-                           "crm_token"})
+                           "crm_token", "shopify_webhook_secret"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAILBOX = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -102,6 +102,11 @@ class BaseOmnicastSettings(BaseSettings):
         None,
         description="Secret Postmark's bounce and spam-complaint webhooks must present (HTTP basic auth password, "
         "user 'postmark'); the webhooks are refused while it is unset.",
+    )
+    shopify_webhook_secret: SecretStr | None = Field(
+        None,
+        description="The Shopify app's client secret: `omnicast serve` checks each Shopify webhook's "
+        "X-Shopify-Hmac-Sha256 with it (customers/redact erases, customers/delete unlinks); refused while unset.",
     )
     email_daily_cap: int = Field(
         1, ge=0, le=100, description="Marketing emails a customer may get per day (0 = no cap); higher priority wins."

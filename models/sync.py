@@ -64,6 +64,7 @@ from sources.validate import ROW, Intake, SourceCount, SourceFileError
 
 __all__ = [
     "UNDATED_GRANT", "SourceCount", "SourceFileError", "SourceSummary", "SyncReport", "sync_sources", "sync_store",
+    "unlink_records",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -369,22 +370,29 @@ IDENTITY_SOURCE = {"store": SHOPIFY, "crm": CRM}
 
 
 def _unlink_deleted(conn: Connection, reads: list[SourceRead]) -> int:
-    """Records a platform says it deleted: their identity is unlinked from the profile (it no longer vouches for
-    anyone) and that source's grants are taken back; its denials stay, and so do the orders (sales happened). The
-    profile itself stays while any other source knows the person. Erasure is ``omnicast forget``'s job."""
+    """Records a platform says it deleted, unlinked (:func:`unlink_records`)."""
     unlinked = 0
     for read in reads:
         source = IDENTITY_SOURCE.get(read.role)
-        if source is None or not read.deleted:
-            continue
-        ids = sorted(set(read.deleted))
-        customers: list[int] = []
-        for start in range(0, len(ids), 5_000):
-            chunk = ids[start : start + 5_000]
-            where = (_identities.c.source == source) & (_identities.c.external_id.in_(chunk))
-            customers += conn.execute(select(_identities.c.customer_id).where(where)).scalars().all()
-            unlinked += conn.execute(delete(_identities).where(where)).rowcount or 0
-        withdraw_grants(conn, customers, source)
+        if source is not None and read.deleted:
+            unlinked += unlink_records(conn, source, read.deleted)
+    return unlinked
+
+
+def unlink_records(conn: Connection, source: str, external_ids: Sequence[str]) -> int:
+    """Source records the platform deleted: their identity is unlinked from the profile (the record no longer
+    vouches for anyone) and that source's consent grants for the profile are taken back; its denials stay, and so do
+    the orders (the sales happened). The profile stays while any other source knows the person; erasing a person is
+    ``omnicast forget``'s job. Returns how many identities were unlinked."""
+    ids = sorted({str(external_id) for external_id in external_ids})
+    unlinked = 0
+    customers: list[int] = []
+    for start in range(0, len(ids), 5_000):
+        chunk = ids[start : start + 5_000]
+        where = (_identities.c.source == source) & (_identities.c.external_id.in_(chunk))
+        customers += conn.execute(select(_identities.c.customer_id).where(where)).scalars().all()
+        unlinked += conn.execute(delete(_identities).where(where)).rowcount or 0
+    withdraw_grants(conn, customers, source)
     return unlinked
 
 

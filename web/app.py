@@ -8,6 +8,7 @@ proxy may pass the path through or strip it)::
     POST /u/{token}/preferences   the page's form: unsubscribe from all, per-topic choices, subscribe again → 303
     GET  /c/{token}               tracked link: records the click, 302 to the target with UTM parameters
     POST /webhooks/postmark       Postmark bounce / spam-complaint / subscription-change webhooks (basic auth)
+    POST /webhooks/shopify        Shopify customers/redact (erase), customers/delete (unlink), privacy topics (HMAC)
     GET  /healthz                 200 when the database answers
     GET  /v1/customers/{id}/cards, /v1/customers/{id}/recommendations   the pull API (web/api.py; API key)
 
@@ -46,6 +47,7 @@ from web.forms import MAX_FORM_BYTES, BodyError, parse_form, read_body
 from web.pages import SECURITY_HEADERS, render
 from web.postmark import WebhookPayloadError, handle_postmark
 from web.preferences import ACTIONS, Action, apply_choices, customer_exists, read_preferences, unsubscribe
+from web.shopify import SIGNATURE_HEADER, TOPIC_HEADER, ShopifyPayloadError, handle_shopify, signature_matches
 
 MAX_WEBHOOK_BYTES = 10 * 1024 * 1024  # a bounce's "Content" may carry the whole bounced message
 WEBHOOK_USER = "postmark"
@@ -102,6 +104,7 @@ class _Answers:
         router.add_api_route("/u/{token}/preferences", self.save_preferences, methods=["POST"])
         router.add_api_route("/c/{token}", self.click, methods=["GET", "HEAD"])
         router.add_api_route("/webhooks/postmark", self.postmark, methods=["POST"])
+        router.add_api_route("/webhooks/shopify", self.shopify, methods=["POST"])
         return router
 
     # --- health ------------------------------------------------------------------------------------------------
@@ -240,6 +243,36 @@ class _Answers:
         try:
             outcome = await run_in_threadpool(handle_postmark, self.engine, event, self.clock())
         except WebhookPayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(outcome.as_dict())
+
+
+    async def shopify(self, request: Request) -> Response:
+        """Shopify's signed webhooks (``web/shopify.py``): 503 while no secret is set, 401 for a bad signature."""
+        secret = self.settings.shopify_webhook_secret
+        key = secret.get_secret_value() if secret is not None else ""
+        if not key:
+            return JSONResponse(
+                {"error": "Shopify webhooks are off: set OMNICAST_SHOPIFY_WEBHOOK_SECRET to the app's client secret"},
+                status_code=503,
+            )
+        try:
+            body = await read_body(request, MAX_WEBHOOK_BYTES)
+        except BodyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if not signature_matches(body, request.headers.get(SIGNATURE_HEADER), key):
+            return JSONResponse({"error": "the X-Shopify-Hmac-Sha256 signature does not match the body"},
+                                status_code=401)  # fmt: skip
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
+        topic = (request.headers.get(TOPIC_HEADER) or "").strip()
+        try:
+            outcome = await run_in_threadpool(handle_shopify, self.engine, topic, payload, self.clock())
+        except ShopifyPayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(outcome.as_dict())
 
