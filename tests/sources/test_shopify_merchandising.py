@@ -14,7 +14,7 @@ from models.schema import Product
 from sample import write_sample
 from sources.shopify import read_products
 from sources.validate import Intake
-from tests.sources.test_load import T2, sync
+from tests.models.test_sync import T2, sync
 from tests.sources.test_shopify import append_lines, row_text, store_copy
 
 
