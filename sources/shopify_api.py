@@ -51,7 +51,7 @@ from sources.base import ReadContext, SourceConfig, SourceRead, SourceRefused
 from sources.shopify import check_customers, check_orders, check_products
 from sources.validate import ROW, Intake, raw_frame
 
-__all__ = ["API_VERSION", "MAX_PAGE", "MAX_QUERY_COST", "RESOURCES", "SCOPES", "ReadStats", "ShopifyApi"]
+__all__ = ["API_VERSION", "MAX_PAGE", "MAX_QUERY_COST", "RESOURCES", "SCOPES", "WAIT_MARGIN", "ReadStats", "ShopifyApi"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,12 @@ BULK_POLL_CAP = 30.0
 BULK_MAX_WAIT = 6 * 3600.0
 """How long a bulk operation may run before the read gives up on it (a very large store's orders take hours)."""
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+WAIT_MARGIN = 1.0
+"""Points waited for beyond a query's cost: Shopify reports the bucket rounded, so a wait to the exact point can fall
+short by a fraction of a point and be throttled (at 50 points/s: 20 ms a wait)."""
 
 _HOST = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
+_SETTING = re.compile(r"([A-Z][A-Z0-9_]*?)_(?:URL|PATH)\b")
 _STATES = {"SUBSCRIBED": "yes", "NOT_SUBSCRIBED": "no", "UNSUBSCRIBED": "no", "PENDING": "no", "INVALID": "no",
            "REDACTED": "no"}  # fmt: skip
 """Marketing states as the export's yes/no: only ``SUBSCRIBED`` consents; an unknown state states nothing."""
@@ -247,11 +251,13 @@ class _Bucket:
         self.at = self.clock()
 
     def wait_for(self, cost: float) -> float:
-        """Seconds until the bucket holds ``cost`` points (0 when it does, or nothing is known yet)."""
+        """Seconds until the bucket holds ``cost`` points and :data:`WAIT_MARGIN` more; 0 when it holds ``cost``, or
+        nothing is known yet."""
         if self.available is None:
             return 0.0
         now = min(self.maximum, self.available + (self.clock() - self.at) * self.rate)
-        return max(0.0, (min(cost, self.maximum) - now) / self.rate)
+        deficit = min(cost, self.maximum) - now
+        return (deficit + WAIT_MARGIN) / self.rate if deficit > 0 else 0.0
 
 
 # --- the reader ------------------------------------------------------------------------------------------------
@@ -290,13 +296,18 @@ class ShopifyApi:
 
     # settings -------------------------------------------------------------------------------------------------
 
+    def _sibling(self, suffix: str) -> str:
+        """A setting next to the URL's: ``OMNICAST_STORE_URL (--store)`` → ``OMNICAST_STORE_TOKEN``."""
+        match = _SETTING.match(self.config.setting)
+        return f"{match.group(1) if match else 'OMNICAST_STORE'}_{suffix}"
+
     @property
     def token_setting(self) -> str:
-        return self.config.setting.removesuffix("_URL") + "_TOKEN"
+        return self._sibling("TOKEN")
 
     @property
     def base_setting(self) -> str:
-        return self.config.setting.removesuffix("_URL") + "_API_BASE"
+        return self._sibling("API_BASE")
 
     @property
     def location(self) -> str:
@@ -320,7 +331,6 @@ class ShopifyApi:
     def check(self) -> None:
         """The URL names a myshopify.com shop, a token is set, the API base (when set) is an http(s) URL."""
         parts = self._parts
-        url = self.config.url.strip()
         try:
             port = parts.port
         except ValueError:
@@ -336,8 +346,8 @@ class ShopifyApi:
             or parts.fragment
         ):
             raise SourceRefused(
-                f"{self.config.setting}={url!r} is not a Shopify shop — write shopify://SHOP.myshopify.com with the "
-                "shop's own myshopify.com domain (Shopify admin → Settings → Domains), not its storefront domain"
+                f"{self._where()}: not a Shopify shop — write shopify://SHOP.myshopify.com with the shop's own "
+                "myshopify.com domain (Shopify admin → Settings → Domains), not its storefront domain"
             )
         if not (self.config.token or "").strip():
             raise SourceRefused(f"{self._where()}: no access token — {self._token_fix()}")
@@ -677,9 +687,9 @@ class ShopifyApi:
         intakes["customers"].release()
         for channel, key in (("email", "emailMarketingConsent"), ("sms", "smsMarketingConsent")):
             stamps = [_consent_time(record.get(key)) for record in records["customers"]]
-            when = pd.Series(pd.to_datetime(pd.Series(stamps, dtype=object), utc=True).to_numpy(),
-                             index=range(1, len(stamps) + 1), dtype="datetime64[ns, UTC]")  # fmt: skip
-            customers[f"accepts_{channel}_at"] = customers[ROW].map(when).astype("datetime64[ns, UTC]")
+            when = pd.DatetimeIndex(pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True))
+            rows = customers[ROW].to_numpy(dtype="int64") - 1  # the record each checked row came from
+            customers[f"accepts_{channel}_at"] = pd.Series(when.take(rows), index=customers.index)
         known = set(context.known_skus) | set(products["sku"])
         orders = check_orders(
             _raw_frame(intakes["orders"], list(_order_rows(records["orders"])), ORDER_COLUMNS), intakes["orders"],

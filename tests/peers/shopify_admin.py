@@ -36,10 +36,11 @@ that only moves when a reader sleeps on it: the bucket refills exactly as long a
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -603,6 +604,7 @@ class ShopifyAdmin(HttpPeer[Step]):
         self._fail_after: int | None = None
         self._fail_status = 503
         self._list_pages = 0
+        self._sorted: dict[tuple[str, str], tuple[list[tuple[str, int]], list[dict[str, Any]]]] = {}
 
     # data ------------------------------------------------------------------------------------------------
 
@@ -616,8 +618,9 @@ class ShopifyAdmin(HttpPeer[Step]):
         with self._lock:
             for record in records:
                 stamped = copy.deepcopy(record)
-                stamped["updatedAt"] = updated_at or self.tick()
+                stamped["updatedAt"] = iso(parse_iso(updated_at)) if updated_at else self.tick()
                 self.records[resource][stamped["id"]] = stamped
+            self._sorted.clear()
 
     def edit(self, resource: str, record_id: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Change one record in place (``change`` gets it) and move its ``updatedAt`` on."""
@@ -625,6 +628,7 @@ class ShopifyAdmin(HttpPeer[Step]):
             record = self.records[resource][record_id]
             change(record)
             record["updatedAt"] = self.tick()
+            self._sorted.clear()
             return record
 
     def refund(self, order_id: str, amount: str) -> dict[str, Any]:
@@ -770,32 +774,43 @@ class ShopifyAdmin(HttpPeer[Step]):
             raise GraphQLError(f"Argument 'sortKey' has an invalid value ({sort_key}): this stand-in sorts by ID or "
                                "UPDATED_AT", "argumentLiteralsIncompatible")  # fmt: skip
         since = _since(args.get("query"))
-        rows = list(self.records[resource].values())
-        if since is not None:
-            rows = [r for r in rows if parse_iso(r["updatedAt"]) >= since]
-
-        def key(record: dict[str, Any]) -> tuple[str, int]:
-            return (
-                iso(parse_iso(record["updatedAt"])) if sort_key.name == "UPDATED_AT" else "",
-                number_of(record["id"]),
-            )
-
-        rows.sort(key=key)
+        keys, rows = self._in_order(resource, sort_key.name)
+        start = 0
         after = args.get("after")
         if after is not None:
             if after not in self._cursors:
                 raise GraphQLError("Invalid cursor for current pagination sort.", "BAD_REQUEST")
-            cursor_resource, cursor_sort, *position = json.loads(base64.b64decode(after))
+            cursor_resource, cursor_sort, stamp, number = json.loads(base64.b64decode(after))
             if cursor_resource != resource or cursor_sort != sort_key.name:
                 raise GraphQLError("Invalid cursor for current pagination sort.", "BAD_REQUEST")
-            rows = [r for r in rows if list(key(r)) > position]
-        page = rows[:first]
+            start = bisect.bisect_right(keys, (stamp, number))
+        bound = iso(since) if since is not None else ""
+        chosen: Sequence[int] = range(start, len(rows))
+        if sort_key.name == "UPDATED_AT":  # updatedAt texts are all of one format: they sort as the times do
+            chosen = range(max(start, bisect.bisect_left(keys, (bound, -1))), len(rows))
+        elif bound:
+            chosen = [i for i in chosen if rows[i]["updatedAt"] >= bound]
+        page_at = list(chosen[: first + 1])
+        more = len(page_at) > first
+        page = [rows[i] for i in page_at[:first]]
         cursors = []
-        for record in page:
-            cursor = base64.b64encode(json.dumps([resource, sort_key.name, *key(record)]).encode()).decode()
+        for i in page_at[:first]:
+            cursor = base64.b64encode(json.dumps([resource, sort_key.name, *keys[i]]).encode()).decode()
             self._cursors.add(cursor)
             cursors.append(cursor)
-        return self._connection(RESOURCES[resource], page, cursors, len(rows) > first, selection, counter)
+        return self._connection(RESOURCES[resource], page, cursors, more, selection, counter)
+
+    def _in_order(self, resource: str, sort_key: str) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+        """The resource's records in ``sort_key`` order (``UPDATED_AT``: by (updatedAt, id); ``ID``: by id) with
+        their sort keys; kept until a record changes."""
+        cached = self._sorted.get((resource, sort_key))
+        if cached is None:
+            by_time = sort_key == "UPDATED_AT"
+            pairs = sorted(((r["updatedAt"] if by_time else "", number_of(r["id"])), r)
+                           for r in self.records[resource].values())  # fmt: skip
+            cached = ([key for key, _ in pairs], [record for _, record in pairs])
+            self._sorted[(resource, sort_key)] = cached
+        return cached
 
     def _connection(self, node_type: str, page: list[dict[str, Any]], cursors: list[str], more: bool,
                     selection: Field, counter: list[int]) -> dict[str, Any]:  # fmt: skip

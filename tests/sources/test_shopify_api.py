@@ -18,7 +18,7 @@ import pytest
 
 from sources.base import ReadContext, SourceConfig, SourceRead, SourceRefused
 from sources.shopify import read_customers, read_products
-from sources.shopify_api import API_VERSION, MAX_RETRIES, NESTED_PAGE, ShopifyApi
+from sources.shopify_api import API_VERSION, MAX_RETRIES, NESTED_PAGE, WAIT_MARGIN, ShopifyApi
 from sources.validate import ROW, Intake
 from tests.peers.http_peer import Drop
 from tests.peers.shopify_admin import (
@@ -223,10 +223,11 @@ def test_the_reader_waits_for_the_bucket_instead_of_being_throttled(peer: Shopif
     assert peer.graphql_calls("THROTTLED") == []
     assert all(c.requested <= 1000 for c in calls)
     # each wait was the deficit the previous answer showed, over the restore rate: no more, no less
-    expected = sum(max(0.0, c.requested - prev.available_after) / peer.restore_rate
-                   for prev, c in zip(calls, calls[1:], strict=False))  # fmt: skip
-    assert sum(clock.sleeps) == pytest.approx(expected, abs=1e-6)
-    assert api.stats.throttle_wait == pytest.approx(expected, abs=1e-6)
+    deficits = [c.requested - prev.available_after for prev, c in zip(calls, calls[1:], strict=False)]
+    expected = sum(d for d in deficits if d > 0) / peer.restore_rate
+    margin = WAIT_MARGIN / peer.restore_rate * sum(d > 0 for d in deficits)  # the bucket is reported rounded
+    assert sum(clock.sleeps) == pytest.approx(expected + margin, abs=0.01)
+    assert api.stats.throttle_wait == pytest.approx(sum(clock.sleeps))
     assert expected > 60  # 1,500 customers at ~5 points each, 50 points/s: most of it waited for
     assert api.stats.pages["customers"] == 8  # 199 a page: as many as fit under the 1,000-point query limit
 
@@ -244,7 +245,7 @@ def test_a_throttled_answer_is_waited_out_and_the_same_page_asked_again(peer: Sh
         assert (retry.query, retry.variables) == (calls[i].query, calls[i].variables)
     assert calls[-1].outcome == "ok"
     first_wait = clock.sleeps[0]
-    assert first_wait == pytest.approx(calls[0].requested / peer.restore_rate)
+    assert first_wait == pytest.approx((calls[0].requested + WAIT_MARGIN) / peer.restore_rate, abs=0.01)
 
 
 def test_http_429_waits_for_retry_after(peer: ShopifyAdmin, clock: ManualClock) -> None:
@@ -332,8 +333,14 @@ def test_a_missing_token_or_scope_refuses_the_source(peer: ShopifyAdmin, clock: 
     ],
 )
 def test_the_url_must_name_a_myshopify_shop(peer: ShopifyAdmin, clock: ManualClock, url: str) -> None:
-    with pytest.raises(SourceRefused, match=r"^OMNICAST_STORE_URL=.* shopify://SHOP\.myshopify\.com"):
+    with pytest.raises(SourceRefused, match=r"^OMNICAST_STORE_URL \(.*\): not a Shopify shop — write shopify://SHOP"):
         reader(peer, clock, url=url).check()
+
+
+def test_errors_name_the_settings_as_the_sync_labels_them(peer: ShopifyAdmin, clock: ManualClock) -> None:
+    labelled = SourceConfig("store", SHOP, "OMNICAST_STORE_URL (--store)", token="shpat_wrong", api_base=peer.url)
+    with pytest.raises(SourceRefused, match="^OMNICAST_STORE_TOKEN: .* set OMNICAST_STORE_TOKEN to"):
+        ShopifyApi(labelled, sleep=clock.sleep, clock=clock).read(context())
 
 
 def test_an_unknown_shop_or_api_version_refuses_the_source(clock: ManualClock) -> None:
@@ -425,6 +432,14 @@ def test_consent_states_and_their_dates(peer: ShopifyAdmin, clock: ManualClock) 
     assert customers.loc["7000001", "accepts_sms_at"] == pd.Timestamp("2025-07-01T04:00:00Z")
     assert customers["accepts_email_at"].isna().tolist() == [False, True, True, False]
     assert read.intakes["customers"].fields_quarantined == 0
+
+
+def test_an_empty_shop_reads_as_empty_frames(peer: ShopifyAdmin, clock: ManualClock) -> None:
+    for watermarks in ({}, {"products": OLD, "customers": OLD, "orders": OLD}):
+        read = reader(peer, clock).read(context(watermarks))
+        assert read.error is None and all(frame.empty for frame in read.frames.values())
+        assert {"accepts_email_at", "accepts_sms_at"} <= set(read.frames["customers"].columns)
+        assert read.watermarks == watermarks  # nothing read: no watermark to move
 
 
 # --- the stand-in's own contract ----------------------------------------------------------------------------
