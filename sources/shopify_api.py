@@ -213,7 +213,11 @@ class _Stopped(Exception):
 
 
 class _TooCostly(Exception):
-    """``MAX_COST_EXCEEDED``: the page asked for more than one query may cost."""
+    """``MAX_COST_EXCEEDED``: the page asked for more than one query may cost (``limit``: what Shopify says it is)."""
+
+    def __init__(self, limit: float | None) -> None:
+        super().__init__(f"over the single query limit ({limit})")
+        self.limit = limit
 
 
 @dataclass
@@ -289,7 +293,11 @@ class ShopifyApi:
         self.stats = ReadStats()
         self._bucket = _Bucket(clock)
         self._costs: dict[str, float] = {}
-        self._page_size: dict[str, int] = {}
+        """Query shape → the cost Shopify last said it requested (the next query of that shape waits for it)."""
+        self._node_cost: dict[str, float] = {}
+        """Resource → what one record of a page costs, as Shopify's answers show it."""
+        self._max_cost = float(MAX_QUERY_COST)
+        """The most one query may cost: Shopify's documented limit, or the lower one a refusal named."""
         parts = urlsplit(config.url.strip())
         self.shop = (parts.hostname or "").lower()
         self._parts = parts
@@ -422,21 +430,27 @@ class ShopifyApi:
         after: str | None = None
         mark: str | None = None
         while True:
-            size = self._page_size.get(resource) or _page_size(spec.node_cost)
+            node_cost = self._node_cost.get(resource, float(spec.node_cost))
+            size = _page_size(node_cost, self._max_cost)
             variables = {"first": size, "after": after, "query": f"updated_at:>='{since}'"}
+            shape = f"page:{resource}:{size}"
             try:
-                data = self._query(client, query, variables, f"page:{resource}", 2 + size * spec.node_cost)
-            except _TooCostly:
+                data = self._query(client, query, variables, shape, 2 + size * node_cost)
+            except _TooCostly as refusal:
                 if size == 1:
                     raise SourceRefused(f"{self._where()}: one {resource} record costs more than a query may") from None
-                self._page_size[resource] = max(1, size // 2)
+                stated = refusal.limit if refusal.limit and refusal.limit < self._max_cost else None
+                self._max_cost = stated or self._max_cost
+                if stated is None:
+                    self._node_cost[resource] = node_cost * 2  # no limit named: half the page next time
                 continue
             except _Stopped as stop:
                 stop.watermark = mark
                 raise
             connection = _object(data.get(resource), f"{resource} connection")
             nodes = [node for node in connection.get("nodes") or [] if isinstance(node, dict)]
-            self._learn_page_size(resource, size)
+            if shape in self._costs:  # what Shopify said the page cost: the next page is as large as fits
+                self._node_cost[resource] = max(1.0, (self._costs[shape] - 2) / size)
             try:
                 for node in nodes:
                     if spec.nested:
@@ -453,13 +467,6 @@ class ShopifyApi:
             after = info.get("endCursor")
             if not after:
                 raise SourceRefused(f"{self._where()}: Shopify said more {resource} follow but gave no cursor")
-
-    def _learn_page_size(self, resource: str, size: int) -> None:
-        """The largest page under :data:`MAX_QUERY_COST`, from what Shopify said the last page would cost."""
-        cost = self._costs.get(f"page:{resource}")
-        if cost:
-            per_node = max(1.0, (cost - 2) / size)
-            self._page_size[resource] = max(1, min(MAX_PAGE, int((MAX_QUERY_COST - 2) // per_node)))
 
     def _nested(self, client: httpx.Client, spec: _Resource, node: dict[str, Any]) -> list[dict[str, Any]]:
         """The node's nested connection as a list, paged on through ``product(id:)``/``order(id:)`` when long."""
@@ -595,7 +602,7 @@ class ShopifyApi:
                 self._wait(max(self._bucket.wait_for(self._costs.get(shape, guess)), 1.0 / self._bucket.rate))
                 continue
             if "MAX_COST_EXCEEDED" in codes:
-                raise _TooCostly()
+                raise _TooCostly(_max_cost(errors))
             message = _messages(errors)
             if "ACCESS_DENIED" in codes:
                 raise SourceRefused(f"{self._where()}: Shopify denied access ({message}) — {self._token_fix()}")
@@ -860,8 +867,19 @@ def _earliest(mark: str | None, started: str | None) -> str | None:
     return started if late is not None and start is not None and start < late else mark
 
 
-def _page_size(node_cost: int) -> int:
-    return max(1, min(MAX_PAGE, (MAX_QUERY_COST - 2) // max(1, node_cost)))
+def _page_size(node_cost: float, max_cost: float = MAX_QUERY_COST) -> int:
+    """As many records as fit under ``max_cost`` (a connection costs 2 + records × each one's cost)."""
+    return max(1, min(MAX_PAGE, int((max_cost - 2) // max(1.0, node_cost))))
+
+
+def _max_cost(errors: list[Any]) -> float | None:
+    """The single query limit a ``MAX_COST_EXCEEDED`` error names (``extensions.maxCost``), if it does."""
+    for error in errors:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        limit = extensions.get("maxCost") if isinstance(extensions, dict) else None
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 2:
+            return float(limit)
+    return None
 
 
 def _number(global_id: Any) -> str:

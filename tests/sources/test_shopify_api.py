@@ -248,6 +248,16 @@ def test_a_throttled_answer_is_waited_out_and_the_same_page_asked_again(peer: Sh
     assert first_wait == pytest.approx((calls[0].requested + WAIT_MARGIN) / peer.restore_rate, abs=0.01)
 
 
+def test_a_query_over_the_cost_limit_is_asked_again_in_smaller_pages(clock: ManualClock) -> None:
+    with ShopifyAdmin(token=TOKEN, clock=clock, max_query_cost=400) as peer:
+        peer.put("customers", *[make_customer(n) for n in range(500)])
+        read = reader(peer, clock).read(context({"products": OLD, "customers": OLD, "orders": OLD}))
+        assert read.error is None and len(read.frames["customers"]) == 500
+        refused = peer.graphql_calls("MAX_COST_EXCEEDED")
+        assert len(refused) == 1  # the first page asked (products); every later page fits the limit it named
+        assert all(c.requested <= 400 for c in peer.graphql_calls("ok"))
+
+
 def test_http_429_waits_for_retry_after(peer: ShopifyAdmin, clock: ManualClock) -> None:
     peer.put("customers", make_customer(1))
     peer.script(Reply(429, {"errors": "Exceeded 2 calls per second for api client."}, retry_after=7))
