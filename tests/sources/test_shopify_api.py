@@ -131,11 +131,29 @@ def test_first_load_by_bulk_operations_reads_what_the_shop_holds(
     assert clock.sleeps and all(wait >= 1.0 for wait in clock.sleeps)
 
 
-def test_a_failed_bulk_operation_refuses_the_source_with_its_error_code(peer: ShopifyAdmin, clock: ManualClock) -> None:
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        ("INTERNAL_SERVER_ERROR", "run the sync again later"),
+        ("ACCESS_DENIED", "set OMNICAST_STORE_TOKEN to the Admin API"),
+    ],
+)
+def test_a_failed_bulk_operation_refuses_the_source_with_its_error_code(
+    peer: ShopifyAdmin, clock: ManualClock, code: str, fix: str
+) -> None:
     stock(peer)
-    peer.bulk_error = "INTERNAL_SERVER_ERROR"
-    with pytest.raises(SourceRefused, match=r"OMNICAST_STORE_URL .*FAILED \(INTERNAL_SERVER_ERROR\)"):
+    peer.bulk_error = code
+    with pytest.raises(SourceRefused, match=rf"^OMNICAST_STORE_URL .*FAILED \({code}\) — {fix}"):
         reader(peer, clock).read(context())
+
+
+def test_a_first_load_the_network_breaks_off_keeps_what_completed(peer: ShopifyAdmin, clock: ManualClock) -> None:
+    stock(peer)
+    peer.script(*[None] * 4, *[Reply(503)] * (MAX_RETRIES + 1))  # products' operation: run, 2 polls, download
+    read = reader(peer, clock).read(context())
+    assert read.error is not None and "reading customers stopped" in read.error and "HTTP 503" in read.error
+    assert sorted(read.frames["products"]["sku"]) == held(peer)["skus"] and read.frames["customers"].empty
+    assert read.watermarks == {"products": held(peer)["watermarks"]["products"]}
 
 
 def test_a_bulk_operation_already_running_is_waited_for(peer: ShopifyAdmin, clock: ManualClock) -> None:
