@@ -193,7 +193,7 @@ class BaseOmnicastSettings(BaseSettings):
     )  # fmt: skip
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
-        """``OMNICAST_CRM_PATH=`` means "no CRM file", not the current folder."""
+        """``OMNICAST_CRM_URL=`` means "no CRM", not the current folder."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("outbox_dir", mode="before")

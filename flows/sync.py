@@ -106,7 +106,11 @@ def run_sync(resources: Resources, full: bool = False) -> SyncReport:
         description=description,
     )
     if report.errors:
-        problems = "; ".join(f"the {role} source stopped part-way: {error}" for role, error in report.errors.items())
+        problems = "; ".join(
+            f"the {role} source (OMNICAST_{role.upper()}_URL={report.configured[role].location}) stopped part-way: "
+            f"{error}"
+            for role, error in report.errors.items()
+        )
         raise SourcePartlyRead(f"{problems} — what it read before is saved, and the next sync resumes from there")
     return report
 

@@ -335,12 +335,12 @@ def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: C
         orders=order_count,
         order_lines=len(read.lines),
         events=event_count,
-        deleted=deleted,
-        configured=_summaries(read.reads, counts),
+        deleted=sum(deleted.values()),
+        configured=_summaries(read.reads, counts, deleted),
     )
 
 
-def _summaries(reads: list[SourceRead], counts: list[SourceCount]) -> dict[str, SourceSummary]:
+def _summaries(reads: list[SourceRead], counts: list[SourceCount], deleted: dict[str, int]) -> dict[str, SourceSummary]:
     by_name = {count.source: count for count in counts}
     result = {}
     for read in reads:
@@ -355,7 +355,7 @@ def _summaries(reads: list[SourceRead], counts: list[SourceCount]) -> dict[str, 
             duplicates_skipped=sum(c.duplicates_skipped for c in mine),
             forgotten_skipped=sum(c.forgotten_skipped for c in mine),
             fields_quarantined=sum(c.fields_quarantined for c in mine),
-            deleted=len(read.deleted),
+            deleted=deleted.get(read.role, 0),
             watermarks=dict(read.watermarks),
             error=read.error,
         )
@@ -369,13 +369,20 @@ IDENTITY_SOURCE = {"store": SHOPIFY, "crm": CRM}
 """The identity source a role's people records are stored under."""
 
 
-def _unlink_deleted(conn: Connection, reads: list[SourceRead]) -> int:
-    """Records a platform says it deleted, unlinked (:func:`unlink_records`)."""
-    unlinked = 0
+def _unlink_deleted(conn: Connection, reads: list[SourceRead]) -> dict[str, int]:
+    """Records a platform says it deleted (``deleted``), or that a complete listing no longer holds (``present``),
+    unlinked (:func:`unlink_records`); role → how many."""
+    unlinked: dict[str, int] = {}
     for read in reads:
         source = IDENTITY_SOURCE.get(read.role)
-        if source is not None and read.deleted:
-            unlinked += unlink_records(conn, source, read.deleted)
+        if source is None:
+            continue
+        gone = set(read.deleted)
+        if read.present is not None:
+            stored = conn.execute(select(_identities.c.external_id).where(_identities.c.source == source)).scalars()
+            gone |= {external_id for external_id in stored if external_id not in read.present}
+        if gone:
+            unlinked[read.role] = unlink_records(conn, source, sorted(gone))
     return unlinked
 
 

@@ -90,6 +90,8 @@ class SourceRead:
     watermark reached (ISO-8601 text, compared as the platform compares them; empty for files, which are read whole).
     ``incremental``: the read asked only for changes since stored watermarks (a file read, or a first API load, is
     complete: ``False``). ``deleted``: external ids (Customer ID / Record ID) the platform says no longer exist.
+    ``present``: the external ids of every person record (customer, contact) the platform holds now, when this read
+    listed them all (``None`` otherwise): a stored record of this source missing from it was deleted on the platform.
     ``error``: set when the read stopped part-way (what it read before is in the frames; see the module docstring).
     """
 
@@ -101,6 +103,7 @@ class SourceRead:
     watermarks: dict[str, str] = field(default_factory=dict)
     incremental: bool = False
     deleted: list[str] = field(default_factory=list)
+    present: set[str] | None = None
     error: str | None = None
 
 

@@ -337,7 +337,7 @@ def raw_frame(intake: Intake, records: Sequence[Mapping[str, Any]], columns: Seq
     """
     frame = pd.DataFrame.from_records(list(records), columns=list(columns))
     for name in frame.columns:
-        frame[name] = [_cell_text(value) for value in frame[name].tolist()]
+        frame[name] = pd.Series([_cell_text(value) for value in frame[name].tolist()], index=frame.index, dtype=object)
     frame[ROW] = np.arange(1, len(frame) + 1)
     intake.columns = list(columns)
     intake.rows_read += len(frame)

@@ -18,7 +18,7 @@ a whole page shares one second does the page number advance. Variable products h
 dates its order: ``wc_create_refund`` sets the order's ``date_modified``). The customers list
 takes no modification filter (``orderby`` is ``id``, ``name``, ``registered_date`` or ``include`` only): it is read
 in full every run, ordered by id, and an incremental run keeps only the customers modified since the watermark; that
-full list is also what :attr:`WooCommerceRead.present_customers` reports (ids of every customer the store still has,
+full list is also what :attr:`SourceRead.present` reports (ids of every customer the store still has,
 when the list was read whole and its total did not move while it was read).
 
 Watermarks (``date_modified_gmt``, ``YYYY-MM-DDTHH:MM:SS`` UTC): products and orders, the latest modification of the
@@ -141,11 +141,9 @@ PRODUCT_STATUS = {"publish": "active", "draft": "draft", "pending": "draft", "pr
 
 @dataclass
 class WooCommerceRead(SourceRead):
-    """A store read from WooCommerce. ``present_customers``: the ids of every customer the store lists, when this
-    run read the whole customers list and its total held still while it was read (``None`` otherwise): a stored
-    WooCommerce customer not among them was deleted on the store."""
+    """A store read from WooCommerce, with how many requests it made and the waits it took. ``present`` is set when
+    this run read the whole customers list and its total held still while it was read."""
 
-    present_customers: set[str] | None = None
     requests: int = 0
     waits: list[float] = field(default_factory=list)
 
@@ -457,7 +455,7 @@ class _Session:
         watermarks = {name: r.watermark for name, r in self.resources.items() if r.watermark}
         return WooCommerceRead(
             reader.role, reader.platform, reader.location, frames, intakes, watermarks=watermarks,
-            incremental=self.incremental, error=error, present_customers=self.present,
+            incremental=self.incremental, error=error, present=self.present,
             requests=reader.requests, waits=list(reader.waits),
         )  # fmt: skip
 

@@ -70,7 +70,7 @@ def meta_days(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Any
                 select(customers.c.id, customers.c.email).join(members, members.c.customer_id == customers.c.id)
                 .where(members.c.audience == "churn-risk", members.c.platform == "meta")
             ).tuples().all())  # fmt: skip
-        crm = Path(environment["OMNICAST_CRM_PATH"])
+        crm = Path(environment["OMNICAST_CRM_URL"])
         leaver = withdraw_ads_consent(crm, set(emails.values()))
         found["leaver"] = sha256_hex(normalize_email(leaver) or "")
         synced = runner.invoke(app, ["sync"])

@@ -68,7 +68,7 @@ def smtp_day(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     workdir = tmp_path_factory.mktemp("smtp-day")
     manifest, environment = prepare_demo(workdir, CUSTOMERS)
-    _poison_names(Path(environment["OMNICAST_STORE_PATH"]) / "customers_export.csv")
+    _poison_names(Path(environment["OMNICAST_STORE_URL"]) / "customers_export.csv")
     pem, record = _dkim_key(workdir)
     with SmtpPeer() as peer, pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():

@@ -111,7 +111,7 @@ def test_a_first_load_holds_what_the_store_holds(store: WooCommerceServer) -> No
     statuses = dict(zip(result.frames["orders"]["external_id"], result.frames["orders"]["financial_status"],
                         strict=True))  # fmt: skip
     assert sorted(statuses.values()) == ["paid", "paid", "pending", "voided"]
-    assert result.present_customers == {str(i) for i in store.customers}
+    assert result.present == {str(i) for i in store.customers}
     assert set(result.watermarks) == {"products", "customers", "orders"}
     reconciles(result)
 
@@ -165,7 +165,7 @@ def test_an_incremental_run_reads_only_the_changes(store: WooCommerceServer) -> 
     again = {str(i) for i, c in store.customers.items() if c["date_modified_gmt"] == customer_watermark}
     customers = second.frames["customers"].set_index("external_id")
     assert set(customers.index) == {str(erika)} | again and customers.loc[str(erika), "last_name"] == "Mustermann"
-    assert second.present_customers == {str(i) for i in store.customers}  # the customers list is still read whole
+    assert second.present == {str(i) for i in store.customers}  # the customers list is still read whole
     asked = [c.params for c in store.calls[calls_before:] if c.path.endswith("/orders")]
     assert asked[0]["modified_after"] < first.watermarks["orders"] and asked[0]["dates_are_gmt"] == "true"
     assert second.watermarks["orders"] > first.watermarks["orders"]
@@ -232,7 +232,7 @@ def test_a_read_failing_half_way_keeps_its_complete_pages_and_the_next_run_resum
     # page 1: the two oldest orders; page 2 (from the second one's time on): it again and the third
     modified = sorted(o["date_modified_gmt"] for o in store.orders.values())
     assert len(partial.frames["orders"]) == 3 and partial.watermarks["orders"] == modified[2]
-    assert len(partial.frames["products"]) == 4 and partial.present_customers is not None
+    assert len(partial.frames["products"]) == 4 and partial.present is not None
     assert len(waits) == woocommerce.MAX_RETRIES
     reconciles(partial)
     store.fail_after_pages = None
@@ -346,8 +346,8 @@ def test_a_deleted_customer_is_missing_from_the_present_ones(store: WooCommerceS
     gone = min(store.customers)
     store.delete_customer(gone)
     second = read(store, first.watermarks)
-    assert second.present_customers is not None and str(gone) not in second.present_customers
-    assert second.present_customers == {str(i) for i in store.customers}
+    assert second.present is not None and str(gone) not in second.present
+    assert second.present == {str(i) for i in store.customers}
 
 
 def test_present_customers_is_unknown_when_the_list_moved_while_read(
@@ -362,7 +362,7 @@ def test_present_customers_is_unknown_when_the_list_moved_while_read(
 
     store.on_page = delete_once
     result = read(store)
-    assert result.error is None and result.present_customers is None
+    assert result.error is None and result.present is None
 
 
 # the peer's contract -------------------------------------------------------------------------------------------------
