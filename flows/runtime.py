@@ -160,7 +160,8 @@ def run_problems(settings: Settings, *, store: bool = False, channels: bool = Fa
     """Everything that would stop a run with these settings, each problem once, in one list (empty: good to go).
 
     ``store``: the sources (``OMNICAST_STORE_URL`` set, and every configured source passing its reader's own check:
-    the export files there, an API URL and credential well formed). ``channels``: every channel opens (URL, secret key, DKIM key, folders)."""
+    the export files there, an API URL and credential well formed). ``channels``: every channel opens (URL, secret
+    key, DKIM key, folders)."""
     problems: list[str] = []
     if store:
         try:
