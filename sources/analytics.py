@@ -1,49 +1,78 @@
-"""GA4 BigQuery export rows (JSONL) read into one row per event item.
+"""GA4 BigQuery export events (newline-delimited JSON or Parquet) read into one row per event item.
 
 A GA4 event names its products in ``items[]``; the ``events`` table keeps one row per item so the
 recommender and the cart triggers can read "who looked at which SKU when" without unpacking JSON.
 Lines that are not JSON, lack ``user_pseudo_id``/``event_name``/``event_timestamp``, are dated after the
 sync's clock (+ 1 day), or name an unknown SKU are quarantined whole; a line repeated byte for byte is
-skipped as a duplicate.
+skipped as a duplicate (in Parquet: a row repeating an earlier row in every column read).
 
-Exports run to millions of lines, so the file is read in chunks (memory stays bounded), each chunk is
-parsed with orjson while the garbage collector rests (it would rescan every new dict), and all checks
-run column-wise with pandas.
+Exports run to millions of lines (store-L: 5M lines, 2.4 GB), so they are read in columnar blocks with
+pyarrow and memory stays bounded by a few blocks in flight:
+
+- JSONL: blocks of whole lines are parsed by pyarrow's JSON reader against an explicit schema of the fields
+  the events table needs (the rest of each line is skipped), on worker threads (the parser runs without the
+  GIL), then checked column by column: ``items[]`` flattened with ``list_flatten``/``list_parent_indices``,
+  text trimmed once per distinct value. A line pyarrow refuses (not JSON, a field of another type) is found
+  where the parse stopped, or by halving the block, and only such lines take the row-by-row path (orjson,
+  one dict per line): the reader this module always had, which gives each bad line its reason. Lines pyarrow
+  would take but orjson refuses (``NaN``, invalid UTF-8, nesting deeper than orjson's limit, a byte order
+  mark) are screened out before the parse and take that path too, so a line is judged the same either way.
+- Parquet: ``ParquetFile.iter_batches`` over the columns the events table needs, cast to the same schema;
+  the same column checks; ``_row`` is the 1-based row number in the file.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterator, Set
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from models.schema import utcnow
+from sources.base import ReadContext, SourceConfig, SourceRead
 from sources.validate import FUTURE_TOLERANCE, MAX_INTEGER, ROW, Intake, SourceFileError
 
 ANALYTICS_FILE = "ga4_events.jsonl"
 HOW_TO_EXPORT = (
-    "export GA4 events from BigQuery as newline-delimited JSON (one event object per line), e.g. "
-    "bq extract --destination_format NEWLINE_DELIMITED_JSON"
+    "export GA4 events from BigQuery as newline-delimited JSON (one event object per line) or Parquet, e.g. "
+    "bq extract --destination_format NEWLINE_DELIMITED_JSON (or PARQUET)"
 )
 EVENT_COLUMNS = [
     "user_pseudo_id", "user_id", "event_name", "occurred_at", "sku",
     "quantity", "value", "transaction_id", "traffic_source", ROW,
 ]  # fmt: skip
-CHUNK_LINES = 250_000
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+BLOCK_BYTES = 16 << 20
+"""JSONL read per block (~33k GA4 lines): small enough that a few blocks in flight stay cheap, large enough that
+pyarrow's per-call cost vanishes."""
+BATCH_ROWS = 65_536
+"""Parquet rows per batch."""
+_PARSERS = max(1, min(2, os.cpu_count() or 1))
 _PROBE_LINES = 20
 _MAX_MICROSECONDS = 4_102_444_800_000_000  # 2100-01-01: later stamps are not microseconds
-_HASH_KEYS = ("omnicast-dedup-1", "omnicast-dedup-2")
+_MISSES_PER_BLOCK = 32  # failed parses in one block before the rest of the block goes row by row
+_DEEP_LINE = 1024  # bytes: shorter lines cannot nest past orjson's depth limit
+_MAX_OPENERS = 500  # brackets a line may open before it is left to orjson's judgement of its depth
 
 
 class _NotJson:
@@ -58,28 +87,50 @@ class _NotJson:
 _STORED_TEXT = ["user_pseudo_id", "user_id", "event_name", "transaction_id", "traffic_source"]
 NUL_REASON = "holds a NUL character (\\u0000): binary data, not text a database can store"
 
+_ITEM = pa.struct([("item_id", pa.string()), ("quantity", pa.float64()), ("price", pa.float64())])
+SCHEMA = pa.schema(
+    [
+        ("user_pseudo_id", pa.string()),
+        ("user_id", pa.string()),
+        ("event_name", pa.string()),
+        ("event_timestamp", pa.int64()),
+        ("items", pa.list_(_ITEM)),
+        ("ecommerce", pa.struct([("transaction_id", pa.string())])),
+        ("traffic_source", pa.struct([("source", pa.string()), ("medium", pa.string())])),
+    ]
+)
+"""The fields of a GA4 event the events table is made of: what the JSON parser reads (the rest is skipped) and
+what a Parquet batch is cast to."""
+_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 
-def read_events(path: Path, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> pd.DataFrame:
+
+def read_events(
+    path: Path,
+    intake: Intake,
+    known_skus: Set[str],
+    now: datetime | None = None,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    batch_rows: int = BATCH_ROWS,
+    row_by_row: bool = False,
+) -> pd.DataFrame:
     """Events flattened to one row per item, ``occurred_at`` as aware UTC; see the module docstring.
 
-    ``now`` is the sync's clock: events stamped more than a day after it are quarantined.
+    ``now`` is the sync's clock: events stamped more than a day after it are quarantined. A ``.parquet`` file is
+    read as Parquet, any other as JSONL. ``block_bytes``/``batch_rows`` size the blocks; ``row_by_row`` sends
+    every JSONL line through the row-by-row path (the tests compare both paths).
     """
     if not path.exists():
         raise SourceFileError(f"{path.name}: file not found at {path} — {HOW_TO_EXPORT}")
     if path.is_dir():
         raise SourceFileError(f"{path.name}: {path} is a directory, not a file — {HOW_TO_EXPORT}")
     latest = int((pd.Timestamp(now or utcnow()) + FUTURE_TOLERANCE).value // 1_000)  # µs since the epoch
-    repeats = _RepeatFilter()
     known = pd.Index(sorted(known_skus))
-    parts = []
-    for index, (numbers, lines) in enumerate(_line_chunks(path)):
-        if index == 0:
-            _check_is_jsonl(path, lines)
-        intake.rows_read += len(lines)
-        fresh = repeats.first_seen(lines)
-        intake.duplicates_skipped += int((~fresh).sum())
-        kept = [line for line, keep in zip(lines, fresh, strict=True) if keep]
-        parts.append(_chunk_rows(numbers[fresh], kept, intake, known, latest))
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        parts = list(_parquet_parts(path, intake, known, latest, batch_rows))
+    else:
+        parts = list(_jsonl_parts(path, intake, known, latest, block_bytes, row_by_row))
+    parts = [part for part in parts if len(part)]
     if not parts:
         return _empty_frame()
     return _concat(parts)
@@ -90,79 +141,885 @@ def events_per_line(events: pd.DataFrame) -> int:
     return int(events[ROW].nunique())
 
 
-# --- lines --------------------------------------------------------------------------------------------
+class Ga4File:
+    """Web analytics from a GA4 BigQuery export file: newline-delimited JSON (``.jsonl``, ``.ndjson``, ``.json``)
+    or Parquet (``.parquet``), read whole every run (no watermark: the sync replaces the span the file covers)."""
+
+    role: ClassVar[str] = "analytics"
+    platform: ClassVar[str] = "ga4"
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.file = _path_of(config.url)
+
+    @property
+    def location(self) -> str:
+        return str(self.file)
+
+    def check(self) -> None:
+        """The file exists and is named as a JSONL or Parquet export: else one line naming the setting, what was
+        found there and how to export the right thing."""
+        setting, file = self.config.setting, self.file
+        if not file.is_file():
+            found = "a directory" if file.is_dir() else "nothing"
+            raise SourceFileError(
+                f"{setting} points at {found} ({file}), not a file — give the events file itself: {HOW_TO_EXPORT}"
+            )
+        if file.suffix.lower() not in JSONL_SUFFIXES + PARQUET_SUFFIXES:
+            raise SourceFileError(
+                f"{setting} ({file}): not a .jsonl, .ndjson, .json or .parquet file — give the events file itself: "
+                f"{HOW_TO_EXPORT}"
+            )
+
+    def read(self, context: ReadContext) -> SourceRead:
+        self.check()
+        intake = Intake("analytics", self.file.name)
+        events = read_events(self.file, intake, context.known_skus, context.now)
+        context.say(f"analytics: {len(events)} event items read")
+        return SourceRead(self.role, self.platform, self.location, {"events": events}, {"analytics": intake})
 
 
-def _line_chunks(path: Path) -> Iterator[tuple[np.ndarray, list[bytes]]]:
-    """Non-blank lines in chunks, with their 1-based line numbers."""
-    numbers: list[int] = []
-    lines: list[bytes] = []
+def _path_of(url: str) -> Path:
+    """The path a file source's URL names: a plain path, or ``file://`` (``file:///srv/exports/events.jsonl``)."""
+    if url.startswith("file:"):
+        return Path(unquote(urlsplit(url).path))
+    return Path(url).expanduser()
+
+
+# --- JSONL: blocks of lines ----------------------------------------------------------------------------
+
+
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\r\n\x0b\x0c")] = True  # what bytes.strip() strips
+_OPEN, _CLOSE, _NEWLINE = ord("{"), ord("}"), ord("\n")
+
+
+@dataclass
+class _Block:
+    """Whole lines of the file as read (``data[:size]``, each line ended by a newline), located rather than
+    split: the non-blank lines' stripped bounds, their 1-based line numbers, their raw bounds (before
+    stripping), how many lines (blank ones too) the block holds and where ``data`` starts in the file. No line
+    becomes a Python object unless it has to."""
+
+    data: bytes
+    size: int
+    offset: int
+    line_count: int
+    numbers: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    raw_starts: np.ndarray
+    raw_ends: np.ndarray
+
+    def line(self, i: int) -> bytes:
+        return self.data[int(self.starts[i]) : int(self.ends[i])]
+
+    def lines(self, positions: np.ndarray) -> list[bytes]:
+        data = self.data
+        return [data[a:b] for a, b in zip(self.starts[positions].tolist(), self.ends[positions].tolist(), strict=True)]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts
+
+
+class _BlockLines(Sequence[bytes]):
+    """Some lines of a block, made into bytes only when asked (quarantine stores the raw line)."""
+
+    def __init__(self, block: _Block, positions: np.ndarray) -> None:
+        self.block, self.positions = block, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.block.line(int(self.positions[int(index)]))
+
+
+def _opened(path: Path) -> IO[bytes]:
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except OSError as exc:
         raise SourceFileError(f"{path.name}: cannot be read ({exc.strerror}) — check its permissions") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            stripped = line.strip()
-            if stripped:
-                numbers.append(number)
-                lines.append(stripped)
-            if len(lines) >= CHUNK_LINES:
-                yield np.asarray(numbers, dtype="int64"), lines
-                numbers, lines = [], []
-    if lines:
-        yield np.asarray(numbers, dtype="int64"), lines
 
 
-def _check_is_jsonl(path: Path, lines: list[bytes]) -> None:
-    """Refuse a file that is not JSONL (a CSV, a JSON array…): it must start like a JSON object, or at
-    least one of its first lines must be one. A cut-off object line is a bad row, not a bad file."""
-    if not lines or lines[0].startswith(b"{"):
-        return
+def _blocks(handle: IO[bytes], block_bytes: int) -> Iterator[_Block]:
+    """The file in blocks of whole lines (a line longer than a block makes its block longer)."""
+    carry, offset, number = b"", 0, 0
+    while True:
+        chunk = handle.read(block_bytes)
+        data = carry + chunk if carry else chunk
+        if not chunk:
+            if data:  # a last line without its newline
+                yield _scanned(data + b"\n", len(data) + 1, offset, number)
+            return
+        size = data.rfind(b"\n") + 1
+        if not size:
+            carry = data
+            continue
+        block = _scanned(data, size, offset, number)
+        yield block
+        carry, offset, number = data[size:], offset + size, number + block.line_count
+
+
+def _scanned(data: bytes, size: int, offset: int, before: int) -> _Block:
+    """Locate the lines of ``data[:size]`` with numpy: newlines, then whitespace stripped from both ends."""
+    view = np.frombuffer(data, dtype=np.uint8, count=size)
+    newlines = _newlines(view)
+    raw_starts = np.empty(len(newlines), dtype=np.int64)
+    raw_starts[:1] = 0
+    raw_starts[1:] = newlines[:-1] + 1
+    raw_ends = newlines.astype(np.int64)
+    starts, ends = raw_starts.copy(), raw_ends.copy()
+    for _ in range(4):  # a few padding bytes are stripped column-wise, more line by line below
+        lead = (starts < ends) & _WHITESPACE[view[np.minimum(starts, size - 1)]]
+        trail = (starts < ends) & _WHITESPACE[view[np.maximum(ends - 1, 0)]]
+        if not (lead.any() or trail.any()):
+            break
+        starts += lead
+        ends -= trail
+    padded = (starts < ends) & (_WHITESPACE[view[np.minimum(starts, size - 1)]] | _WHITESPACE[view[ends - 1]])
+    for i in np.flatnonzero(padded).tolist():
+        line = data[starts[i] : ends[i]]
+        starts[i] += len(line) - len(line.lstrip())
+        ends[i] -= len(line) - len(line.rstrip())
+    kept = np.flatnonzero(starts < ends)
+    return _Block(
+        data, size, offset, len(newlines), before + 1 + kept, starts[kept], ends[kept], raw_starts[kept], raw_ends[kept]
+    )
+
+
+def _newlines(view: np.ndarray) -> np.ndarray:
+    """Positions of the newline bytes: found a word of 8 bytes at a time, then within the words that hold one."""
+    hits = view == _NEWLINE
+    whole = len(hits) // 8 * 8
+    words = np.flatnonzero(hits[:whole].view(np.uint64))
+    inside = (words[:, None] * 8 + np.arange(8)).ravel()
+    found = inside[hits[inside]]
+    tail = whole + np.flatnonzero(hits[whole:])
+    return np.concatenate([found, tail]) if len(tail) else found
+
+
+def _jsonl_parts(
+    path: Path, intake: Intake, known: pd.Index, latest: int, block_bytes: int, row_by_row: bool
+) -> Iterator[pd.DataFrame]:
+    """Each block's rows: parsed on worker threads (at most ``_PARSERS`` blocks ahead), checked here in order,
+    once the first lines have shown the file is JSONL."""
+    pending: deque[tuple[_Block, np.ndarray, Future[_Parsed] | None]] = deque()
+    probe: list[bytes] = []
+    decided = False
+    with _opened(path) as handle, ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="ga4") as pool:
+        seen = _SeenLines(handle.fileno())
+        for block in _blocks(handle, block_bytes):
+            if not decided:
+                probe += block.lines(np.arange(min(len(block.numbers), _PROBE_LINES - len(probe))))
+                decided = _is_jsonl(path, probe, complete=len(probe) >= _PROBE_LINES)
+            intake.rows_read += len(block.numbers)
+            candidates = np.zeros(len(block.numbers), dtype=bool) if row_by_row else _candidates(block)
+            job = pool.submit(_parse_block, *_parse_input(block, candidates)) if candidates.any() else None
+            pending.append((block, candidates, job))
+            while decided and len(pending) > _PARSERS:
+                yield _block_rows(*pending.popleft(), seen, intake, known, latest)
+        _is_jsonl(path, probe, complete=True)
+        while pending:
+            yield _block_rows(*pending.popleft(), seen, intake, known, latest)
+
+
+def _is_jsonl(path: Path, lines: list[bytes], complete: bool) -> bool:
+    """Refuse a file that is not JSONL (a CSV, a JSON array…): it must start like a JSON object, or at least one
+    of its first lines must be one (a cut-off object line is a bad row, not a bad file). False while undecided:
+    fewer lines than are looked at, none of them an object yet, and more may come (not ``complete``)."""
+    if lines and lines[0].startswith(b"{"):
+        return True
     for line in lines[:_PROBE_LINES]:
         try:
             if isinstance(orjson.loads(line), dict):
-                return
+                return True
         except orjson.JSONDecodeError:
             continue
+    if not lines or not complete:
+        return complete
     raise SourceFileError(
         f"{path.name}: not JSONL — none of its first {min(len(lines), _PROBE_LINES)} lines is a JSON object; "
         f"{HOW_TO_EXPORT}"
     )
 
 
-class _RepeatFilter:
-    """Remembers every line seen (as two independent 64-bit hashes) to skip exact repeats across chunks."""
+_SPECIAL_NUMBER = re.compile(rb"[:,\[]\s*-?(?:NaN|Inf)")  # pyarrow reads NaN, Inf, Infinity; JSON has none
 
-    def __init__(self) -> None:
-        self.first = np.empty(0, dtype="uint64")
-        self.second = np.empty(0, dtype="uint64")
 
-    def first_seen(self, lines: list[bytes]) -> np.ndarray:
-        """Mask of lines not seen before (in earlier chunks or earlier in this one)."""
-        values = np.asarray(lines, dtype=object)
-        first = pd.util.hash_array(values, hash_key=_HASH_KEYS[0], categorize=False)
-        second = pd.util.hash_array(values, hash_key=_HASH_KEYS[1], categorize=False)
-        earlier = self._seen(first, second)
-        within = pd.DataFrame({"a": first, "b": second}).duplicated().to_numpy()
-        fresh = np.asarray(~earlier & ~within, dtype=bool)
-        self._remember(first[fresh], second[fresh])
+def _candidates(block: _Block) -> np.ndarray:
+    """The lines pyarrow may parse: they begin with ``{`` and end with ``}``, and hold nothing pyarrow would take
+    but orjson (the row-by-row path) refuses: ``NaN``/``Infinity`` values, invalid UTF-8 (pyarrow does not
+    check the fields it skips), nesting deeper than orjson allows."""
+    view = np.frombuffer(block.data, dtype=np.uint8, count=block.size)
+    braced = (view[block.starts] == _OPEN) & (view[block.ends - 1] == _CLOSE)
+    data = memoryview(block.data)[: block.size]
+    suspects: set[int] = set()
+    for token in (b"NaN", b"Inf"):
+        at = block.data.find(token, 0, block.size)
+        while at >= 0:
+            line = int(np.searchsorted(block.ends, at))
+            if line < len(block.ends) and _SPECIAL_NUMBER.search(block.line(line)):
+                suspects.add(line)
+            at = block.data.find(token, at + 1, block.size)
+    if not block.data.isascii() and not _is_utf8(data):  # pure ASCII is UTF-8 (checked a word at a time)
+        mark = np.frombuffer(block.data, dtype=np.uint8, count=block.size) >= 0x80
+        for foreign in np.flatnonzero(np.logical_or.reduceat(mark, block.raw_starts)).tolist():
+            if not _is_utf8(data[block.raw_starts[foreign] : block.raw_ends[foreign]]):
+                suspects.add(foreign)
+    for line in np.flatnonzero(block.lengths > _DEEP_LINE).tolist():
+        text = block.line(line)
+        if text.count(b"[") + text.count(b"{") > _MAX_OPENERS:
+            suspects.add(line)
+    if suspects:
+        braced[[line for line in suspects if line < len(braced)]] = False
+    return braced
+
+
+def _is_utf8(data: memoryview) -> bool:
+    try:
+        str(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _SeenLines:
+    """Every distinct line read so far, by a key made of the line's length and what it parses to, with where the
+    line lies in the file: a line whose key met an earlier line's is compared byte for byte with it (read back
+    from the file), so a repeat is exactly a line repeated byte for byte. Keys are kept in sorted runs merged like
+    a binary counter (a run is merged when the next grows as large), so each key moves O(log blocks) times."""
+
+    def __init__(self, fileno: int) -> None:
+        self.fileno = fileno
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # keys, file offsets, lengths
+
+    def first_seen(
+        self, keys: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, line: Callable[[int], bytes]
+    ) -> np.ndarray:
+        """Mask of the lines (keys, their file offsets and lengths; ``line(i)``: the bytes of line ``i``) not seen
+        before, in earlier blocks or earlier in this one."""
+        met = pd.Series(keys).duplicated().to_numpy().copy()
+        order = np.argsort(keys)
+        ordered = keys[order]  # sorted needles: the searches walk each run once
+        for run_keys, _, _ in self.runs:
+            at = np.minimum(np.searchsorted(run_keys, ordered), len(run_keys) - 1)
+            met[order[run_keys[at] == ordered]] = True
+        fresh = np.ones(len(keys), dtype=bool)
+        if met.any():
+            self._compare(keys, met, fresh, line)
+        self._remember(keys[fresh], offsets[fresh], lengths[fresh])
         return fresh
 
-    def _seen(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        if not len(self.first):
-            return np.zeros(len(first), dtype=bool)
-        at = np.minimum(np.searchsorted(self.first, first), len(self.first) - 1)
-        return np.asarray((self.first[at] == first) & (self.second[at] == second), dtype=bool)
+    def _compare(self, keys: np.ndarray, met: np.ndarray, fresh: np.ndarray, line: Callable[[int], bytes]) -> None:
+        """Mark as repeats the lines whose key met another's and whose bytes equal an earlier line's."""
+        shared = np.unique(keys[met])
+        earlier: dict[int, list[bytes]] = {}
+        for i in np.flatnonzero(np.isin(keys, shared)).tolist():
+            key = int(keys[i])
+            texts = earlier.get(key)
+            if texts is None:
+                texts = earlier[key] = self._stored(key)
+            text = line(i)
+            if text in texts:
+                fresh[i] = False
+            else:
+                texts.append(text)
 
-    def _remember(self, first: np.ndarray, second: np.ndarray) -> None:
-        merged = np.concatenate([self.first, first])
-        order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
-        self.first = merged[order]
-        self.second = np.concatenate([self.second, second])[order]
+    def _stored(self, key: int) -> list[bytes]:
+        texts = []
+        for run_keys, offsets, lengths in self.runs:
+            low = np.searchsorted(run_keys, np.uint64(key), "left")
+            high = np.searchsorted(run_keys, np.uint64(key), "right")
+            for offset, length in zip(offsets[low:high].tolist(), lengths[low:high].tolist(), strict=True):
+                texts.append(os.pread(self.fileno, length, offset))
+        return texts
+
+    def _remember(self, keys: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+        if not len(keys):
+            return
+        order = np.argsort(keys, kind="stable")
+        run = (keys[order], offsets[order], lengths[order])
+        while self.runs and len(self.runs[-1][0]) <= 2 * len(run[0]):
+            older = self.runs.pop()
+            merged = np.concatenate([older[0], run[0]])
+            order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+            run = (merged[order], np.concatenate([older[1], run[1]])[order], np.concatenate([older[2], run[2]])[order])
+        self.runs.append(run)
 
 
-# --- one chunk ----------------------------------------------------------------------------------------
+_NO_STAMP = np.uint64(0x2545F4914F6CDD1D)
+_KEY_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _line_keys(lengths: np.ndarray, stamps: np.ndarray, pseudo: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """A key per line from its length, ``event_timestamp``, and the hashes of ``user_pseudo_id`` and
+    ``event_name`` (all uint64): byte-identical lines have equal keys (whichever path read them); the converse
+    is checked byte for byte."""
+    with np.errstate(over="ignore"):
+        key = lengths.astype(np.uint64)
+        for part in (stamps, pseudo, names):
+            key = key * _KEY_MIX + part
+        key ^= key >> np.uint64(31)
+        return key * _KEY_MIX
+
+
+def _string_hashes(array: pa.Array) -> np.ndarray:
+    """Python's hash of each string (a constant where null), found once per distinct value."""
+    encoded = pc.dictionary_encode(array)
+    distinct = np.array([hash(value) for value in encoded.dictionary.to_pylist()] + [1], dtype=np.int64)
+    return distinct[pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)].view(np.uint64)
+
+
+def _value_keys(lines: list[bytes], parsed: list[Any]) -> np.ndarray:
+    """The keys of lines read row by row: from what orjson made of them, as the columns give them for lines
+    pyarrow read; a line that is not a JSON object is keyed by its bytes."""
+    stamps, pseudo, names = [], [], []
+    for line, value in zip(lines, parsed, strict=True):
+        if type(value) is dict:
+            stamp = value.get("event_timestamp")
+            stamps.append(stamp if type(stamp) is int and -(2**63) <= stamp < 2**63 else None)
+            pseudo.append(_hash_of_text(value.get("user_pseudo_id")))
+            names.append(_hash_of_text(value.get("event_name")))
+        else:
+            stamps.append(None)
+            pseudo.append(hash(line))
+            names.append(2)
+    stamp_keys = np.array([_NO_STAMP if s is None else np.int64(s).view(np.uint64) for s in stamps], dtype=np.uint64)
+    return _line_keys(
+        np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)),
+        stamp_keys,
+        np.array(pseudo, dtype=np.int64).view(np.uint64),
+        np.array(names, dtype=np.int64).view(np.uint64),
+    )
+
+
+def _hash_of_text(value: Any) -> int:
+    return hash(value) if type(value) is str else 1
+
+
+def _table_keys(table: pa.Table, lengths: np.ndarray) -> np.ndarray:
+    stamp = table.column("event_timestamp").combine_chunks()
+    stamps = np.where(stamp.is_null().to_numpy(zero_copy_only=False), _NO_STAMP,
+                      pc.fill_null(stamp, 0).to_numpy().view(np.uint64))  # fmt: skip
+    return _line_keys(
+        lengths,
+        stamps,
+        _string_hashes(table.column("user_pseudo_id").combine_chunks()),
+        _string_hashes(table.column("event_name").combine_chunks()),
+    )
+
+
+# --- JSONL: parsing a block ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    """A block's candidate lines as parsed: tables of consecutive candidates (by the index of their first
+    candidate) and the candidates that take the row-by-row path."""
+
+    tables: list[tuple[int, pa.Table]]
+    refused: list[int]
+
+
+_ROW_OF_ERROR = re.compile(r"\bin row (\d+)\b")
+
+
+def _parse_input(block: _Block, candidates: np.ndarray) -> tuple[pa.Buffer, np.ndarray, np.ndarray]:
+    """The block's bytes with every other line blanked (pyarrow skips whitespace, so the n-th value parsed is the
+    n-th candidate) and the candidates' raw bounds."""
+    others = np.flatnonzero(~candidates)
+    if len(others):
+        buffer = bytearray(block.data[: block.size])
+        view = np.frombuffer(buffer, dtype=np.uint8)
+        for start, end in zip(block.raw_starts[others].tolist(), block.raw_ends[others].tolist(), strict=True):
+            view[start:end] = 32
+        data = pa.py_buffer(buffer)
+    else:
+        data = pa.py_buffer(block.data)
+    chosen = np.flatnonzero(candidates)
+    return data, block.raw_starts[chosen], block.raw_ends[chosen]
+
+
+def _parse_block(data: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> _Parsed:
+    """Parse the candidate lines with pyarrow (a worker thread's job). A failed parse names the row it stopped at:
+    the lines before it are parsed again, that line is refused, the rest go on; a failure without a row (a
+    value of the wrong type is found after the parse) halves the span. After ``_MISSES_PER_BLOCK`` failures the
+    rest of the block is refused (a block riddled with bad lines is the row-by-row path's job)."""
+    tables: list[tuple[int, pa.Table]] = []
+    refused: list[int] = []
+    spans = [(0, len(starts))]
+    misses = 0
+    while spans:
+        first, stop = spans.pop()
+        if first >= stop:
+            continue
+        if misses >= _MISSES_PER_BLOCK:
+            refused.extend(range(first, stop))
+            continue
+        table, row = _parse_span(data, int(starts[first]), int(ends[stop - 1]) + 1, stop - first)
+        if table is not None:
+            tables.append((first, table))
+            continue
+        misses += 1
+        if stop - first == 1:
+            refused.append(first)
+        elif row is not None and 0 <= row < stop - first:
+            refused.append(first + row)
+            spans += [(first + row + 1, stop), (first, first + row)]
+        else:
+            middle = (first + stop) // 2
+            spans += [(middle, stop), (first, middle)]
+    tables.sort(key=lambda piece: piece[0])
+    return _Parsed(tables, sorted(refused))
+
+
+def _parse_span(data: pa.Buffer, start: int, end: int, lines: int) -> tuple[pa.Table | None, int | None]:
+    """``data[start:end]`` as one table of ``lines`` rows, or None and the row the parser stopped at (if said)."""
+    options = pj.ReadOptions(use_threads=False, block_size=end - start + 1)  # one block: rows count from 0
+    try:
+        table = pj.read_json(pa.BufferReader(data.slice(start, end - start)), read_options=options,
+                             parse_options=_PARSE)  # fmt: skip
+    except pa.ArrowException as exc:
+        found = _ROW_OF_ERROR.search(str(exc))
+        return None, int(found.group(1)) if found else None
+    if table.num_rows != lines:  # a line holding two objects
+        return None, None
+    return table, None
+
+
+def _block_rows(
+    block: _Block,
+    candidates: np.ndarray,
+    job: Future[_Parsed] | None,
+    seen: _SeenLines,
+    intake: Intake,
+    known: pd.Index,
+    latest: int,
+) -> pd.DataFrame:
+    """One block's rows: repeats skipped, the parsed lines checked column-wise, the others row by row, in line
+    order."""
+    chosen = np.flatnonzero(candidates)
+    parsed = job.result() if job is not None else _Parsed([], [])
+    tables = [table for _, table in parsed.tables]
+    pieces = [chosen[start : start + table.num_rows] for start, table in parsed.tables]
+    parsed_at = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, dtype=np.int64)
+    table = pa.concat_tables(tables) if tables else None
+    slow = np.ones(len(block.numbers), dtype=bool)
+    slow[parsed_at] = False
+    slow_at = np.flatnonzero(slow)
+    slow_lines = block.lines(slow_at)
+    with _collector_paused():
+        slow_values = [_loads(line) for line in slow_lines]
+    keys = np.zeros(len(block.numbers), dtype=np.uint64)
+    lengths = block.lengths
+    if table is not None:
+        keys[parsed_at] = _table_keys(table, lengths[parsed_at])
+    if len(slow_at):
+        keys[slow_at] = _value_keys(slow_lines, slow_values)
+    fresh = seen.first_seen(keys, block.offset + block.starts, lengths, block.line)
+    intake.duplicates_skipped += int((~fresh).sum())
+    parts = []
+    if table is not None:
+        kept = fresh[parsed_at]
+        if not kept.all():
+            table, parsed_at = table.filter(pa.array(kept)), parsed_at[kept]
+        chunk = _Chunk(block.numbers[parsed_at], _BlockLines(block, parsed_at), intake, parsed=True)
+        parts.append(_columnar_rows(chunk, table, known, latest))
+    kept = fresh[slow_at]
+    if kept.any():
+        lines = [line for line, keep in zip(slow_lines, kept.tolist(), strict=True) if keep]
+        values = [value for value, keep in zip(slow_values, kept.tolist(), strict=True) if keep]
+        parts.append(_chunk_rows(block.numbers[slow_at[kept]], lines, intake, known, latest, values))
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return _empty_frame()
+    if len(parts) == 1:
+        return parts[0]
+    return _concat(parts).sort_values(ROW, kind="stable", ignore_index=True)
+
+
+# --- Parquet -------------------------------------------------------------------------------------------
+
+
+_NEEDED = {
+    "user_pseudo_id": None,
+    "user_id": None,
+    "event_name": None,
+    "event_timestamp": None,
+    "items": ("item_id", "quantity", "price"),
+    "ecommerce": ("transaction_id",),
+    "traffic_source": ("source", "medium"),
+}
+_REQUIRED = ("user_pseudo_id", "event_name", "event_timestamp")
+
+
+def _parquet_parts(path: Path, intake: Intake, known: pd.Index, latest: int, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """Each batch's rows; rows repeating an earlier row in every column read are skipped as duplicates."""
+    try:
+        file = pq.ParquetFile(path)
+    except OSError as exc:
+        raise SourceFileError(f"{path.name}: cannot be read ({exc.strerror}) — check its permissions") from exc
+    except pa.ArrowException as exc:
+        raise SourceFileError(f"{path.name}: not a Parquet file ({exc}) — {HOW_TO_EXPORT}") from exc
+    names = set(file.schema_arrow.names)
+    missing = [name for name in _REQUIRED if name not in names]
+    if missing:
+        columns = ", ".join(missing)
+        raise SourceFileError(f"{path.name}: not a GA4 events export — no column {columns}; {HOW_TO_EXPORT}")
+    repeats = _RepeatFilter()
+    first_row = 1
+    for batch in file.iter_batches(batch_size=batch_rows, columns=[name for name in _NEEDED if name in names]):
+        table = _conformed(path, pa.Table.from_batches([batch]))
+        numbers = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+        first_row += table.num_rows
+        intake.rows_read += table.num_rows
+        fresh = repeats.first_seen(*_row_keys(table))
+        intake.duplicates_skipped += int((~fresh).sum())
+        if not fresh.all():
+            table = table.filter(pa.array(fresh))
+            numbers = numbers[fresh]
+        yield _columnar_rows(_Chunk(numbers, _RowTexts(table), intake), table, known, latest)
+
+
+class _RowTexts(Sequence[bytes]):
+    """A Parquet batch's rows as JSON (what quarantine stores as the raw row), made only for the rows asked."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, index: Any) -> Any:
+        row = self.table.slice(int(index), 1).to_pylist()[0]
+        return orjson.dumps(row, default=str)
+
+
+def _conformed(path: Path, table: pa.Table) -> pa.Table:
+    """The batch in :data:`SCHEMA`: absent columns null, numbers as the schema wants them, text from text or
+    whole numbers (as JSON's numbers become text); a column of another kind refuses the file."""
+    count = table.num_rows
+    columns: dict[str, pa.Array] = {}
+    for field in SCHEMA:
+        found = table.column(field.name).combine_chunks() if field.name in table.column_names else None
+        columns[field.name] = _as_type(path, field.name, found, field.type, count)
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def _as_type(path: Path, name: str, array: pa.Array | None, wanted: pa.DataType, count: int) -> pa.Array:
+    if array is None:
+        return pa.nulls(count, wanted)
+    kind = array.type
+    if kind == wanted:
+        return array
+    if pa.types.is_struct(wanted):
+        if not pa.types.is_struct(kind):
+            raise _wrong_kind(path, name, kind)
+        children = [
+            _as_type(path, f"{name}.{child.name}", _child(array, child.name), child.type, count) for child in wanted
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(wanted), mask=array.is_null())
+    if pa.types.is_list(wanted):
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+            raise _wrong_kind(path, name, kind)
+        values = pc.list_flatten(array)
+        inner = _as_type(path, f"{name}[]", values, wanted.value_type, len(values))
+        lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        return pa.ListArray.from_arrays(offsets, inner, type=wanted, mask=array.is_null())
+    if pa.types.is_string(wanted) and (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                                       or pa.types.is_string_view(kind) or pa.types.is_integer(kind)):  # fmt: skip
+        return pc.cast(array, wanted)
+    if pa.types.is_integer(wanted) and pa.types.is_timestamp(kind):
+        return pc.cast(pc.cast(array, pa.timestamp("us", tz=kind.tz)), wanted)
+    if pa.types.is_integer(wanted) and pa.types.is_integer(kind):
+        return pc.cast(array, wanted, safe=False)  # an unsigned stamp past 2^63 wraps negative: not microseconds
+    if pa.types.is_floating(wanted) and (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                         or pa.types.is_decimal(kind)):  # fmt: skip
+        return pc.cast(array, wanted, safe=False)
+    raise _wrong_kind(path, name, kind)
+
+
+def _child(array: pa.StructArray, name: str) -> pa.Array | None:
+    if array.type.get_field_index(name) < 0:
+        return None
+    return pc.struct_field(array, name)
+
+
+def _wrong_kind(path: Path, name: str, kind: pa.DataType) -> SourceFileError:
+    return SourceFileError(f"{path.name}: column {name} holds {kind}, not what a GA4 export holds — {HOW_TO_EXPORT}")
+
+
+class _RepeatFilter:
+    """Remembers every row key seen (two 64-bit hashes) to skip exact repeats across batches, in sorted runs
+    merged like a binary counter (a run is merged when the next grows as large)."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def first_seen(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Mask of keys not seen before (in earlier batches or earlier in this one)."""
+        earlier = np.zeros(len(first), dtype=bool)
+        for run_first, run_second in self.runs:
+            at = np.minimum(np.searchsorted(run_first, first), len(run_first) - 1)
+            earlier |= (run_first[at] == first) & (run_second[at] == second)
+        within = pd.DataFrame({"a": first, "b": second}).duplicated().to_numpy()
+        fresh = np.asarray(~earlier & ~within, dtype=bool)
+        if fresh.any():
+            order = np.argsort(first[fresh], kind="stable")
+            run = (first[fresh][order], second[fresh][order])
+            while self.runs and len(self.runs[-1][0]) <= 2 * len(run[0]):
+                older = self.runs.pop()
+                merged = np.concatenate([older[0], run[0]])
+                order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+                run = (merged[order], np.concatenate([older[1], run[1]])[order])
+            self.runs.append(run)
+        return fresh
+
+
+_HASH_KEYS = ("omnicast-dedup-1", "omnicast-dedup-2")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _row_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes of each row's values in every column read (items in order), for finding repeats."""
+    items = table.column("items").combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(items), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = np.maximum(lengths, 0)  # -1: no list at all, apart from an empty one
+    owner = np.repeat(np.arange(table.num_rows), counts)
+    position = (np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.uint64)
+    elements = pc.list_flatten(items)
+    nulls = elements.is_null().to_numpy(zero_copy_only=False)
+    per_item = [nulls, *(pc.struct_field(elements, name) for name in ("item_id", "quantity", "price"))]
+    per_row = [table.column(name).combine_chunks() for name in ("user_pseudo_id", "user_id", "event_name",
+                                                                 "event_timestamp")]  # fmt: skip
+    for nested in ("ecommerce", "traffic_source"):
+        struct = table.column(nested).combine_chunks()
+        per_row += [pc.struct_field(struct, struct.type.field(i).name) for i in range(struct.type.num_fields)]
+    keys = []
+    with np.errstate(over="ignore"):
+        for hash_key in _HASH_KEYS:
+            row = _hashed(lengths, hash_key)
+            for array in per_row:
+                row = row * _MIX + _hashed(array, hash_key)
+            item = position
+            for array in per_item:
+                item = item * _MIX + _hashed(array, hash_key)
+            summed = np.zeros(table.num_rows, dtype=np.uint64)
+            np.add.at(summed, owner, pd.util.hash_array(item, hash_key=hash_key))  # hashed again: a sum of
+            keys.append(row * _MIX + summed)  # linear mixes would not tell two items swapped
+    return keys[0], keys[1]
+
+
+def _hashed(array: pa.Array | np.ndarray, hash_key: str) -> np.ndarray:
+    """A 64-bit hash per value (nulls hash alike, apart from every value)."""
+    if isinstance(array, np.ndarray):
+        return pd.util.hash_array(array, hash_key=hash_key, categorize=False)
+    valid = ~array.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(array.type):
+        encoded = pc.dictionary_encode(array)
+        distinct = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+        hashes = pd.util.hash_array(distinct, hash_key=hash_key, categorize=False)
+        indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        values = hashes[indices] if len(hashes) else np.zeros(len(array), dtype=np.uint64)
+    else:
+        values = pd.util.hash_array(pc.fill_null(array, 0).to_numpy(zero_copy_only=False), hash_key=hash_key)
+    return np.where(valid, values, np.uint64(0x5BD1E995)).astype(np.uint64)
+
+
+# --- column-wise checks (JSONL blocks and Parquet batches alike) ----------------------------------------
+
+
+@dataclass
+class _Chunk:
+    """A block's lines (or a batch's rows) with their line numbers, to quarantine by position. ``parsed``: every
+    line is known to be JSON (pyarrow read it), so its raw text is itself."""
+
+    numbers: np.ndarray
+    lines: Sequence[bytes]
+    intake: Intake
+    parsed: bool = False
+
+    def reject(self, positions: np.ndarray, column: str | None, reasons: list[str] | str) -> None:
+        if len(positions):
+            if self.parsed:
+                raw = [self.lines[i].decode("utf-8", errors="replace").strip() for i in positions]
+            else:
+                raw = [_raw_text(self.lines[i]) for i in positions]
+            texts = reasons if isinstance(reasons, list) else [reasons] * len(positions)
+            self.intake.add_rejected(self.numbers[positions], column, pd.Series(texts, dtype=object), raw)
+
+
+_PYTHON_SPACE = r"[\t-\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+_UNTRIMMED = f"^{_PYTHON_SPACE}|{_PYTHON_SPACE}$"
+"""A value ``str.strip`` would change: one starting or ending with what ``str.isspace`` calls whitespace."""
+
+
+@dataclass
+class _Text:
+    """A text column as category codes (-1: missing) into trimmed, distinct values."""
+
+    codes: np.ndarray
+    categories: pa.Array
+
+    @property
+    def missing(self) -> np.ndarray:
+        return np.asarray(self.codes < 0)
+
+    def categorical(self, rows: np.ndarray) -> pd.Categorical:
+        """The values at ``rows`` as a categorical holding only the categories they use."""
+        codes = self.codes[rows]
+        used = np.bincount(codes + 1, minlength=len(self.categories) + 1)[1:] > 0
+        renumbered = np.append(np.cumsum(used) - 1, -1)  # code -1 (missing) finds the -1 appended
+        categories = pd.Index(pd.array(self.categories.filter(pa.array(used)), dtype="str"))
+        return pd.Categorical.from_codes(renumbered[codes], dtype=pd.CategoricalDtype(categories), validate=False)
+
+
+def _text(array: pa.Array | pa.ChunkedArray) -> _Text:
+    """Trimmed text, missing where null or empty, like the row path's ``_text_of``: distinct values are found
+    with pyarrow, and the few that need trimming are trimmed in Python (so whitespace means what it means to
+    ``str.strip``)."""
+    encoded = pc.dictionary_encode(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
+    values = encoded.dictionary
+    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    odd = pc.or_(pc.match_substring_regex(values, _UNTRIMMED), pc.equal(pc.binary_length(values), 0))
+    if not pc.any(odd).as_py():
+        return _Text(indices, values)
+    trimmed = [value.strip() for value in values.to_pylist()]
+    distinct = list(dict.fromkeys(value for value in trimmed if value))
+    where = {value: code for code, value in enumerate(distinct)}
+    lookup = np.array([where.get(value, -1) for value in trimmed] + [-1], dtype=np.int64)
+    return _Text(lookup[indices], pa.array(distinct, type=pa.string()))  # index -1 (null) finds the -1 appended
+
+
+def _traffic(source: _Text, medium: _Text) -> _Text:
+    """``source / medium`` (either as ``(none)`` when missing), missing when both are."""
+    width = len(medium.categories) + 1
+    pairs = (source.codes + 1) * width + (medium.codes + 1)
+    if (len(source.categories) + 1) * width <= 1 << 20:  # few sources and media: a dense table
+        present = np.flatnonzero(np.bincount(pairs, minlength=(len(source.categories) + 1) * width))
+        position = np.zeros((len(source.categories) + 1) * width, dtype=np.int64)
+        position[present] = np.arange(len(present))
+        distinct, codes = present, position[pairs]
+    else:
+        distinct, codes = np.unique(pairs, return_inverse=True)
+    sources, media = source.categories.to_pylist(), medium.categories.to_pylist()
+    labels: dict[str, int] = {}
+    lookup = np.full(len(distinct) + 1, -1, dtype=np.int64)
+    for at, pair in enumerate(distinct.tolist()):
+        s, m = divmod(pair, width)
+        if s or m:
+            label = f"{sources[s - 1] if s else '(none)'} / {media[m - 1] if m else '(none)'}"
+            lookup[at] = labels.setdefault(label, len(labels))
+    return _Text(lookup[codes], pa.array(list(labels), type=pa.string()))
+
+
+def _columnar_rows(chunk: _Chunk, table: pa.Table, known: pd.Index, latest: int) -> pd.DataFrame:
+    """The checks of the row path (same reasons, same order), column by column on a parsed table."""
+    ecommerce, traffic = table.column("ecommerce").combine_chunks(), table.column("traffic_source").combine_chunks()
+    text = {
+        "user_pseudo_id": _text(table.column("user_pseudo_id")),
+        "user_id": _text(table.column("user_id")),
+        "event_name": _text(table.column("event_name")),
+        "transaction_id": _text(pc.struct_field(ecommerce, "transaction_id")),
+        "traffic_source": _traffic(
+            _text(pc.struct_field(traffic, "source")), _text(pc.struct_field(traffic, "medium"))
+        ),
+    }
+    stamp = pc.fill_null(table.column("event_timestamp"), 0).to_numpy()
+    bad_stamp = (stamp <= 0) | (stamp >= _MAX_MICROSECONDS)
+    alive = np.ones(table.num_rows, dtype=bool)
+    future = ~bad_stamp & (stamp > latest)
+    for column, invalid, reason in (
+        ("user_pseudo_id", text["user_pseudo_id"].missing, "missing user_pseudo_id"),
+        ("event_name", text["event_name"].missing, "missing event_name"),
+        ("event_timestamp", bad_stamp, "event_timestamp is not microseconds since the epoch"),
+        ("event_timestamp", future, "event_timestamp is in the future (after the sync's clock + 1 day)"),
+    ):
+        hit = alive & invalid
+        chunk.reject(np.flatnonzero(hit), column, reason)
+        alive &= ~hit
+    items = table.column("items").combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(items), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    elements = pc.list_flatten(items)
+    sku = _text(pc.struct_field(elements, "item_id"))
+    quantity = pc.struct_field(elements, "quantity").to_numpy(zero_copy_only=False)
+    price = pc.struct_field(elements, "price").to_numpy(zero_copy_only=False)
+    problem = _item_problems(sku, quantity, elements.is_null().to_numpy(zero_copy_only=False), known)
+    first_item = np.cumsum(lengths) - lengths
+    bad_events, reasons = _first_problems(problem, sku, lengths, first_item, alive)
+    alive[bad_events] = False
+    chunk.reject(bad_events, "items", reasons)
+    events = np.flatnonzero(alive)
+    per_event = np.maximum(lengths[events], 1)
+    at = np.repeat(events, per_event)
+    has_item = np.repeat(lengths[events] > 0, per_event)
+    within = np.arange(len(at)) - np.repeat(np.cumsum(per_event) - per_event, per_event)
+    item = np.where(has_item, np.repeat(first_item[events], per_event) + within, len(quantity))
+    count = np.append(quantity, np.nan)[item]  # a row without an item finds the NaN appended
+    value = np.append(price, np.nan)[item] * np.where(np.isnan(count), 1.0, count)
+    rows = pd.DataFrame(
+        {
+            "user_pseudo_id": text["user_pseudo_id"].categorical(at),
+            "user_id": text["user_id"].categorical(at),
+            "event_name": text["event_name"].categorical(at),
+            "occurred_at": pd.to_datetime(pd.Series(stamp[at]), unit="us", utc=True),
+            "sku": _Text(np.append(sku.codes, -1), sku.categories).categorical(item),
+            "quantity": pd.arrays.IntegerArray(
+                np.where(np.isnan(count), 0, np.round(count)).astype(np.int64), np.isnan(count)
+            ),
+            "value": value,
+            "transaction_id": text["transaction_id"].categorical(at),
+            "traffic_source": text["traffic_source"].categorical(at),
+            ROW: chunk.numbers[at],
+        }
+    )
+    return _without_nul(chunk, rows)
+
+
+_NO_PROBLEM, _BAD_QUANTITY, _UNKNOWN_SKU, _NO_SKU, _NOT_OBJECT = range(5)
+
+
+def _item_problems(sku: _Text, quantity: np.ndarray, null: np.ndarray, known: pd.Index) -> np.ndarray:
+    """Each item's problem, the row path's precedence (not an object > no SKU > unknown SKU > quantity)."""
+    problem = np.full(len(null), _NO_PROBLEM, dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        problem[np.abs(quantity) > MAX_INTEGER] = _BAD_QUANTITY
+    listed = pc.is_in(sku.categories, value_set=pa.array(known.to_numpy(dtype=object), type=pa.string()))
+    known_category = np.append(listed.to_numpy(zero_copy_only=False), False)  # code -1 finds the False appended
+    problem[(sku.codes >= 0) & ~known_category[sku.codes]] = _UNKNOWN_SKU
+    problem[sku.codes < 0] = _NO_SKU
+    problem[null] = _NOT_OBJECT
+    return problem
+
+
+def _first_problems(
+    problem: np.ndarray, sku: _Text, lengths: np.ndarray, first_item: np.ndarray, alive: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """The live events with a bad item, and for each the reason of its first bad item."""
+    bad = np.flatnonzero(problem != _NO_PROBLEM)
+    owner = np.searchsorted(first_item + lengths, bad, side="right")
+    live = alive[owner]
+    bad, owner = bad[live], owner[live]
+    events, first = np.unique(owner, return_index=True)
+    items = bad[first]
+    reasons = []
+    for kind, code in zip(problem[items].tolist(), sku.codes[items].tolist(), strict=True):
+        quoted = repr(sku.categories[code].as_py()) if code >= 0 else "None"
+        if kind == _BAD_QUANTITY:
+            reasons.append(f"quantity of {quoted} is not a number (or is too large)")
+        elif kind == _UNKNOWN_SKU:
+            reasons.append(f"unknown SKU {quoted}")
+        elif kind == _NO_SKU:
+            reasons.append("an item has no item_id (SKU)")
+        else:
+            reasons.append("an item is not an object")
+    return events, reasons
+
+
+# --- the row-by-row path: lines pyarrow refused -----------------------------------------------------------
 
 
 @contextmanager
@@ -183,26 +1040,20 @@ def _loads(line: bytes) -> Any:
         return _NotJson(f"not valid JSON ({exc})")
 
 
-@dataclass
-class _Chunk:
-    """The parsed events of one chunk, column-wise, with what to quarantine."""
-
-    numbers: np.ndarray
-    lines: list[bytes]
-    intake: Intake
-
-    def reject(self, positions: np.ndarray, column: str | None, reasons: list[str] | str) -> None:
-        if len(positions):
-            raw = [_raw_text(self.lines[i]) for i in positions]
-            texts = reasons if isinstance(reasons, list) else [reasons] * len(positions)
-            self.intake.add_rejected(self.numbers[positions], column, pd.Series(texts, dtype=object), raw)
-
-
-def _chunk_rows(numbers: np.ndarray, lines: list[bytes], intake: Intake, known: pd.Index, latest: int) -> pd.DataFrame:
-    """Parse, check and flatten one chunk of lines (``latest``: the last acceptable event_timestamp, µs)."""
+def _chunk_rows(
+    numbers: np.ndarray,
+    lines: list[bytes],
+    intake: Intake,
+    known: pd.Index,
+    latest: int,
+    parsed: list[Any] | None = None,
+) -> pd.DataFrame:
+    """Parse (unless ``parsed`` holds what orjson made of each line), check and flatten lines one by one
+    (``latest``: the last acceptable event_timestamp, µs)."""
     chunk = _Chunk(numbers, lines, intake)
-    with _collector_paused():
-        parsed = [_loads(line) for line in lines]
+    if parsed is None:
+        with _collector_paused():
+            parsed = [_loads(line) for line in lines]
     objects = np.fromiter((type(value) is dict for value in parsed), dtype=bool, count=len(parsed))
     not_json = [i for i, value in enumerate(parsed) if type(value) is _NotJson]
     chunk.reject(np.asarray(not_json, dtype="int64"), None, [parsed[i].reason for i in not_json])
@@ -222,15 +1073,15 @@ def _field(values: list[Any], key: str) -> list[Any]:
     return [value.get(key) if type(value) is dict else None for value in values]
 
 
-def _text(value: Any) -> str | None:
+def _text_of(value: Any) -> str | None:
     if type(value) is str:
         return value.strip() or None
     return None if value is None else str(value).strip() or None
 
 
-def _text_column(values: list[Any]) -> pd.Series:
+def _text_column(values: Iterable[Any]) -> pd.Series:
     """Trimmed text, None where missing or empty (numbers become their text)."""
-    return pd.Series([_text(value) for value in values], dtype=object)
+    return pd.Series([_text_of(value) for value in values], dtype=object)
 
 
 def _event_columns(events: list[dict[str, Any]], positions: np.ndarray) -> pd.DataFrame:
@@ -315,7 +1166,7 @@ def _item_rows(chunk: _Chunk, frame: pd.DataFrame, events: list[dict[str, Any]],
     with_items = frame.iloc[keep["_owner"].to_numpy()].reset_index(drop=True)
     with_items["sku"] = keep["sku"].to_numpy()
     with_items["quantity"] = keep["quantity"].array
-    with_items["value"] = keep["value"].to_numpy()
+    with_items["value"] = keep["value"].to_numpy(dtype="float64")
     bare = frame[(counts == 0) & ~bad]
     bare = bare.assign(sku=None, quantity=pd.array([None] * len(bare), dtype="Int64"), value=np.nan)
     rows = pd.concat([with_items, bare]).sort_values(["_position"], kind="stable")
@@ -369,11 +1220,19 @@ def _compact(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Chunks glued together, keeping the category columns compact."""
+    """Blocks glued together, keeping the category columns compact; categories sorted, so the frame is the same
+    however the file was cut into blocks."""
     frame = pd.concat([part.drop(columns=_REPEATED) for part in parts], ignore_index=True)
     for name in _REPEATED:
-        frame[name] = union_categoricals([part[name] for part in parts]).astype("category")
+        frame[name] = union_categoricals([_text_categories(part[name]) for part in parts], sort_categories=True)
     return frame[EVENT_COLUMNS]
+
+
+def _text_categories(column: pd.Series) -> pd.Series:
+    """A category column whose categories are text (one without any value has untyped categories)."""
+    if column.cat.categories.dtype == "str":
+        return column
+    return column.cat.set_categories(pd.Index(column.cat.categories.astype(str), dtype="str"))
 
 
 def _raw_text(line: bytes) -> str:
