@@ -170,6 +170,25 @@ CASES: dict[str, Case] = {
         ("train",), "OMNICAST_STORE_NAME", {"OMNICAST_STORE_NAME": "Bean & Leaf\r\nBcc: evil@attacker.example"}
     ),
     "daily-store-missing": Case(DAILY, "nowhere", {"OMNICAST_STORE_PATH": "{dir}/nowhere"}, flow=True),
+    "store-url-unknown-scheme": Case(("sync",), "OMNICAST_STORE_URL", {"OMNICAST_STORE_URL": "ftp://files.example/x"}),
+    "store-shopify-without-token": Case(
+        ("sync",), "OMNICAST_STORE_TOKEN", {"OMNICAST_STORE_URL": "shopify://bean-and-leaf.myshopify.com"}
+    ),
+    "store-shopify-not-a-shop": Case(
+        ("sync",), "OMNICAST_STORE_URL",
+        {"OMNICAST_STORE_URL": "shopify://example.com", "OMNICAST_STORE_TOKEN": "shpat_1"},
+    ),
+    "store-woocommerce-bad-key": Case(
+        ("sync",), "OMNICAST_STORE_TOKEN",
+        {"OMNICAST_STORE_URL": "woocommerce://shop.example", "OMNICAST_STORE_TOKEN": "x"},
+    ),
+    "crm-hubspot-without-token": Case(
+        ("sync",), "OMNICAST_CRM_TOKEN", {"OMNICAST_CRM_URL": "hubspot://", **SAMPLE_STORE}, setup=_store
+    ),
+    "analytics-url-is-an-api": Case(
+        ("sync",), "OMNICAST_ANALYTICS_URL", {"OMNICAST_ANALYTICS_URL": "https://analytics.example", **SAMPLE_STORE},
+        setup=_store,
+    ),
     "lock-held-by-another-run": Case(
         ("sync",), "OMNICAST_LOCK_WAIT_SECONDS", {"OMNICAST_LOCK_WAIT_SECONDS": "0", **SAMPLE_STORE},
         flow=True, setup=_sync_lock_held,
