@@ -1,0 +1,570 @@
+"""Benchmark ``sync`` (ingest + unify) on store-L: 100k customers, ~1M order lines, ~5M GA4 event lines.
+
+Measured, each in a child process of its own (wall time, CPU time, peak RSS of that process):
+
+- the GA4 events read alone, same file and known SKUs: the baseline (the row-by-row orjson reader this project had
+  before issue 10, ``bench/baseline_analytics.py``) against the columnar reader, on the JSONL export and on the same
+  events as Parquet;
+- on SQLite and on PostgreSQL, each a fresh database after migrations: the full sync of the store's files end to end
+  (``sync_store``), with the time of every stage (reads, identity, each write) and of the write side's functions;
+- an incremental run with 1% new data: the day's delta exports (1% new orders, the events of the week after the last
+  one, the last 1% of customers and contacts again) synced into the database the full run left;
+- a re-sync of the whole files with the 1% appended (a file is read whole every run: this is what a file source
+  costs when nothing tells the sync what changed).
+
+``--profile`` adds a cProfile of the full SQLite sync (main thread: the write side and the reads' Python parts).
+
+    .venv/bin/python bench/bench_ingest.py [--customers 100000] [--seed 7] [--data DIR] [--postgres URL | --no-postgres]
+                                           [--no-baseline] [--no-append] [--no-parquet] [--profile]
+
+The generated store and its derived inputs are cached under ``--data`` (default /tmp/omnicast-bench-ingest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import io
+import multiprocessing
+import os
+import pstats
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import pandas as pd  # noqa: E402
+from scratch_db import migrated_databases  # noqa: E402
+
+AS_OF = date(2026, 11, 27)
+INCREMENT = 0.01
+TARGETS = {"sync": 30.0, "peak_mb": 2048.0, "incremental": 5.0}
+EVENTS_FILE = "ga4_events.jsonl"
+CRM_FILE = "hubspot_contacts.csv"
+STORE_FOLDER = "shopify"
+STORE_FILES = ("products_export.csv", "customers_export.csv", "orders_export.csv")
+
+
+# --- the data --------------------------------------------------------------------------------------------
+
+
+def write_sample_store(out: Path, customers: int, seed: int) -> dict[str, Any]:
+    try:
+        from sample import write_sample
+    except ImportError:  # before the generator moved to its own package
+        from sources.sample import write_sample  # type: ignore[no-redef]
+    result: dict[str, Any] = write_sample(out, customers=customers, seed=seed, as_of=AS_OF)
+    return result
+
+
+def generator_version() -> str:
+    try:
+        from sample import GENERATOR_VERSION
+    except ImportError:
+        return "old"
+    return str(GENERATOR_VERSION)
+
+
+def ensure_store(data: Path, customers: int, seed: int) -> Path:
+    """The generated store, made once per (size, seed, day, generator version)."""
+    store = data / f"store-{customers}-seed{seed}-{AS_OF}-v{generator_version()}"
+    if not (store / "manifest.json").exists():
+        print(f"generating the sample store into {store} (once) …", flush=True)
+        shutil.rmtree(store, ignore_errors=True)
+        write_sample_store(store, customers, seed)
+    return store
+
+
+def ensure_increment(store: Path) -> tuple[Path, Path, datetime]:
+    """The 1% increment, made once: ``delta/`` holds only the new data (the day's exports), ``appended/`` the whole
+    files with the new data appended. Returns both folders and the clock to sync them with."""
+    folder = store.parent / f"{store.name}-increment"
+    delta, appended = folder / "delta", folder / "appended"
+    clock_file = folder / "now.txt"
+    if clock_file.exists():
+        return delta, appended, datetime.fromisoformat(clock_file.read_text().strip())
+    print(f"making the 1% increment into {folder} (once) …", flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    for target in (delta, appended):
+        (target / STORE_FOLDER).mkdir(parents=True)
+    new_orders = _new_orders(store / STORE_FOLDER / "orders_export.csv")
+    _write_csv(delta / STORE_FOLDER / "orders_export.csv", new_orders)
+    shutil.copyfile(store / STORE_FOLDER / "orders_export.csv", appended / STORE_FOLDER / "orders_export.csv")
+    _write_csv(appended / STORE_FOLDER / "orders_export.csv", new_orders, append=True)
+    for name in ("products_export.csv", "customers_export.csv"):
+        os.link(store / STORE_FOLDER / name, appended / STORE_FOLDER / name)
+    os.link(store / STORE_FOLDER / "products_export.csv", delta / STORE_FOLDER / "products_export.csv")
+    _write_csv(delta / STORE_FOLDER / "customers_export.csv", _tail_rows(store / STORE_FOLDER / "customers_export.csv"))
+    _write_csv(delta / CRM_FILE, _tail_rows(store / CRM_FILE))
+    os.link(store / CRM_FILE, appended / CRM_FILE)
+    new_events, last = _new_events(store / EVENTS_FILE)
+    (delta / EVENTS_FILE).write_bytes(new_events)
+    shutil.copyfile(store / EVENTS_FILE, appended / EVENTS_FILE)
+    with (appended / EVENTS_FILE).open("ab") as handle:
+        handle.write(new_events)
+    now = last + timedelta(hours=6)
+    clock_file.write_text(now.isoformat())
+    return delta, appended, now
+
+
+def _new_orders(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The last 1% of orders again, as new orders (new Name and Id; same customers, lines and dates)."""
+    header, rows = _rows(path)
+    name, id_ = header.index("Name"), header.index("Id")
+    whole = [row for row in rows if len(row) == len(header)]  # a malformed row of the export stays where it was
+    names = list(dict.fromkeys(row[name] for row in whole))
+    chosen = set(names[-max(1, round(len(names) * INCREMENT)) :])
+    new = []
+    for row in whole:
+        if row[name] in chosen:
+            row = list(row)
+            digits = row[name].lstrip("#")
+            row[name] = f"#{int(digits) + 10_000_000}" if digits.isdigit() else f"{row[name]}-new"
+            row[id_] = str(int(row[id_]) + 10**12) if row[id_].isdigit() else row[id_]
+            new.append(row)
+    return header, new
+
+
+def _tail_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    header, rows = _rows(path)
+    return header, rows[-max(1, round(len(rows) * INCREMENT)) :]
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        return header, list(reader)
+
+
+def _write_csv(path: Path, table: tuple[list[str], list[list[str]]], append: bool = False) -> None:
+    header, rows = table
+    with path.open("a" if append else "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        if not append:
+            writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _new_events(path: Path) -> tuple[bytes, datetime]:
+    """The last 1% of event lines moved to just after the export's last event (the next days' events), and the
+    time of the last one."""
+    lines = _tail_lines(path, max(1, round(_line_count(path) * INCREMENT)))
+    stamps = [_stamp(line) for line in lines]
+    known = [stamp for stamp in stamps if stamp is not None]
+    shift_days = (max(known) - min(known)) // 86_400_000_000 + 1
+    out = []
+    for line, stamp in zip(lines, stamps, strict=True):
+        if stamp is None:
+            out.append(line)  # a bad line stays bad
+            continue
+        event = orjson.loads(line)
+        event["event_timestamp"] = stamp + shift_days * 86_400_000_000
+        day = datetime.strptime(str(event.get("event_date", "20000101")), "%Y%m%d") + timedelta(days=shift_days)
+        event["event_date"] = day.strftime("%Y%m%d")
+        out.append(orjson.dumps(event))
+    last = max(known) + shift_days * 86_400_000_000
+    return b"\n".join(out) + b"\n", datetime.fromtimestamp(last / 1e6, tz=UTC)
+
+
+def _line_count(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(64 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def _tail_lines(path: Path, count: int) -> list[bytes]:
+    size = path.stat().st_size
+    take = min(size, max(count * 2_000, 1 << 20))
+    while True:
+        with path.open("rb") as handle:
+            handle.seek(size - take)
+            lines = handle.read().split(b"\n")
+        lines = [line for line in (lines[1:] if take < size else lines) if line.strip()]
+        if len(lines) >= count or take >= size:
+            return lines[-count:]
+        take = min(size, take * 2)
+
+
+def _stamp(line: bytes) -> int | None:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    stamp = value.get("event_timestamp") if isinstance(value, dict) else None
+    return stamp if isinstance(stamp, int) else None
+
+
+def ensure_parquet(store: Path) -> Path:
+    """The events as a Parquet export (BigQuery's columns and types), made once from the JSONL's parseable lines."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    target = store.parent / f"{store.name}-events.parquet"
+    if target.exists():
+        return target
+    print(f"writing the events as Parquet into {target} (once) …", flush=True)
+    item = pa.struct([("item_id", pa.string()), ("item_name", pa.string()), ("item_category", pa.string()),
+                      ("price", pa.float64()), ("quantity", pa.int64())])  # fmt: skip
+    schema = pa.schema(
+        [
+            ("event_date", pa.string()),
+            ("event_timestamp", pa.int64()),
+            ("event_name", pa.string()),
+            ("user_pseudo_id", pa.string()),
+            ("user_id", pa.string()),
+            ("items", pa.list_(item)),
+            ("ecommerce", pa.struct([("transaction_id", pa.string()), ("purchase_revenue", pa.float64())])),
+            ("traffic_source", pa.struct([("source", pa.string()), ("medium", pa.string()), ("name", pa.string())])),
+            ("device", pa.struct([("category", pa.string())])),
+        ]
+    )
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    partial = target.with_suffix(".partial")
+    with (store / EVENTS_FILE).open("rb") as handle, pq.ParquetWriter(partial, schema) as writer:
+        while chunk := handle.read(64 << 20) + handle.readline():
+            good = [line for line in chunk.split(b"\n") if line.startswith(b"{") and line.endswith(b"}")]
+            for start in range(0, len(good), 20_000):
+                part = good[start : start + 20_000]
+                try:
+                    tables = [pj.read_json(io.BytesIO(b"\n".join(part)), parse_options=options)]
+                except pa.ArrowInvalid:
+                    tables = []
+                    for line in part:
+                        try:
+                            tables.append(pj.read_json(io.BytesIO(line), parse_options=options))
+                        except pa.ArrowInvalid:
+                            continue
+                for table in tables:
+                    writer.write_table(table.cast(schema), row_group_size=128_000)
+    partial.rename(target)
+    return target
+
+
+# --- measuring in a child process --------------------------------------------------------------------------
+
+
+def measured(job: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``job(*args)`` in a fresh (spawned) process; its result plus wall time, CPU time and peak RSS."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, job, args))
+    process.start()
+    while True:
+        try:
+            result: dict[str, Any] = queue.get(timeout=5)
+            break
+        except Exception:  # noqa: BLE001  (queue.Empty: still running, unless it died)
+            if not process.is_alive():
+                result = {"error": f"the child process died (exit code {process.exitcode})"}
+                break
+    process.join()
+    if "error" in result:
+        raise RuntimeError(f"{job.__name__} failed in the child process:\n{result['error']}")
+    return result
+
+
+def _child(queue: Any, job: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    import traceback
+
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = job(*args)
+        result["wall"] = time.perf_counter() - started
+        result["cpu"] = time.process_time() - cpu
+        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except BaseException:  # noqa: BLE001  (reported to the parent, which stops the bench)
+        result = {"error": traceback.format_exc()}
+    queue.put(result)
+
+
+def read_old(events: Path, store: Path, now: datetime) -> dict[str, Any]:
+    import baseline_analytics
+
+    from sources.validate import Intake
+
+    intake = Intake("analytics", events.name)
+    frame = baseline_analytics.read_events(events, intake, _known_skus(store), now)
+    return {"rows": len(frame), "quarantined": intake.rows_quarantined, "duplicates": intake.duplicates_skipped}
+
+
+def read_new(events: Path, store: Path, now: datetime) -> dict[str, Any]:
+    from sources.analytics import read_events
+    from sources.validate import Intake
+
+    intake = Intake("analytics", events.name)
+    frame = read_events(events, intake, _known_skus(store), now)
+    return {"rows": len(frame), "quarantined": intake.rows_quarantined, "duplicates": intake.duplicates_skipped}
+
+
+def _known_skus(store: Path) -> set[str]:
+    products = pd.read_csv(store / STORE_FOLDER / "products_export.csv", dtype=str, usecols=["Variant SKU"])
+    return set(products["Variant SKU"].dropna().str.strip())
+
+
+WRITE_STEPS = (
+    "_upsert_products", "_without_forgotten", "stored_identities", "_keep_stored_contacts", "_identity_records",
+    "resolve", "save_profiles", "_consent_statements", "save_statements", "_unlink_deleted", "_replace_orders",
+    "_replace_events", "_save_quarantine", "_save_source_loads", "_save_watermarks",
+)  # fmt: skip
+"""Functions of ``models.sync``'s write side timed by the bench (wrapped in the child; the code is not changed)."""
+
+
+def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) -> dict[str, Any]:
+    """One ``sync_store`` of ``folder`` (shopify/, hubspot_contacts.csv, ga4_events.jsonl) into ``url``."""
+    try:
+        import models.sync as sync_module
+    except ImportError:  # before the write side moved to models/
+        import sources.load as sync_module  # type: ignore[no-redef]
+    from models.db import make_engine
+
+    timers = _timed_write_side(sync_module)
+    stages: list[tuple[str, float]] = []
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        stages.append((message, time.perf_counter() - started))
+
+    engine = make_engine(url)
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    report = sync_module.sync_store(
+        engine, folder / STORE_FOLDER, folder / CRM_FILE, folder / EVENTS_FILE, run_id=run_id, now=now,
+        progress=progress,
+    )  # fmt: skip
+    if profiler is not None:
+        profiler.disable()
+    total = time.perf_counter() - started
+    engine.dispose()
+    result: dict[str, Any] = {
+        "stages": _stage_times(stages, total),
+        "timers": dict(timers),
+        "orders": report.orders,
+        "order_lines": report.order_lines,
+        "events": report.events,
+        "profiles": report.profiles,
+        "reconciles": report.reconciles,
+    }
+    if profiler is not None:
+        buffer = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buffer)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        result["profile"] = buffer.getvalue()
+    return result
+
+
+def _timed_write_side(module: Any) -> dict[str, float]:
+    """Wrap the write side's functions (and each bulk insert, by table) to add up their time."""
+    timers: dict[str, float] = {}
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            label = name
+            if name == "bulk_insert" and len(args) > 1:
+                label = f"bulk_insert {args[1].name}"
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                timers[label] = timers.get(label, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    for name in (*WRITE_STEPS, "bulk_insert", "recycled_ids", "reserve_ids"):
+        if hasattr(module, name):
+            setattr(module, name, timed(name, getattr(module, name)))
+    try:
+        import models.bulk as bulk
+    except ImportError:
+        return timers
+    if hasattr(bulk, "_indexes_built_after"):
+        original = bulk._indexes_built_after
+
+        @contextmanager
+        def indexes_timed(conn: Any, table: Any, rows: int) -> Iterator[None]:
+            with original(conn, table, rows):
+                yield
+                started = time.perf_counter()
+            label = f"  of which index rebuild {table.name}"
+            timers[label] = timers.get(label, 0.0) + time.perf_counter() - started
+
+        bulk._indexes_built_after = indexes_timed
+    return timers
+
+
+STAGE_OF_MESSAGE = (
+    ("products:", "read products"),
+    ("customers:", "read customers"),
+    ("orders:", "read orders"),
+    ("crm:", "read crm"),
+    ("analytics:", "read events"),
+    ("profiles:", "identity: products upsert, resolve, save profiles"),
+    ("orders:", "write consents, orders, lines"),
+    ("analytics:", "write events"),
+)
+
+
+def _stage_times(stages: list[tuple[str, float]], total: float) -> dict[str, float]:
+    """Seconds per stage, a stage ending with the progress line that names it (in the sync's order)."""
+    result: dict[str, float] = {}
+    before, expected = 0.0, list(STAGE_OF_MESSAGE)
+    for message, at in stages:
+        while expected and not message.startswith(expected[0][0]):
+            expected.pop(0)
+        if not expected:
+            break
+        _, name = expected.pop(0)
+        result[name] = at - before
+        before = at
+    result["quarantine, source loads, commit"] = total - before
+    return result
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+
+
+def _mb(value: float) -> str:
+    return f"{value:,.0f} MB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/omnicast-bench-ingest"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("OMNICAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the old row-by-row read (~2 min)")
+    parser.add_argument("--no-append", action="store_true", help="skip the re-sync of the whole appended files")
+    parser.add_argument("--no-parquet", action="store_true", help="skip reading the events as Parquet")
+    parser.add_argument("--profile", action="store_true", help="also profile a full sync on SQLite")
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    store = ensure_store(args.data, args.customers, args.seed)
+    delta, appended, later = ensure_increment(store)
+    parquet = None if args.no_parquet else ensure_parquet(store)
+    now = datetime.combine(AS_OF, datetime.min.time(), tzinfo=UTC) + timedelta(hours=6)
+    manifest = orjson.loads((store / "manifest.json").read_bytes())["files"]
+    size = (store / EVENTS_FILE).stat().st_size
+    print(
+        f"store-L: {args.customers:,} customers, {manifest['shopify/orders_export.csv']['rows']:,} order lines, "
+        f"{manifest[EVENTS_FILE]['rows']:,} GA4 lines ({size / 1e9:.2f} GB), seed {args.seed}, as of {AS_OF}; "
+        f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
+
+    print("\nGA4 events read alone (same file, same known SKUs), each in its own process:", flush=True)
+    reads = []
+    if not args.no_baseline:
+        baseline = measured(read_old, store / EVENTS_FILE, store, now)
+        reads.append(("baseline: row by row (orjson), before issue 10", baseline))
+        _print_read(*reads[-1])
+    reads.append(("columnar (pyarrow), JSONL", measured(read_new, store / EVENTS_FILE, store, now)))
+    _print_read(*reads[-1])
+    if parquet is not None:
+        reads.append(("columnar (pyarrow), Parquet", measured(read_new, parquet, store, now)))
+        _print_read(*reads[-1])
+    if len(reads) > 1 and not args.no_baseline:
+        print(f"  columnar JSONL vs baseline: {reads[0][1]['wall'] / reads[1][1]['wall']:.1f}x faster (wall)")
+
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, url in migrated_databases(None if args.no_postgres else args.postgres):
+        print(f"\n{label}: full sync of store-L into a fresh database …", flush=True)
+        mine = runs[label] = {}
+        mine["full"] = measured(sync_job, url, store, now, "bench-full", False)
+        print(f"  {mine['full']['wall']:.1f} s, peak {_mb(mine['full']['peak_mb'])}", flush=True)
+        mine["delta"] = measured(sync_job, url, delta, later, "bench-delta", False)
+        print(f"  incremental (1% delta files): {mine['delta']['wall']:.1f} s", flush=True)
+        if not args.no_append:
+            mine["appended"] = measured(sync_job, url, appended, later, "bench-appended", False)
+            print(f"  re-sync of the whole files with 1% appended: {mine['appended']['wall']:.1f} s", flush=True)
+    _print_table(runs)
+    if args.profile:
+        for label, url in migrated_databases(None):
+            print(f"\nprofile of the full sync on {label} (main thread):", flush=True)
+            print(measured(sync_job, url, store, now, "bench-profile", True)["profile"])
+
+
+def _peak(result: dict[str, Any] | None) -> str:
+    return _mb(result["peak_mb"]) if result else "-"
+
+
+def _seconds(result: dict[str, Any] | None) -> str:
+    return f"{result['wall']:.1f} s" if result else "-"
+
+
+def _print_read(label: str, result: dict[str, Any]) -> None:
+    print(
+        f"  {label:<48} {result['wall']:7.1f} s wall {result['cpu']:7.1f} s cpu  peak {_mb(result['peak_mb']):>9}  "
+        f"({result['rows']:,} item rows, {result['quarantined']:,} quarantined, {result['duplicates']:,} repeats)",
+        flush=True,
+    )
+
+
+def _print_table(runs: dict[str, dict[str, dict[str, Any]]]) -> None:
+    if not runs:
+        return
+    labels = list(runs)
+    width = 52
+    print("\nsync (ingest + unify), seconds" + " " * (width - 30) + "".join(f"{label:>12}" for label in labels))
+    stages = list(dict.fromkeys(name for label in labels for name in runs[label]["full"]["stages"]))
+    for name in stages:
+        print(f"  {name:<{width}}" + "".join(f"{runs[label]['full']['stages'].get(name, 0):12.1f}" for label in labels))
+    print("  write side, by function (inside the stages above):")
+    timers = list(dict.fromkeys(name for label in labels for name in runs[label]["full"]["timers"]))
+    for name in sorted(timers, key=lambda n: -max(runs[label]["full"]["timers"].get(n, 0) for label in labels)):
+        values = [runs[label]["full"]["timers"].get(name, 0.0) for label in labels]
+        if max(values) >= 0.05:
+            print(f"    {name:<{width - 2}}" + "".join(f"{value:12.1f}" for value in values))
+    rows = [
+        ("full sync, wall", lambda r: f"{r['full']['wall']:.1f} s"),
+        ("full sync, cpu (user + sys, all threads)", lambda r: f"{r['full']['cpu']:.1f} s"),
+        ("full sync, peak RSS", lambda r: _mb(r["full"]["peak_mb"])),
+        ("incremental: 1% delta files, wall", lambda r: f"{r['delta']['wall']:.1f} s"),
+        ("incremental: 1% delta files, peak RSS", lambda r: _mb(r["delta"]["peak_mb"])),
+        ("re-sync of whole files + 1% appended, wall", lambda r: _seconds(r.get("appended"))),
+        ("re-sync of whole files + 1% appended, peak RSS", lambda r: _peak(r.get("appended"))),
+    ]  # fmt: skip
+    for name, cell in rows:
+        print(f"  {name:<{width}}" + "".join(f"{cell(runs[label]):>12}" for label in labels))
+    for label in labels:
+        full = runs[label]["full"]
+        print(f"  {label}: {full['orders']:,} orders, {full['order_lines']:,} lines, {full['events']:,} event rows, "
+              f"{full['profiles']:,} profiles written")  # fmt: skip
+    print(f"\ntargets: ingest + unify ≤ {TARGETS['sync']:.0f} s and ≤ {TARGETS['peak_mb'] / 1024:.0f} GB, "
+          f"incremental ≤ {TARGETS['incremental']:.0f} s")  # fmt: skip
+    for label in labels:
+        run = runs[label]
+        verdict = [
+            f"sync {'OK' if run['full']['wall'] <= TARGETS['sync'] else 'OVER'}",
+            f"memory {'OK' if run['full']['peak_mb'] <= TARGETS['peak_mb'] else 'OVER'}",
+            f"incremental {'OK' if run['delta']['wall'] <= TARGETS['incremental'] else 'OVER'}",
+            f"reconciles {run['full']['reconciles'] and run['delta']['reconciles']}",
+        ]
+        print(f"  {label}: " + ", ".join(verdict))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
