@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
-from sources.analytics import HOW_TO_EXPORT as EXPORT_EVENTS
-from sources.analytics import read_events
 from sources.base import ReadContext, SourceConfig, SourceRead
 from sources.crm import HUBSPOT, CrmMapping, read_contacts
 from sources.shopify import CUSTOMERS_FILE, ORDERS_FILE, PRODUCTS_FILE, read_customers, read_orders, read_products
 from sources.validate import Intake, SourceFileError
 
-__all__ = ["Ga4Export", "HubSpotExport", "ShopifyExport", "path_of"]
+__all__ = ["HubSpotExport", "ShopifyExport", "path_of"]
 
 EXPORT_STORE = (
     "it must be the folder holding products_export.csv, customers_export.csv and orders_export.csv from "
@@ -112,32 +110,3 @@ class HubSpotExport:
         context.say(f"crm: {len(contacts)} contacts read")
         return SourceRead(self.role, self.platform, self.location, {"contacts": contacts}, {"crm": intake})
 
-
-class Ga4Export:
-    """Web analytics from a GA4 BigQuery export file (see ``sources.analytics.read_events``)."""
-
-    role: ClassVar[str] = "analytics"
-    platform: ClassVar[str] = "ga4"
-
-    def __init__(self, config: SourceConfig) -> None:
-        self.config = config
-        self.file = path_of(config.url)
-
-    @property
-    def location(self) -> str:
-        return str(self.file)
-
-    def check(self) -> None:
-        if self.file.is_file():
-            return
-        found = "a directory" if self.file.is_dir() else "nothing"
-        raise SourceFileError(
-            f"{self.config.setting} points at {found} ({self.file}), not a file — give the events file itself: "
-            f"{EXPORT_EVENTS}"
-        )
-
-    def read(self, context: ReadContext) -> SourceRead:
-        intake = Intake("analytics", self.file.name)
-        events = read_events(self.file, intake, context.known_skus, context.now)
-        context.say(f"analytics: {len(events)} event items read")
-        return SourceRead(self.role, self.platform, self.location, {"events": events}, {"analytics": intake})

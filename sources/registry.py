@@ -21,7 +21,7 @@ READERS: dict[tuple[str, str], str] = {
     ("store", "woocommerce"): "sources.woocommerce:WooCommerceApi",
     ("crm", "file"): "sources.exports:HubSpotExport",
     ("crm", "hubspot"): "sources.hubspot_api:HubSpotApi",
-    ("analytics", "file"): "sources.exports:Ga4Export",
+    ("analytics", "file"): "sources.analytics:Ga4File",
 }
 """(role, URL scheme) → ``module:Class`` of the reader (imported when chosen: an unused platform costs nothing)."""
 
