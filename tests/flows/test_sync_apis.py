@@ -129,9 +129,12 @@ def test_the_sync_flow_reads_the_apis_whole_then_only_what_changed(
 
 
 def test_a_store_that_fails_part_way_keeps_its_complete_pages_and_the_next_run_resumes(
-    configured: str, shop: WooCommerceServer
+    configured: str, shop: WooCommerceServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sources.woocommerce
     from flows.sync import SourcePartlyRead, sync_flow
+
+    monkeypatch.setattr(sources.woocommerce, "MAX_RETRIES", 1)  # one retry (1-2 s), not a minute of backoff
 
     sync_flow()
     for _ in range(150):  # two pages of new orders
