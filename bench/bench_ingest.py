@@ -9,13 +9,13 @@ Measured, each in a child process of its own (wall time, CPU time, peak RSS of t
   (``sync_store``), with the time of every stage (reads, identity, each write) and of the write side's functions;
 - an incremental run with 1% new data: the day's delta exports (1% new orders, the events of the week after the last
   one, the last 1% of customers and contacts again) synced into the database the full run left;
-- a re-sync of the whole files with the 1% appended (a file is read whole every run: this is what a file source
-  costs when nothing tells the sync what changed).
+- with ``--append``, a re-sync of the whole files with the 1% appended (a file is read whole every run: this is what
+  a file source costs when nothing tells the sync what changed; it takes as long as the full sync).
 
 ``--profile`` adds a cProfile of the full SQLite sync (main thread: the write side and the reads' Python parts).
 
     .venv/bin/python bench/bench_ingest.py [--customers 100000] [--seed 7] [--data DIR] [--postgres URL | --no-postgres]
-                                           [--no-baseline] [--no-append] [--no-parquet] [--profile]
+                                           [--no-baseline] [--append] [--no-parquet] [--profile]
 
 The generated store and its derived inputs are cached under ``--data`` (default /tmp/omnicast-bench-ingest).
 """
@@ -287,10 +287,22 @@ def _child(queue: Any, job: Callable[..., dict[str, Any]], args: tuple[Any, ...]
         result = job(*args)
         result["wall"] = time.perf_counter() - started
         result["cpu"] = time.process_time() - cpu
-        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["peak_mb"] = _peak_rss_mb()
     except BaseException:  # noqa: BLE001  (reported to the parent, which stops the bench)
         result = {"error": traceback.format_exc()}
     queue.put(result)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: the high-water mark of its own memory map, which starts afresh at
+    exec; ``ru_maxrss`` would carry the parent's peak over into a spawned child)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def read_old(events: Path, store: Path, now: datetime) -> dict[str, Any]:
@@ -323,6 +335,14 @@ WRITE_STEPS = (
     "_replace_events", "_save_quarantine", "_save_source_loads", "_save_watermarks",
 )  # fmt: skip
 """Functions of ``models.sync``'s write side timed by the bench (wrapped in the child; the code is not changed)."""
+READ_STEPS = (
+    ("sources.exports", ("read_products", "read_customers", "read_orders", "read_contacts", "read_events")),
+    ("sources.analytics", ("read_events",)),
+    ("sources.shopify", ("check_customers", "check_orders", "normalize_phones")),
+    ("sources.crm", ("check_contacts", "normalize_phones")),
+    ("models.identity", ("_save_identities",)),
+)
+"""Read-side functions timed the same way, by the module whose name the caller looks them up in."""
 
 
 def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) -> dict[str, Any]:
@@ -334,6 +354,7 @@ def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) 
     from models.db import make_engine
 
     timers = _timed_write_side(sync_module)
+    _timed_reads(timers)
     stages: list[tuple[str, float]] = []
     started = time.perf_counter()
 
@@ -370,27 +391,41 @@ def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) 
     return result
 
 
+def _timed(timers: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        label = name
+        if name == "bulk_insert" and len(args) > 1:
+            label = f"bulk_insert {args[1].name}"
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timers[label] = timers.get(label, 0.0) + time.perf_counter() - started
+
+    return wrapper
+
+
+def _timed_reads(timers: dict[str, float]) -> None:
+    from importlib import import_module
+
+    for module_name, names in READ_STEPS:
+        try:
+            module = import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            if hasattr(module, name):
+                label = f"read: {name}" if not module_name.startswith("models") else f"identity: {name}"
+                setattr(module, name, _timed(timers, label, getattr(module, name)))
+
+
 def _timed_write_side(module: Any) -> dict[str, float]:
     """Wrap the write side's functions (and each bulk insert, by table) to add up their time."""
     timers: dict[str, float] = {}
-
-    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            label = name
-            if name == "bulk_insert" and len(args) > 1:
-                label = f"bulk_insert {args[1].name}"
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                timers[label] = timers.get(label, 0.0) + time.perf_counter() - started
-
-        return wrapper
-
     for name in (*WRITE_STEPS, "bulk_insert", "recycled_ids", "reserve_ids"):
         if hasattr(module, name):
-            setattr(module, name, timed(name, getattr(module, name)))
+            setattr(module, name, _timed(timers, name, getattr(module, name)))
     try:
         import models.bulk as bulk
     except ImportError:
@@ -456,7 +491,7 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="skip the old row-by-row read (~2 min)")
-    parser.add_argument("--no-append", action="store_true", help="skip the re-sync of the whole appended files")
+    parser.add_argument("--append", action="store_true", help="also re-sync the whole files with 1%% appended")
     parser.add_argument("--no-parquet", action="store_true", help="skip reading the events as Parquet")
     parser.add_argument("--profile", action="store_true", help="also profile a full sync on SQLite")
     args = parser.parse_args()
@@ -494,9 +529,11 @@ def main() -> None:
         mine = runs[label] = {}
         mine["full"] = measured(sync_job, url, store, now, "bench-full", False)
         print(f"  {mine['full']['wall']:.1f} s, peak {_mb(mine['full']['peak_mb'])}", flush=True)
+        _print_breakdown(mine["full"])
         mine["delta"] = measured(sync_job, url, delta, later, "bench-delta", False)
         print(f"  incremental (1% delta files): {mine['delta']['wall']:.1f} s", flush=True)
-        if not args.no_append:
+        _print_breakdown(mine["delta"])
+        if args.append:
             mine["appended"] = measured(sync_job, url, appended, later, "bench-appended", False)
             print(f"  re-sync of the whole files with 1% appended: {mine['appended']['wall']:.1f} s", flush=True)
     _print_table(runs)
@@ -504,6 +541,13 @@ def main() -> None:
         for label, url in migrated_databases(None):
             print(f"\nprofile of the full sync on {label} (main thread):", flush=True)
             print(measured(sync_job, url, store, now, "bench-profile", True)["profile"])
+
+
+def _print_breakdown(result: dict[str, Any]) -> None:
+    """One run's stages and timed functions, printed as soon as it ends."""
+    print("    stages: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in result["stages"].items()))
+    ranked = sorted(result["timers"].items(), key=lambda item: -item[1])
+    print("    timed: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in ranked if seconds >= 0.05), flush=True)
 
 
 def _peak(result: dict[str, Any] | None) -> str:
@@ -531,7 +575,7 @@ def _print_table(runs: dict[str, dict[str, dict[str, Any]]]) -> None:
     stages = list(dict.fromkeys(name for label in labels for name in runs[label]["full"]["stages"]))
     for name in stages:
         print(f"  {name:<{width}}" + "".join(f"{runs[label]['full']['stages'].get(name, 0):12.1f}" for label in labels))
-    print("  write side, by function (inside the stages above):")
+    print("  timed functions (inside the stages above):")
     timers = list(dict.fromkeys(name for label in labels for name in runs[label]["full"]["timers"]))
     for name in sorted(timers, key=lambda n: -max(runs[label]["full"]["timers"].get(n, 0) for label in labels)):
         values = [runs[label]["full"]["timers"].get(name, 0.0) for label in labels]

@@ -670,7 +670,7 @@ def _parquet_parts(path: Path, intake: Intake, known: pd.Index, latest: int, bat
         raise SourceFileError(f"{path.name}: not a GA4 events export — no column {columns}; {HOW_TO_EXPORT}")
     repeats = _RepeatFilter()
     first_row = 1
-    for batch in file.iter_batches(batch_size=batch_rows, columns=[name for name in _NEEDED if name in names]):
+    for batch in file.iter_batches(batch_size=batch_rows, columns=_leaves(file)):
         table = _conformed(path, pa.Table.from_batches([batch]))
         numbers = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
         first_row += table.num_rows
@@ -683,6 +683,21 @@ def _parquet_parts(path: Path, intake: Intake, known: pd.Index, latest: int, bat
         yield _columnar_rows(_Chunk(numbers, _RowTexts(table), intake), table, known, latest)
 
 
+def _leaves(file: pq.ParquetFile) -> list[str]:
+    """The file's columns the events table is made of, nested ones down to the fields read (an export's items
+    carry names, categories and parameters no event row keeps)."""
+    chosen = []
+    for i in range(len(file.schema)):
+        path = file.schema.column(i).path
+        top, leaf = path.split(".")[0], path.split(".")[-1]
+        if top not in _NEEDED:
+            continue
+        fields = _NEEDED[top]
+        if (fields is None and path == top) or (fields is not None and path != top and leaf in fields):
+            chosen.append(path)
+    return chosen
+
+
 class _RowTexts(Sequence[bytes]):
     """A Parquet batch's rows as JSON (what quarantine stores as the raw row), made only for the rows asked."""
 
@@ -693,8 +708,11 @@ class _RowTexts(Sequence[bytes]):
         return self.table.num_rows
 
     def __getitem__(self, index: Any) -> Any:
-        row = self.table.slice(int(index), 1).to_pylist()[0]
-        return orjson.dumps(row, default=str)
+        return self.many(np.array([int(index)]))[0]
+
+    def many(self, positions: np.ndarray) -> list[bytes]:
+        """The rows at ``positions`` as JSON, converted in one go."""
+        return [orjson.dumps(row, default=str) for row in self.table.take(pa.array(positions)).to_pylist()]
 
 
 def _conformed(path: Path, table: pa.Table) -> pa.Table:
@@ -761,72 +779,79 @@ class _RepeatFilter:
 
     def first_seen(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Mask of keys not seen before (in earlier batches or earlier in this one)."""
-        earlier = np.zeros(len(first), dtype=bool)
+        order = np.lexsort((second, first))  # stable: of equal keys, the earliest row comes first
+        ones, twos = first[order], second[order]
+        repeated = np.zeros(len(order), dtype=bool)
+        repeated[1:] = (ones[1:] == ones[:-1]) & (twos[1:] == twos[:-1])
         for run_first, run_second in self.runs:
-            at = np.minimum(np.searchsorted(run_first, first), len(run_first) - 1)
-            earlier |= (run_first[at] == first) & (run_second[at] == second)
-        within = pd.DataFrame({"a": first, "b": second}).duplicated().to_numpy()
-        fresh = np.asarray(~earlier & ~within, dtype=bool)
-        if fresh.any():
-            order = np.argsort(first[fresh], kind="stable")
-            run = (first[fresh][order], second[fresh][order])
-            while self.runs and len(self.runs[-1][0]) <= 2 * len(run[0]):
-                older = self.runs.pop()
-                merged = np.concatenate([older[0], run[0]])
-                order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
-                run = (merged[order], np.concatenate([older[1], run[1]])[order])
+            at = np.minimum(np.searchsorted(run_first, ones), len(run_first) - 1)  # sorted needles: one walk
+            repeated |= (run_first[at] == ones) & (run_second[at] == twos)
+        fresh = np.ones(len(order), dtype=bool)
+        fresh[order[repeated]] = False
+        run = (ones[~repeated], twos[~repeated])
+        while len(run[0]) and self.runs and len(self.runs[-1][0]) <= 2 * len(run[0]):
+            older = self.runs.pop()
+            merged = np.concatenate([older[0], run[0]])
+            by = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+            run = (merged[by], np.concatenate([older[1], run[1]])[by])
+        if len(run[0]):
             self.runs.append(run)
         return fresh
 
 
-_HASH_KEYS = ("omnicast-dedup-1", "omnicast-dedup-2")
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_HASH_KEY = "omnicast-dedup-1"  # 16 bytes, as pandas wants
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_NULL = (np.uint64(0x5BD1E9955BD1E995), np.uint64(0x27D4EB2F165667C5))
 
 
 def _row_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes of each row's values in every column read (items in order), for finding repeats."""
+    """Two independent 64-bit hashes of each row's values in every column read (items in order), for finding
+    repeats: text hashed by Python's SipHash and by pandas' keyed hash, numbers mixed in as they are (two rows
+    that differ in a number never share a key)."""
     items = table.column("items").combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(items), -1).to_numpy(zero_copy_only=False).astype(np.int64)
     counts = np.maximum(lengths, 0)  # -1: no list at all, apart from an empty one
     owner = np.repeat(np.arange(table.num_rows), counts)
     position = (np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.uint64)
     elements = pc.list_flatten(items)
-    nulls = elements.is_null().to_numpy(zero_copy_only=False)
-    per_item = [nulls, *(pc.struct_field(elements, name) for name in ("item_id", "quantity", "price"))]
+    nulls = elements.is_null().to_numpy(zero_copy_only=False).astype(np.uint64)
+    per_item = [pc.struct_field(elements, name) for name in ("item_id", "quantity", "price")]
     per_row = [table.column(name).combine_chunks() for name in ("user_pseudo_id", "user_id", "event_name",
                                                                  "event_timestamp")]  # fmt: skip
     for nested in ("ecommerce", "traffic_source"):
         struct = table.column(nested).combine_chunks()
         per_row += [pc.struct_field(struct, struct.type.field(i).name) for i in range(struct.type.num_fields)]
-    keys = []
     with np.errstate(over="ignore"):
-        for hash_key in _HASH_KEYS:
-            row = _hashed(lengths, hash_key)
-            for array in per_row:
-                row = row * _MIX + _hashed(array, hash_key)
-            item = position
-            for array in per_item:
-                item = item * _MIX + _hashed(array, hash_key)
+        rows = [lengths.view(np.uint64), lengths.view(np.uint64) * _MIX[1]]
+        cells = [position + nulls * _NULL[0], position * _MIX[0] + nulls]
+        for arrays, keys in ((per_row, rows), (per_item, cells)):
+            for array in arrays:
+                for k, hashed in enumerate(_hashed(array)):
+                    keys[k] = keys[k] * _MIX[k] + hashed
+        keys = []
+        for k in range(2):
             summed = np.zeros(table.num_rows, dtype=np.uint64)
-            np.add.at(summed, owner, pd.util.hash_array(item, hash_key=hash_key))  # hashed again: a sum of
-            keys.append(row * _MIX + summed)  # linear mixes would not tell two items swapped
+            np.add.at(summed, owner, pd.util.hash_array(cells[k]))  # hashed again: a sum of linear mixes would
+            keys.append(rows[k] * _MIX[k] + summed)  # not tell two items swapped
     return keys[0], keys[1]
 
 
-def _hashed(array: pa.Array | np.ndarray, hash_key: str) -> np.ndarray:
-    """A 64-bit hash per value (nulls hash alike, apart from every value)."""
-    if isinstance(array, np.ndarray):
-        return pd.util.hash_array(array, hash_key=hash_key, categorize=False)
-    valid = ~array.is_null().to_numpy(zero_copy_only=False)
+def _hashed(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Two hashes per value (nulls hash alike, apart from every value): text by two keyed hash functions, once per
+    distinct value; a number by its own bits."""
+    null = array.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_string(array.type):
         encoded = pc.dictionary_encode(array)
-        distinct = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-        hashes = pd.util.hash_array(distinct, hash_key=hash_key, categorize=False)
+        values = encoded.dictionary.to_pylist()
+        first = np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
+        second = pd.util.hash_array(np.asarray(values, dtype=object), hash_key=_HASH_KEY, categorize=False)
         indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
-        values = hashes[indices] if len(hashes) else np.zeros(len(array), dtype=np.uint64)
+        pair = (first[indices], second[indices]) if len(values) else (np.zeros(len(null), np.uint64),) * 2
     else:
-        values = pd.util.hash_array(pc.fill_null(array, 0).to_numpy(zero_copy_only=False), hash_key=hash_key)
-    return np.where(valid, values, np.uint64(0x5BD1E995)).astype(np.uint64)
+        bits = pc.fill_null(array, 0).to_numpy(zero_copy_only=False)
+        bits = bits.astype(np.float64 if bits.dtype.kind == "f" else np.int64).view(np.uint64)
+        pair = (bits, bits)
+    return np.where(null, _NULL[0], pair[0]), np.where(null, _NULL[1], pair[1])
 
 
 # --- column-wise checks (JSONL blocks and Parquet batches alike) ----------------------------------------
@@ -844,10 +869,12 @@ class _Chunk:
 
     def reject(self, positions: np.ndarray, column: str | None, reasons: list[str] | str) -> None:
         if len(positions):
+            many = isinstance(self.lines, _RowTexts)
+            lines = self.lines.many(positions) if many else [self.lines[i] for i in positions]  # type: ignore[attr-defined]
             if self.parsed:
-                raw = [self.lines[i].decode("utf-8", errors="replace").strip() for i in positions]
+                raw = [line.decode("utf-8", errors="replace").strip() for line in lines]
             else:
-                raw = [_raw_text(self.lines[i]) for i in positions]
+                raw = [_raw_text(line) for line in lines]
             texts = reasons if isinstance(reasons, list) else [reasons] * len(positions)
             self.intake.add_rejected(self.numbers[positions], column, pd.Series(texts, dtype=object), raw)
 
