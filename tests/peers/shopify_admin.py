@@ -613,6 +613,12 @@ class ShopifyAdmin(HttpPeer[Step]):
         self._stamp += timedelta(seconds=1)
         return iso(self._stamp)
 
+    def stamp_after(self, moment: datetime) -> None:
+        """Later ``tick``s (edits, refunds, bulk operations' ``createdAt``) come after ``moment``: a shop filled with
+        records of their own past ``updatedAt`` (``tests.peers.shopify_exports``) has its changes stamped later."""
+        with self._lock:
+            self._stamp = max(self._stamp, moment.astimezone(UTC))
+
     def put(self, resource: str, *records: dict[str, Any], updated_at: str | None = None) -> None:
         """Create or replace records; each gets ``updated_at`` or the next tick as its ``updatedAt``."""
         with self._lock:
