@@ -5,8 +5,12 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from models.identity import ANALYTICS, CRM, GUEST, SHOPIFY, golden_fields, records_frame, resolve
@@ -162,3 +166,60 @@ def test_a_thinner_export_does_not_erase_what_the_profile_knows(engine: Engine) 
     with engine.connect() as conn:
         jane = conn.execute(select(Customer).where(Customer.id == customer_of(engine, CRM, "501"))).one()
     assert (jane.birthday, jane.loyalty_tier) == (date(1990, 2, 28), "Gold")
+
+
+# --- order independence (property) ---------------------------------------------------------------------------------
+
+_EMAILS = [f"p{n}@example.com" for n in range(6)]
+_PHONES = [f"+1415555010{n}" for n in range(4)]
+_record = st.fixed_dictionaries({
+    "source": st.sampled_from([SHOPIFY, CRM, GUEST]),
+    "key": st.integers(0, 7),
+    "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
+    "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
+})  # fmt: skip
+
+
+def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    parts = []
+    for row in rows:
+        external = str(row["email"]) if row["source"] == GUEST else f"{row['source']}-{row['key']}"
+        if row["source"] == GUEST and row["email"] is None:
+            continue  # a guest is known only by an order's email
+        parts.append(records(str(row["source"]), {"external_id": external, "email": row["email"],
+                                                  "phone": row["phone"]}))  # fmt: skip
+    if not parts:
+        return records(SHOPIFY)
+    return pd.concat(parts, ignore_index=True).drop_duplicates(["source", "external_id"], keep="first")
+
+
+def _partition(mapping: dict[tuple[str, str], int]) -> set[frozenset[tuple[str, str]]]:
+    groups: dict[int, set[tuple[str, str]]] = {}
+    for record, customer in mapping.items():
+        groups.setdefault(customer, set()).add(record)
+    return {frozenset(group) for group in groups.values()}
+
+
+@hyp_settings(max_examples=30, deadline=None)
+@given(st.lists(_record, max_size=14), st.randoms(use_true_random=False))
+def test_who_is_who_does_not_depend_on_the_order_records_arrive_in(rows: list[dict[str, object]], rng: Any) -> None:
+    batch = _frame(rows)
+    shuffled = batch.sample(frac=1.0, random_state=rng.randint(0, 2**31)).reset_index(drop=True)
+    assert _partition(people(batch)) == _partition(people(shuffled))
+
+
+@hyp_settings(max_examples=30, deadline=None)
+@given(st.lists(_record, max_size=14))
+def test_store_records_then_crm_records_in_two_syncs_group_people_as_one_sync_does(
+    rows: list[dict[str, object]],
+) -> None:
+    """An incremental day brings the store's records first and the CRM's later: the stored identities of the first
+    sync take part in matching the second, so the people come out the same."""
+    batch = _frame(rows)
+    store, crm = batch[batch["source"] != CRM], batch[batch["source"] == CRM]
+    first = resolve(store.reset_index(drop=True), NO_STORED).records
+    first = first.assign(customer_id=1000 - first["customer_id"])  # saved: placeholders become database ids
+    stored = first[["source", "external_id", "email", "phone", "customer_id"]].astype(object)
+    second = people(crm.reset_index(drop=True), stored=stored) if not crm.empty else {}
+    together = {**{(r.source, r.external_id): r.customer_id for r in first.itertuples()}, **second}
+    assert _partition(together) == _partition(people(batch))
