@@ -15,7 +15,7 @@ Measured, each in a child process of its own (wall time, CPU time, peak RSS of t
 ``--profile`` adds a cProfile of the full SQLite sync (main thread: the write side and the reads' Python parts).
 
     .venv/bin/python bench/bench_ingest.py [--customers 100000] [--seed 7] [--data DIR] [--postgres URL | --no-postgres]
-                                           [--no-baseline] [--append] [--no-parquet] [--profile]
+                                           [--no-baseline] [--append] [--no-parquet] [--profile] [--reads-only]
 
 The generated store and its derived inputs are cached under ``--data`` (default /tmp/omnicast-bench-ingest).
 """
@@ -494,6 +494,7 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="also re-sync the whole files with 1%% appended")
     parser.add_argument("--no-parquet", action="store_true", help="skip reading the events as Parquet")
     parser.add_argument("--profile", action="store_true", help="also profile a full sync on SQLite")
+    parser.add_argument("--reads-only", action="store_true", help="only the GA4 reads (no database)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.data, args.customers, args.seed)
@@ -524,6 +525,8 @@ def main() -> None:
         print(f"  columnar JSONL vs baseline: {reads[0][1]['wall'] / reads[1][1]['wall']:.1f}x faster (wall)")
 
     runs: dict[str, dict[str, dict[str, Any]]] = {}
+    if args.reads_only:
+        return
     for label, url in migrated_databases(None if args.no_postgres else args.postgres):
         print(f"\n{label}: full sync of store-L into a fresh database …", flush=True)
         mine = runs[label] = {}
