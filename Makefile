@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sample.py
+	$(BIN)/python bench/bench_ingest.py --reads-only
 	$(BIN)/python bench/bench_recommender.py
 	$(BIN)/python bench/bench_rules.py --model
 	$(BIN)/python bench/bench_evaluate.py
