@@ -36,7 +36,6 @@ from datetime import datetime
 from itertools import chain
 from pathlib import Path
 from typing import IO, Any, ClassVar
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import orjson
@@ -48,7 +47,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from models.schema import utcnow
-from sources.base import ReadContext, SourceConfig, SourceRead
+from sources.base import ReadContext, SourceConfig, SourceRead, path_of
 from sources.validate import FUTURE_TOLERANCE, MAX_INTEGER, ROW, Intake, SourceFileError
 
 ANALYTICS_FILE = "ga4_events.jsonl"
@@ -154,7 +153,7 @@ class Ga4File:
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
-        self.file = _path_of(config.url)
+        self.file = path_of(config.url)
 
     @property
     def location(self) -> str:
@@ -181,13 +180,6 @@ class Ga4File:
         events = read_events(self.file, intake, context.known_skus, context.now)
         context.say(f"analytics: {len(events)} event items read")
         return SourceRead(self.role, self.platform, self.location, {"events": events}, {"analytics": intake})
-
-
-def _path_of(url: str) -> Path:
-    """The path a file source's URL names: a plain path, or ``file://`` (``file:///srv/exports/events.jsonl``)."""
-    if url.startswith("file:"):
-        return Path(unquote(urlsplit(url).path))
-    return Path(url).expanduser()
 
 
 # --- JSONL: blocks of lines ----------------------------------------------------------------------------

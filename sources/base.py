@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import ClassVar, Protocol
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
@@ -123,3 +125,10 @@ class Reader(Protocol):
     def check(self) -> None: ...
 
     def read(self, context: ReadContext) -> SourceRead: ...
+
+
+def path_of(url: str) -> Path:
+    """The path a file source's URL names: a plain path, or ``file://`` (``file:///srv/exports``)."""
+    if url.startswith("file:"):
+        return Path(unquote(urlsplit(url).path))
+    return Path(url).expanduser()

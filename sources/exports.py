@@ -6,28 +6,19 @@ changes nothing. The checks are the ``read_*`` functions of ``sources.shopify`` 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit
 
-from sources.base import ReadContext, SourceConfig, SourceRead
+from sources.base import ReadContext, SourceConfig, SourceRead, path_of
 from sources.crm import HUBSPOT, CrmMapping, read_contacts
 from sources.shopify import CUSTOMERS_FILE, ORDERS_FILE, PRODUCTS_FILE, read_customers, read_orders, read_products
 from sources.validate import Intake, SourceFileError
 
-__all__ = ["HubSpotExport", "ShopifyExport", "path_of"]
+__all__ = ["HubSpotExport", "ShopifyExport"]
 
 EXPORT_STORE = (
     "it must be the folder holding products_export.csv, customers_export.csv and orders_export.csv from "
     "Shopify admin → Products/Customers/Orders → Export"
 )
-
-
-def path_of(url: str) -> Path:
-    """The path a file source's URL names: a plain path, or ``file://`` (``file:///srv/exports``)."""
-    if url.startswith("file:"):
-        return Path(unquote(urlsplit(url).path))
-    return Path(url).expanduser()
 
 
 class ShopifyExport:
