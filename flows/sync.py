@@ -89,11 +89,24 @@ def run_sync(resources: Resources, full: bool = False) -> SyncReport:
     description = f"Sync run {report.run_id}: {report.profiles} customer profiles."
     if warnings:
         description += "\n\n" + "\n\n".join(f"**Warning:** {warning}." for warning in warnings)
+    for role, error in report.errors.items():
+        description += f"\n\n**The {role} source stopped part-way:** {error} (what it read before is saved)."
+    role_of = {"products": "store", "customers": "store", "orders": "store", "crm": "crm", "analytics": "analytics"}
+    resource_of = {"crm": "contacts", "analytics": "events"}
+
+    def origin(name: str) -> dict[str, str]:
+        summary = report.configured.get(role_of.get(name, ""))
+        if summary is None:
+            return {"from": "", "watermark": ""}
+        mark = summary.watermarks.get(resource_of.get(name, name), "")
+        return {"from": f"{summary.platform} ({summary.mode})", "watermark": mark or "read whole"}
+
     create_table_artifact(
         key="sync-sources",
         table=[
             {
                 "source": s.source,
+                **origin(s.source),
                 "read": s.rows_read,
                 "loaded": s.rows_loaded,
                 "quarantined": s.rows_quarantined,
