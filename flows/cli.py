@@ -171,10 +171,7 @@ def preflight(*, channels: bool = False, store: bool = False, overrides: dict[st
     from models.db import check_connection, make_engine
 
     settings = load_settings(**(overrides or {}))
-    if store:
-        from models.sync import check_sources
-
-        check_sources(source_readers(settings))
+    readers = source_readers(settings) if store else []  # a store is configured, its URL taken by a reader
     engine = make_engine(settings.database_url)
     try:
         check_connection(engine)
@@ -182,6 +179,10 @@ def preflight(*, channels: bool = False, store: bool = False, overrides: dict[st
         engine.dispose()
     if channels:
         check_channels(settings)
+    if readers:
+        from models.sync import check_sources
+
+        check_sources(readers)  # the files are there, an API's credential is well formed
     check_prefect_api()
     return settings
 

@@ -227,6 +227,7 @@ def load_signals(engine: Engine, now: datetime, weights: InteractionWeights = In
     events = _event_signals(engine, now, weights)
     signals = pd.concat([purchases, events], ignore_index=True)
     kind_weight = signals["kind"].map({"purchase": weights.purchase, "cart": weights.cart, "view": weights.view})
+    kind_weight = kind_weight.astype("float64")  # an empty text column maps to text (Arrow strings), not to numbers
     age_days = (pd.Timestamp(now) - signals[Columns.TIMESTAMP]).dt.total_seconds().clip(lower=0) / 86_400
     signals[Columns.WEIGHT] = kind_weight * np.exp2(-age_days / weights.half_life_days)
     signals[Columns.PURCHASED] = signals["kind"] == "purchase"
