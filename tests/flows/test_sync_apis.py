@@ -171,3 +171,17 @@ def test_a_source_refused_as_a_whole_is_one_line_naming_it(configured: str, monk
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "OMNICAST_STORE" in errors[0], result.output
+
+
+def test_a_token_can_come_from_a_prefect_secret_block(configured: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.blocks.system import Secret
+
+    from flows.runtime import SettingError, load_settings, source_configs
+
+    Secret(value="ck_from:cs_block").save("omnicast-store-key", overwrite=True)
+    monkeypatch.setenv("OMNICAST_STORE_TOKEN", "prefect-secret://omnicast-store-key")
+    store = source_configs(load_settings())[0]
+    assert store.token == "ck_from:cs_block"
+    monkeypatch.setenv("OMNICAST_STORE_TOKEN", "prefect-secret://no-such-block")
+    with pytest.raises(SettingError, match=r"^OMNICAST_STORE_TOKEN: no Prefect Secret block named 'no-such-block'"):
+        source_configs(load_settings())
