@@ -296,12 +296,11 @@ def _child(queue: Any, job: Callable[..., dict[str, Any]], args: tuple[Any, ...]
 def _peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM: the high-water mark of its own memory map, which starts afresh at
     exec; ``ru_maxrss`` would carry the parent's peak over into a spawned child)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.is_file() else []  # no /proc (not Linux): ru_maxrss below
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
