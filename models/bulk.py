@@ -8,21 +8,46 @@ loading the same data twice leaves the tables identical.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Table, func, select, text
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlalchemy import ColumnElement, Connection, Select, Table, func, select, text
 
-__all__ = ["bulk_insert", "clean_row", "recycled_ids", "reserve_ids"]
+__all__ = ["bulk_insert", "clean_row", "recycled_ids", "reserve_ids", "rows_where_in"]
 
 CHUNK = 50_000
 REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves
+LOOKUP_CHUNK = 5_000  # values per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+READ_ALL_FROM = 50_000
+"""With this many values or more, reading the whole table is faster than looking each value up in its index."""
 
 
+def rows_where_in(conn: Connection, query: Select[Any], column: ColumnElement[Any], values: Iterable[Any]) -> list[Any]:
+    """The rows of ``query`` whose ``column`` is one of ``values``, looked up in the column's index a few thousand
+    values at a time: an incremental sync reads what its records touch, not the whole table. With many values
+    (:data:`READ_ALL_FROM`) the whole query is read instead, so callers get a superset and must match on the column
+    themselves (a merge or a reindex does)."""
+    wanted = sorted({_plain(value) for value in values if not pd.isna(value)})
+    if not wanted:
+        return []
+    if len(wanted) >= READ_ALL_FROM:
+        return list(conn.execute(query).all())
+    rows: list[Any] = []
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows += conn.execute(query.where(column.in_(wanted[start : start + LOOKUP_CHUNK]))).all()
+    return rows
+
+
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def reserve_ids(conn: Connection, table: Table, count: int, above: int = 0) -> np.ndarray:
@@ -31,11 +56,22 @@ def reserve_ids(conn: Connection, table: Table, count: int, above: int = 0) -> n
     if count == 0:
         return np.empty(0, dtype="int64")
     if conn.dialect.name == "postgresql":
-        sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')")).scalar_one()
-        query = text("SELECT nextval(:sequence) FROM generate_series(1, :count)")
-        return np.array(conn.execute(query, {"sequence": sequence, "count": count}).scalars().all(), dtype="int64")
+        return _sequence_ids(conn, table, count)
     top = max(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one(), above)
     return np.arange(top + 1, top + 1 + count, dtype="int64")
+
+
+def _sequence_ids(conn: Connection, table: Table, count: int) -> np.ndarray:
+    """``count`` values of the table's sequence, drawn on the server. When nobody drew from it meanwhile (the usual
+    case) they are one contiguous run and only its ends cross the wire; otherwise they are left unused (a sequence
+    may have gaps) and ``count`` more are drawn and fetched one by one."""
+    sequence = conn.execute(text(f"SELECT pg_get_serial_sequence('{table.name}', 'id')")).scalar_one()
+    params = {"sequence": sequence, "count": count}
+    draws = "SELECT nextval(:sequence) AS id FROM generate_series(1, :count)"
+    low, high = conn.execute(text(f"SELECT min(id), max(id) FROM ({draws}) AS drawn"), params).one()
+    if high - low + 1 == count:
+        return np.arange(low, high + 1, dtype="int64")
+    return np.array(conn.execute(text(draws), params).scalars().all(), dtype="int64")
 
 
 def recycled_ids(conn: Connection, table: Table, freed: Sequence[int], count: int) -> np.ndarray:
@@ -80,15 +116,28 @@ def _indexes_built_after(conn: Connection, table: Table, rows: int) -> Iterator[
 
 
 def _copy_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
-    prepared = chunk.copy()
-    for name in prepared.columns:
-        prepared[name] = _copy_values(prepared[name])
-    buffer = io.StringIO()
-    prepared.to_csv(buffer, index=False, header=False)
-    names = ", ".join(f'"{name}"' for name in prepared.columns)
+    names = ", ".join(f'"{name}"' for name in chunk.columns)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
+        copy.write(_csv_text(chunk))
+
+
+def _csv_text(chunk: pd.DataFrame) -> bytes:
+    """The rows as PostgreSQL's CSV COPY reads them: a missing value unquoted and empty (NULL), every text quoted (so
+    an empty text stays empty, as on SQLite), ISO timestamps in UTC, true/false. Written by Arrow's CSV writer (about
+    4x faster than pandas'); a frame Arrow cannot type (a column of mixed Python objects) goes through pandas."""
+    try:
+        arrow = pa.Table.from_pandas(chunk, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        prepared = chunk.copy()
+        for name in prepared.columns:
+            prepared[name] = _copy_values(prepared[name])
+        buffer = io.StringIO()
+        prepared.to_csv(buffer, index=False, header=False)
+        return buffer.getvalue().encode()
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(arrow, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return bytes(sink.getvalue())
 
 
 def _copy_values(values: pd.Series) -> pd.Series:
@@ -122,10 +171,10 @@ def _sqlite_values(values: pd.Series) -> list[Any]:
         return list(values.tolist())
     if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype.kind == "f":
         return list(values.astype(object).where(values.notna(), None))
-    cleaned = values.astype(object).where(values.notna(), None)
-    if cleaned.map(type).isin([str, type(None), int, float]).all():
-        return list(cleaned)
-    return [_sqlite_value(value) for value in cleaned.tolist()]
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # text: only its gaps need mending
+        texts: list[Any] = values.to_numpy(dtype=object, na_value=None).tolist()
+        return texts
+    return [_sqlite_value(value) for value in values.astype(object).tolist()]
 
 
 def _sqlite_value(value: Any) -> Any:

@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from models.bulk import bulk_insert
+from models.bulk import bulk_insert, rows_where_in
 from models.db import dialect_insert
 from models.schema import Consent
 
@@ -175,11 +175,12 @@ def save_statements(conn: Connection, statements: pd.DataFrame, now: datetime) -
     """Upsert a sync's statements (columns customer_id, channel, source, state, recorded_at); ``recorded_at`` moves
     only when the state changes, never backwards in time."""
     combined = combine_statements(statements)
+    query = select(_consents.c.id, _consents.c.customer_id, _consents.c.channel, _consents.c.source,
+                   _consents.c.state, _consents.c.recorded_at)  # fmt: skip
     stored = pd.DataFrame(
-        conn.execute(select(_consents.c.id, _consents.c.customer_id, _consents.c.channel, _consents.c.source,
-                            _consents.c.state, _consents.c.recorded_at)).all(),
+        rows_where_in(conn, query, _consents.c.customer_id, combined["customer_id"].unique().tolist()),
         columns=["id", "customer_id", "channel", "source", "stored_state", "stored_at"],
-    )  # fmt: skip
+    ).astype({"customer_id": "int64"})
     merged = combined.merge(stored, on=["customer_id", "channel", "source"], how="left")
     # An undated grant seen for the first time cannot prove it is newer than a dated denial from another source
     # (Shopify's export says "yes" long after a CRM unsubscribe), so it ranks as the oldest statement. An undated

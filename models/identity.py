@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select, update
+
+from models.bulk import bulk_insert, reserve_ids, rows_where_in
 
 from models.schema import Customer, Identity
 
@@ -190,34 +192,74 @@ def _ranked(records: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
 # --- storage ------------------------------------------------------------------------------------------
 
 
-def stored_identities(conn: Connection) -> pd.DataFrame:
-    """The identities already in the database, for :func:`resolve`."""
-    rows = conn.execute(
-        select(_identities.c.source, _identities.c.external_id, _identities.c.email, _identities.c.phone,
-               _identities.c.customer_id)
-    ).all()  # fmt: skip
-    return pd.DataFrame(rows, columns=["source", "external_id", "email", "phone", "customer_id"], dtype=object)
+IDENTITY_COLUMNS = ["source", "external_id", "email", "phone", "customer_id"]
 
 
-def save_profiles(conn: Connection, resolution: Resolution, now: datetime) -> Resolution:
-    """Create new profiles, update changed golden fields and identities; returns real customer ids."""
+@dataclass(frozen=True)
+class Touched:
+    """What a sync's records can match stored identities by: their external ids (an analytics user id is a Shopify
+    customer id), emails and phones."""
+
+    external_ids: frozenset[str]
+    emails: frozenset[str]
+    phones: frozenset[str]
+
+
+def stored_identities(conn: Connection, touched: Touched | None = None) -> pd.DataFrame:
+    """The identities already in the database, for :func:`resolve`: all of them, or (``touched`` given) those that
+    can take part in resolving this sync's records. That is the records themselves, every identity sharing an
+    external id, email or phone with them, and every identity of the profiles found, repeated until nothing new
+    turns up: a profile comes whole, and a match made through a stored record is made. Resolving against these
+    gives what resolving against every identity gives; an incremental sync reads a few thousand rows, not all."""
+    query = select(_identities.c.id, *(_identities.c[name] for name in IDENTITY_COLUMNS))
+    if touched is None:
+        rows = conn.execute(query).all()
+    else:
+        rows = _touched_rows(conn, query, touched)
+    return pd.DataFrame([row[1:] for row in rows], columns=IDENTITY_COLUMNS, dtype=object)
+
+
+def _touched_rows(conn: Connection, query: Any, touched: Touched) -> list[Any]:
+    found: dict[int, Any] = {}
+    asked: dict[str, set[Any]] = {"external_id": set(), "email": set(), "phone": set(), "customer_id": set()}
+    pending: dict[str, set[Any]] = {"external_id": set(touched.external_ids), "email": set(touched.emails),
+                                    "phone": set(touched.phones), "customer_id": set()}  # fmt: skip
+    while any(pending.values()):
+        fresh = []
+        for name, values in pending.items():
+            for row in rows_where_in(conn, query, _identities.c[name], values):
+                if row.id not in found:
+                    found[row.id] = row
+                    fresh.append(row)
+            asked[name] |= values
+        pending = {
+            "external_id": set(),
+            "email": {row.email for row in fresh if row.email is not None} - asked["email"],
+            "phone": {row.phone for row in fresh if row.phone is not None} - asked["phone"],
+            "customer_id": {row.customer_id for row in fresh} - asked["customer_id"],
+        }
+    return list(found.values())
+
+
+def save_profiles(conn: Connection, resolution: Resolution, now: datetime, stored: pd.DataFrame | None = None) -> Resolution:
+    """Create new profiles, update changed golden fields and identities; returns real customer ids. ``stored``: the
+    identities :func:`resolve` was given (read again when not passed)."""
     ids = _insert_new_customers(conn, resolution.golden, now)
     _update_customers(conn, resolution.golden[resolution.golden.index > 0], now, resolution.fill_only)
     placeholder = resolution.records["customer_id"]
     records = resolution.records.assign(customer_id=placeholder.map(ids).fillna(placeholder).astype("int64"))
-    _save_identities(conn, records, now)
+    _save_identities(conn, records, now, stored if stored is not None else stored_identities(conn))
     return Resolution(records=records, golden=resolution.golden.rename(index=ids))
 
 
 def _insert_new_customers(conn: Connection, golden: pd.DataFrame, now: datetime) -> dict[int, int]:
-    """Insert profiles with placeholder ids; map placeholder → database id."""
+    """Insert profiles with placeholder ids (-1 first: the order records came in); map placeholder → database id."""
     new = golden[golden.index < 0].sort_index(ascending=False)
     if new.empty:
         return {}
-    rows = [{**_clean(row), "created_at": now, "updated_at": now} for row in new.to_dict("records")]
-    statement = insert(_customers).returning(_customers.c.id, sort_by_parameter_order=True)
-    created = conn.execute(statement, rows).scalars().all()
-    return dict(zip(new.index.tolist(), created, strict=True))
+    created = reserve_ids(conn, _customers, len(new))
+    bulk_insert(conn, _customers, new.reset_index(drop=True).assign(id=created, created_at=now, updated_at=now))
+    return dict(zip(new.index.tolist(), created.tolist(), strict=True))
 
 
 def _update_customers(conn: Connection, golden: pd.DataFrame, now: datetime, fill_only: frozenset[int]) -> int:
@@ -225,7 +267,7 @@ def _update_customers(conn: Connection, golden: pd.DataFrame, now: datetime, fil
     ``fill_only`` profile's stored contact fields stay whatever this sync says."""
     if golden.empty:
         return 0
-    stored = _stored_customers(conn)
+    stored = _stored_customers(conn, golden.index)
     current = stored.reindex(golden.index)
     merged = golden.where(golden.notna(), current)
     thin = golden.index.isin(list(fill_only))
@@ -243,22 +285,23 @@ def _update_customers(conn: Connection, golden: pd.DataFrame, now: datetime, fil
     return len(rows)
 
 
-def _stored_customers(conn: Connection) -> pd.DataFrame:
+def _stored_customers(conn: Connection, ids: pd.Index) -> pd.DataFrame:
+    """The stored golden fields of these profiles (or more: see :func:`models.bulk.rows_where_in`)."""
     columns = [_customers.c.id, *(_customers.c[name] for name in GOLDEN_FIELDS)]
-    rows = conn.execute(select(*columns)).all()
+    rows = rows_where_in(conn, select(*columns), _customers.c.id, ids.tolist())
     frame = pd.DataFrame(rows, columns=["id", *GOLDEN_FIELDS], dtype=object).set_index("id")
     return frame.astype(object).where(frame.notna(), None)
 
 
-def _save_identities(conn: Connection, records: pd.DataFrame, now: datetime) -> None:
-    """Insert new identities; update email/phone of stored ones that changed (``seen_at`` moves then)."""
-    stored = stored_identities(conn).set_index(["source", "external_id"])
+def _save_identities(conn: Connection, records: pd.DataFrame, now: datetime, stored: pd.DataFrame) -> None:
+    """Insert new identities; update email/phone of stored ones that changed (``seen_at`` moves then). ``stored``
+    holds at least every stored identity among ``records``."""
+    stored = stored.drop_duplicates(["source", "external_id"]).set_index(["source", "external_id"])
     batch = records.set_index(["source", "external_id"])[["email", "phone", "customer_id"]]
     is_new = ~batch.index.isin(stored.index)
     new = batch[is_new].reset_index()
     if not new.empty:
-        rows = [{**_clean(row), "seen_at": now} for row in new.to_dict("records")]
-        conn.execute(insert(_identities), rows)
+        bulk_insert(conn, _identities, new.assign(seen_at=now))
     old = batch[~is_new]
     before = stored.reindex(old.index)
     same = (old[["email", "phone"]] == before[["email", "phone"]]) | (

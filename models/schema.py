@@ -53,9 +53,9 @@ class Identity(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", index=True)
     source: str = Field(description="shopify | shopify_order (guest checkout) | crm | analytics")
-    external_id: str
-    email: str | None = None
-    phone: str | None = None
+    external_id: str = Field(index=True)
+    email: str | None = Field(default=None, index=True)
+    phone: str | None = Field(default=None, index=True)
     seen_at: datetime = Field(default_factory=utcnow)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, update
 
-from models.bulk import bulk_insert, clean_row, recycled_ids, reserve_ids
+from models.bulk import bulk_insert, clean_row, recycled_ids, reserve_ids, rows_where_in
 from models.consent import UNDATED_GRANT, save_statements, statements_from, withdraw_grants
 from models.identity import (
     ANALYTICS,
@@ -37,6 +37,7 @@ from models.identity import (
     GUEST,
     SHOPIFY,
     Resolution,
+    Touched,
     records_frame,
     resolve,
     save_profiles,
@@ -308,11 +309,11 @@ def _combined(reads: list[SourceRead]) -> _Read:
 def _write_all(conn: Connection, read: _Read, run_id: str, now: datetime, say: Callable[[str], None]) -> SyncReport:
     product_ids = _upsert_products(conn, read.products)
     read = _without_forgotten(conn, read)
-    stored = stored_identities(conn)
+    stored = stored_identities(conn, _touched(read))
     read = _keep_stored_contacts(read, stored)
     resolution = resolve(_identity_records(read, stored), stored)
     new_profiles = int((resolution.golden.index < 0).sum())
-    resolution = save_profiles(conn, resolution, now)
+    resolution = save_profiles(conn, resolution, now, stored)
     say(f"profiles: {resolution.golden.shape[0]} ({new_profiles} new)")
     consents = save_statements(conn, _consent_statements(read, resolution, stored), now)
     deleted = _unlink_deleted(conn, read.reads)
@@ -440,6 +441,23 @@ def _reconcile(read: _Read) -> list[SourceCount]:
 
 
 # --- identities and consents --------------------------------------------------------------------------
+
+
+def _touched(read: _Read) -> Touched:
+    """Every external id, email and phone this sync's records (and the denials of its quarantined rows) can match
+    stored identities by: all an incremental sync needs to read of them."""
+    external_ids: set[str] = set()
+    emails: set[str] = set()
+    phones: set[str] = set()
+    people = [read.customers, read.orders[["email"]], *([read.contacts] if read.contacts is not None else [])]
+    people += [intake.kept_denials() for intake in read.intakes.values()]
+    for frame in people:
+        for name, keys in (("external_id", external_ids), ("email", emails), ("phone", phones)):
+            if name in frame.columns:
+                keys.update(str(value) for value in frame[name].dropna().unique())
+    if read.events is not None:
+        external_ids.update(str(value) for value in read.events["user_id"].dropna().unique())
+    return Touched(frozenset(external_ids), frozenset(emails), frozenset(phones))
 
 
 def _keep_stored_contacts(read: _Read, stored: pd.DataFrame) -> _Read:
@@ -597,7 +615,9 @@ def _replace_orders(
     """Replace the file's orders and their lines; an order keeps the id it had."""
     if orders.empty:
         return 0
-    stored = pd.Series(dict(conn.execute(select(_orders.c.external_id, _orders.c.id)).all()), dtype="int64")
+    known = rows_where_in(conn, select(_orders.c.external_id, _orders.c.id), _orders.c.external_id,
+                          orders["external_id"].tolist())  # fmt: skip
+    stored = pd.Series(dict(known), dtype="int64")
     ids = stored.reindex(orders["external_id"]).to_numpy(dtype="float64", copy=True)
     missing = np.isnan(ids)
     ids[missing] = reserve_ids(conn, _orders, int(missing.sum()))
