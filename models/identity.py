@@ -38,7 +38,6 @@ import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
 
 from models.bulk import bulk_insert, reserve_ids, rows_where_in
-
 from models.schema import Customer, Identity
 
 SHOPIFY = "shopify"
@@ -212,10 +211,7 @@ def stored_identities(conn: Connection, touched: Touched | None = None) -> pd.Da
     turns up: a profile comes whole, and a match made through a stored record is made. Resolving against these
     gives what resolving against every identity gives; an incremental sync reads a few thousand rows, not all."""
     query = select(_identities.c.id, *(_identities.c[name] for name in IDENTITY_COLUMNS))
-    if touched is None:
-        rows = conn.execute(query).all()
-    else:
-        rows = _touched_rows(conn, query, touched)
+    rows = conn.execute(query).all() if touched is None else _touched_rows(conn, query, touched)
     return pd.DataFrame([row[1:] for row in rows], columns=IDENTITY_COLUMNS, dtype=object)
 
 
@@ -241,7 +237,9 @@ def _touched_rows(conn: Connection, query: Any, touched: Touched) -> list[Any]:
     return list(found.values())
 
 
-def save_profiles(conn: Connection, resolution: Resolution, now: datetime, stored: pd.DataFrame | None = None) -> Resolution:
+def save_profiles(
+    conn: Connection, resolution: Resolution, now: datetime, stored: pd.DataFrame | None = None
+) -> Resolution:
     """Create new profiles, update changed golden fields and identities; returns real customer ids. ``stored``: the
     identities :func:`resolve` was given (read again when not passed)."""
     ids = _insert_new_customers(conn, resolution.golden, now)
