@@ -354,11 +354,11 @@ def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) 
 
     timers = _timed_write_side(sync_module)
     _timed_reads(timers)
-    stages: list[tuple[str, float]] = []
+    stages: list[tuple[str, float, float]] = []
     started = time.perf_counter()
 
     def progress(message: str) -> None:
-        stages.append((message, time.perf_counter() - started))
+        stages.append((message, time.perf_counter() - started, _peak_rss_mb()))
 
     engine = make_engine(url)
     profiler = cProfile.Profile() if profile else None
@@ -374,6 +374,7 @@ def sync_job(url: str, folder: Path, now: datetime, run_id: str, profile: bool) 
     engine.dispose()
     result: dict[str, Any] = {
         "stages": _stage_times(stages, total),
+        "peaks": _stage_peaks(stages),
         "timers": dict(timers),
         "orders": report.orders,
         "order_lines": report.order_lines,
@@ -456,20 +457,34 @@ STAGE_OF_MESSAGE = (
 )
 
 
-def _stage_times(stages: list[tuple[str, float]], total: float) -> dict[str, float]:
-    """Seconds per stage, a stage ending with the progress line that names it (in the sync's order)."""
-    result: dict[str, float] = {}
-    before, expected = 0.0, list(STAGE_OF_MESSAGE)
-    for message, at in stages:
+def _stages(stages: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """(stage, seconds since the start, peak RSS so far) at the end of each stage: a stage ends with the progress
+    line that names it (in the sync's order)."""
+    result = []
+    expected = list(STAGE_OF_MESSAGE)
+    for message, at, peak in stages:
         while expected and not message.startswith(expected[0][0]):
             expected.pop(0)
         if not expected:
             break
-        _, name = expected.pop(0)
+        result.append((expected.pop(0)[1], at, peak))
+    return result
+
+
+def _stage_times(stages: list[tuple[str, float, float]], total: float) -> dict[str, float]:
+    """Seconds per stage."""
+    result: dict[str, float] = {}
+    before = 0.0
+    for name, at, _peak in _stages(stages):
         result[name] = at - before
         before = at
     result["quarantine, source loads, commit"] = total - before
     return result
+
+
+def _stage_peaks(stages: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Peak RSS (MB) of the process when each stage ended (the sync's peak is the run's ``peak_mb``)."""
+    return {name: peak for name, _at, peak in _stages(stages)}
 
 
 # --- the run ----------------------------------------------------------------------------------------------
@@ -548,6 +563,8 @@ def main() -> None:
 def _print_breakdown(result: dict[str, Any]) -> None:
     """One run's stages and timed functions, printed as soon as it ends."""
     print("    stages: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in result["stages"].items()))
+    if result.get("peaks"):
+        print("    peak RSS after: " + ", ".join(f"{name} {_mb(peak)}" for name, peak in result["peaks"].items()))
     ranked = sorted(result["timers"].items(), key=lambda item: -item[1])
     print("    timed: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in ranked if seconds >= 0.05), flush=True)
 

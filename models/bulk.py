@@ -8,7 +8,7 @@ loading the same data twice leaves the tables identical.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, func, select, t
 __all__ = ["bulk_insert", "clean_row", "recycled_ids", "reserve_ids", "rows_where_in"]
 
 CHUNK = 50_000
+BLOCK = 1_000_000  # rows converted for SQLite at a time (CHUNK divides it)
 REBUILD_INDEXES_FROM = 200_000  # rows; below this, dropping and rebuilding indexes costs more than it saves
 LOOKUP_CHUNK = 5_000  # values per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
 READ_ALL_FROM = 50_000
@@ -93,13 +94,18 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     with _indexes_built_after(conn, table, len(frame)):
-        for start in range(0, len(frame), CHUNK):
-            chunk = frame.iloc[start : start + CHUNK][columns]
-            if conn.dialect.name == "postgresql":
-                _copy_chunk(conn, table, chunk)
-            else:
-                _executemany_chunk(conn, table, chunk)
+        if conn.dialect.name == "postgresql":
+            for start in range(0, len(frame), CHUNK):
+                _copy_chunk(conn, table, _rows(frame, columns, start, start + CHUNK))
+        else:
+            _executemany(conn, table, frame, columns)
     return len(frame)
+
+
+def _rows(frame: pd.DataFrame, columns: list[str], start: int, stop: int) -> pd.DataFrame:
+    """Rows ``start:stop`` of these columns, as slices of them (selecting columns of the whole frame first would
+    copy every column)."""
+    return pd.DataFrame({name: frame[name].iloc[start:stop] for name in columns})
 
 
 @contextmanager
@@ -186,40 +192,40 @@ def _copy_values(values: pd.Series) -> pd.Series:
     return values
 
 
-def _executemany_chunk(conn: Connection, table: Table, chunk: pd.DataFrame) -> None:
-    prepared = {name: _sqlite_values(chunk[name]) for name in chunk.columns}
-    rows = list(zip(*prepared.values(), strict=True))
-    names = ", ".join(f'"{name}"' for name in chunk.columns)
-    marks = ", ".join("?" for _ in chunk.columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+def _executemany(conn: Connection, table: Table, frame: pd.DataFrame, columns: list[str]) -> None:
+    names = ", ".join(f'"{name}"' for name in columns)
+    marks = ", ".join("?" for _ in columns)
+    statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+    for block in range(0, len(frame), BLOCK):  # factorized a block at a time: their codes stay small
+        converters = [_sqlite_column(frame[name].iloc[block : block + BLOCK]) for name in columns]
+        for start in range(0, min(BLOCK, len(frame) - block), CHUNK):
+            rows = zip(*(convert(start, start + CHUNK) for convert in converters), strict=True)
+            conn.exec_driver_sql(statement, list(rows))
 
 
-def _sqlite_values(values: pd.Series) -> list[Any]:
-    """Python values as SQLAlchemy would bind them on SQLite (naive UTC text for timestamps, 0/1 for booleans)."""
+Converter = Callable[[int, int], list[Any]]
+
+
+def _sqlite_column(values: pd.Series) -> Converter:
+    """How to turn rows ``start:stop`` of a column into Python values as SQLAlchemy would bind them on SQLite (naive
+    UTC text for timestamps, 0/1 for booleans, None for a missing value). Most columns repeat values (event names,
+    SKUs, device and customer ids, prices): they are factorized once and each distinct value made a Python object
+    once, which is several times faster than converting every cell."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return _sqlite_stamps(values)
+        return lambda start, stop: _sqlite_stamps(values.iloc[start:stop])
     if values.dtype == bool:
-        return list(values.astype("int64").tolist())
+        flags = values.to_numpy().astype("int64")
+        return lambda start, stop: list(flags[start:stop].tolist())
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
-        return list(values.tolist())
-    if isinstance(values.dtype, pd.StringDtype) or (
-        values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
-    ):
-        return _shared_texts(values)
-    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) or values.dtype.kind == "f":
-        return list(values.astype(object).where(values.notna(), None))
-    return [_sqlite_value(value) for value in values.astype(object).tolist()]
-
-
-def _shared_texts(values: pd.Series) -> list[Any]:
-    """A text column as Python strings, one string object per distinct value (event names, SKUs and device ids
-    repeat: making each distinct text once is several times faster than converting every cell), gaps as None."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    table = np.empty(len(uniques) + 1, dtype=object)
-    table[:-1] = np.asarray(uniques, dtype=object)
-    table[-1] = None  # code -1: a missing value
-    texts: list[Any] = table[codes].tolist()
-    return texts
+        numbers = values.to_numpy()
+        return lambda start, stop: list(numbers[start:stop].tolist())
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        table = np.empty(len(uniques) + 1, dtype=object)
+        table[:-1] = uniques.tolist()
+        table[-1] = None  # code -1: a missing value
+        return lambda start, stop: list(table[codes[start:stop]].tolist())
+    return lambda start, stop: [_sqlite_value(value) for value in values.iloc[start:stop].astype(object).tolist()]
 
 
 def _sqlite_stamps(values: pd.Series) -> list[Any]:

@@ -353,8 +353,8 @@ def read_orders(path: Path, intake: Intake, known_skus: Set[str], now: datetime 
 
 def check_orders(frame: pd.DataFrame, intake: Intake, known_skus: Set[str], now: datetime | None = None) -> Orders:
     """The checks of :func:`read_orders` on rows already read (file or API records in the export's columns)."""
-    frame = intake.drop_duplicates(frame)
-    frame = frame[[name for name in ORDER_USED if name in frame.columns] + [ROW]]  # narrow: cheaper copies
+    used = [name for name in ORDER_USED if name in frame.columns] + [ROW]  # narrow: cheaper copies
+    frame = intake.drop_duplicates(frame, keep=used)
     frame = intake.reject(frame, blank(frame["Name"]), "Name", "missing Name (the order number)")
     frame["_name"] = frame["Name"].str.strip()
     frame["_line"] = frame.groupby("_name").cumcount() + 1

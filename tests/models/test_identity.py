@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, insert, select
 
-from models.identity import ANALYTICS, CRM, GUEST, SHOPIFY, golden_fields, records_frame, resolve
+from models.identity import (
+    ANALYTICS,
+    CRM,
+    GUEST,
+    SHOPIFY,
+    Touched,
+    golden_fields,
+    records_frame,
+    resolve,
+    stored_identities,
+)
 from models.schema import Customer, Identity
 from models.sync import sync_store
 
@@ -223,3 +233,66 @@ def test_store_records_then_crm_records_in_two_syncs_group_people_as_one_sync_do
     second = people(crm.reset_index(drop=True), stored=stored) if not crm.empty else {}
     together = {**{(r.source, r.external_id): r.customer_id for r in first.itertuples()}, **second}
     assert _partition(together) == _partition(people(batch))
+
+
+# --- an incremental sync reads only the stored identities its records touch (property) -----------------------------
+
+_anything = st.fixed_dictionaries({
+    "source": st.sampled_from([SHOPIFY, CRM, GUEST, ANALYTICS]),
+    "key": st.integers(0, 7),
+    "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
+    "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
+})  # fmt: skip
+
+
+# today: half the records are new to the store (ids 8-11), so they match stored people by email or phone
+_newer = st.fixed_dictionaries({
+    "source": st.sampled_from([SHOPIFY, CRM, GUEST, ANALYTICS]),
+    "key": st.integers(4, 11),
+    "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
+    "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
+})  # fmt: skip
+
+
+def _with_analytics(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Like :func:`_frame`, an analytics user being a Shopify customer id (no email, no phone)."""
+    people_rows = [row for row in rows if row["source"] != ANALYTICS]
+    users = [records(ANALYTICS, {"external_id": f"{SHOPIFY}-{row['key']}"}) for row in rows
+             if row["source"] == ANALYTICS]  # fmt: skip
+    frame = pd.concat([_frame(people_rows), *users], ignore_index=True)
+    return frame.drop_duplicates(["source", "external_id"], keep="first").reset_index(drop=True)
+
+
+def _touched_by(batch: pd.DataFrame) -> Touched:
+    def values(name: str) -> frozenset[str]:
+        return frozenset(str(value) for value in batch[name].dropna())
+
+    return Touched(values("external_id"), values("email"), values("phone"))
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_anything, max_size=14), st.lists(_newer, max_size=8))
+def test_resolving_against_the_touched_identities_gives_what_resolving_against_all_gives(
+    sqlite_engine: Engine, history: list[dict[str, object]], today: list[dict[str, object]]
+) -> None:
+    """Yesterday's people are stored; today's records are resolved once against every stored identity and once
+    against only those :func:`stored_identities` reads for them: same profiles, golden fields and fill-only set."""
+    with sqlite_engine.begin() as conn:
+        conn.execute(delete(Identity.__table__))  # type: ignore[attr-defined]
+        conn.execute(delete(Customer.__table__))  # type: ignore[attr-defined]
+        earlier = resolve(_with_analytics(history), NO_STORED).records
+        if not earlier.empty:
+            ids = 100 - earlier["customer_id"]  # placeholders -1, -2 … become database ids 101, 102 …
+            conn.execute(insert(Customer.__table__), [{"id": int(cid)} for cid in sorted(set(ids))])  # type: ignore[attr-defined]
+            rows = earlier.assign(customer_id=ids)[["source", "external_id", "email", "phone", "customer_id"]]
+            conn.execute(insert(Identity.__table__), [{**row, "customer_id": int(row["customer_id"])}  # type: ignore[attr-defined]
+                                                       for row in rows.astype(object).where(rows.notna(), None)
+                                                       .to_dict("records")])  # fmt: skip
+        batch = _with_analytics(today)
+        everyone = stored_identities(conn)
+        touched = stored_identities(conn, _touched_by(batch))
+    assert len(touched) <= len(everyone)
+    full, targeted = resolve(batch.copy(), everyone), resolve(batch.copy(), touched)
+    pd.testing.assert_frame_equal(full.records, targeted.records)
+    pd.testing.assert_frame_equal(full.golden, targeted.golden)
+    assert full.fill_only == targeted.fill_only
