@@ -323,6 +323,54 @@ def read_new(events: Path, store: Path, now: datetime) -> dict[str, Any]:
     return {"rows": len(frame), "quarantined": intake.rows_quarantined, "duplicates": intake.duplicates_skipped}
 
 
+def sqlite_floor_job(url: str, rows: int, customers: int) -> dict[str, Any]:
+    """What SQLite itself costs for the events table, with no preparation in Python: ``rows`` event rows as
+    ready-made tuples (ids in order, a customer and a product each, so both foreign keys are checked), inserted by one
+    ``executemany`` on the sync's own connection settings, its four indexes built afterwards, then the commit."""
+    from sqlalchemy import text
+
+    from models.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO customers (id, created_at, updated_at) "
+                          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
+                          "SELECT i, '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM n"), {"count": customers})
+        conn.execute(text("INSERT INTO products (id, sku, handle, title, price, consumable, active, published, "
+                          "gift_card) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+                          "SELECT i, 'SKU-' || i, 'h' || i, 't', 1, 0, 1, 1, 0 FROM n"))  # fmt: skip
+    rng = np.random.default_rng(7)
+    names = ["page_view", "view_item", "add_to_cart", "begin_checkout", "purchase"]
+    devices = [f"{number}.{number * 7 % 1_000_000_007}" for number in range(1, customers * 2 + 1)]
+    who, what = rng.integers(1, customers + 1, rows).tolist(), rng.integers(1, 501, rows).tolist()
+    events = [
+        (n + 1, who[n], devices[who[n] * 2 - 1], names[n % 5], f"2026-{n % 12 + 1:02d}-01 00:00:{n % 60:02d}.000000",
+         what[n], f"SKU-{what[n]}", 1, 12.5, None, "google / organic")
+        for n in range(rows)
+    ]  # fmt: skip
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    indexes = [row[0] for row in cursor.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")]  # fmt: skip
+    started = time.perf_counter()
+    for statement in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+                                    "AND sql IS NOT NULL").fetchall():  # fmt: skip
+        cursor.execute(f'DROP INDEX "{statement[0]}"')
+    columns = "id, customer_id, user_pseudo_id, event_name, occurred_at, product_id, sku, quantity, value, "
+    columns += "transaction_id, traffic_source"
+    cursor.executemany(f"INSERT INTO events ({columns}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", events)
+    inserted = time.perf_counter()
+    for statement in indexes:
+        cursor.execute(statement)
+    indexed = time.perf_counter()
+    raw.commit()
+    committed = time.perf_counter()
+    raw.close()
+    engine.dispose()
+    return {"insert": inserted - started, "indexes": indexed - inserted, "commit": committed - indexed,
+            "seconds": committed - started, "rows": rows}  # fmt: skip
+
+
 def _known_skus(store: Path) -> set[str]:
     products = pd.read_csv(store / STORE_FOLDER / "products_export.csv", dtype=str, usecols=["Variant SKU"])
     return set(products["Variant SKU"].dropna().str.strip())
@@ -509,6 +557,7 @@ def main() -> None:
     parser.add_argument("--no-parquet", action="store_true", help="skip reading the events as Parquet")
     parser.add_argument("--profile", action="store_true", help="also profile a full sync on SQLite")
     parser.add_argument("--reads-only", action="store_true", help="only the GA4 reads (no database)")
+    parser.add_argument("--no-floor", action="store_true", help="skip SQLite's own floor for the events (~1 min)")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.data, args.customers, args.seed)
@@ -547,6 +596,8 @@ def main() -> None:
         mine["full"] = measured(sync_job, url, store, now, "bench-full", False)
         print(f"  {mine['full']['wall']:.1f} s, peak {_mb(mine['full']['peak_mb'])}", flush=True)
         _print_breakdown(mine["full"])
+        if label == "SQLite" and not args.no_floor:
+            _print_floor(mine["full"]["events"], args.customers)
         mine["delta"] = measured(sync_job, url, delta, later, "bench-delta", False)
         print(f"  incremental (1% delta files): {mine['delta']['wall']:.1f} s", flush=True)
         _print_breakdown(mine["delta"])
@@ -558,6 +609,15 @@ def main() -> None:
         for label, url in migrated_databases(None):
             print(f"\nprofile of the full sync on {label} (main thread):", flush=True)
             print(measured(sync_job, url, store, now, "bench-profile", True)["profile"])
+
+
+def _print_floor(events: int, customers: int) -> None:
+    """The floor under the sync's events write on SQLite, measured on a database of its own."""
+    for _label, url in migrated_databases(None):
+        floor = measured(sqlite_floor_job, url, events, customers)
+        print(f"  SQLite's own floor for {events:,} event rows (ready-made tuples, no Python preparation): "
+              f"{floor['seconds']:.1f} s = insert {floor['insert']:.1f} + indexes {floor['indexes']:.1f} + commit "
+              f"{floor['commit']:.1f}", flush=True)  # fmt: skip
 
 
 def _print_breakdown(result: dict[str, Any]) -> None:

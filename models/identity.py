@@ -12,7 +12,9 @@ Matching (emails are normalized lowercase, phones E.164, before they get here):
 
 Stability: the send ledger references customer ids, so a record already stored as an identity keeps
 its customer forever, and a new record joins the profile its match already has (the oldest one if
-its matches point at several). Stored identities absent from today's files still take part in matching.
+its matches point at several). Stored identities absent from today's files still take part in matching: all of
+them, or (an incremental day) those :func:`stored_identities` finds from the day's ids, emails and phones, which
+resolve the day's records exactly as all of them would.
 Profiles are never merged or split automatically.
 
 Survivorship of golden fields (non-empty beats empty; within a source the newest record wins —
