@@ -4,6 +4,7 @@ return exactly the rows asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -35,7 +36,21 @@ _identities: Table = Identity.__table__  # type: ignore[attr-defined]
 TEXTS = ["plain", "", "comma, and \"quotes\"", "line\nbreak", "ünïcødé ✓", "back\\slash", "  spaced  "]
 
 
+_PROBED: list[Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def _drop_probe() -> Iterator[None]:
+    """The probe table is the test's own: dropped afterwards (the session's PostgreSQL database must keep exactly the
+    declared schema for the migration check). A disposed engine still connects."""
+    yield
+    while _PROBED:
+        with _PROBED.pop().begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS bulk_probe")
+
+
 def _table(engine: Engine) -> Table:
+    _PROBED.append(engine)
     metadata = MetaData()
     table = Table(
         "bulk_probe",
