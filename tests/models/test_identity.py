@@ -237,21 +237,18 @@ def test_store_records_then_crm_records_in_two_syncs_group_people_as_one_sync_do
 
 # --- an incremental sync reads only the stored identities its records touch (property) -----------------------------
 
-_anything = st.fixed_dictionaries({
-    "source": st.sampled_from([SHOPIFY, CRM, GUEST, ANALYTICS]),
-    "key": st.integers(0, 7),
-    "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
-    "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
-})  # fmt: skip
+def _any_record(first_key: int, last_key: int) -> st.SearchStrategy[dict[str, object]]:
+    return st.fixed_dictionaries({
+        "source": st.sampled_from([SHOPIFY, CRM, GUEST, ANALYTICS]),
+        "key": st.integers(first_key, last_key),
+        "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
+        "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
+    })  # fmt: skip
 
 
-# today: half the records are new to the store (ids 8-11), so they match stored people by email or phone
-_newer = st.fixed_dictionaries({
-    "source": st.sampled_from([SHOPIFY, CRM, GUEST, ANALYTICS]),
-    "key": st.integers(4, 11),
-    "email": st.one_of(st.none(), st.sampled_from(_EMAILS)),
-    "phone": st.one_of(st.none(), st.sampled_from(_PHONES)),
-})  # fmt: skip
+_anything = _any_record(0, 7)
+_newer = _any_record(4, 11)
+"""Today: half the records are new to the store (ids 8-11), so they match stored people by email or phone."""
 
 
 def _with_analytics(rows: list[dict[str, object]]) -> pd.DataFrame:
