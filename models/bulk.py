@@ -45,8 +45,6 @@ def rows_where_in(conn: Connection, query: Select[Any], column: ColumnElement[An
     return rows
 
 
-
-
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -219,7 +217,8 @@ def _sqlite_column(values: pd.Series) -> Converter:
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
         numbers = values.to_numpy()
         return lambda start, stop: list(numbers[start:stop].tolist())
-    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+    repeats = values.dtype != object and values.dtype.kind not in "mM"  # naive datetimes: per value, below
+    if repeats or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         table = np.empty(len(uniques) + 1, dtype=object)
         table[:-1] = uniques.tolist()
