@@ -101,7 +101,7 @@ def resolve(records: pd.DataFrame, stored: pd.DataFrame) -> Resolution:
     records = records.drop_duplicates(["source", "external_id"], keep="last").reset_index(drop=True)
     keyed = stored.set_index(["source", "external_id"])["customer_id"]
     index = pd.MultiIndex.from_frame(records[["source", "external_id"]])
-    records["known"] = keyed.reindex(index).to_numpy()
+    records["known"] = keyed.reindex(index).to_numpy(dtype=float)  # float: grouped in C, not object by object
     ghosts = _ghosts(stored, index)
     everyone = pd.concat([records.assign(ghost=False), ghosts], ignore_index=True)
     everyone["key"] = _cluster_keys(everyone)
