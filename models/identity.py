@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
 
-from models.bulk import bulk_insert, reserve_ids, rows_where_in
+from models.bulk import READ_ALL_FROM, bulk_insert, reserve_ids, rows_where_in
 from models.schema import Customer, Identity
 
 SHOPIFY = "shopify"
@@ -218,11 +218,15 @@ def stored_identities(conn: Connection, touched: Touched | None = None) -> pd.Da
 
 
 def _touched_rows(conn: Connection, query: Any, touched: Touched) -> list[Any]:
+    """The fixpoint of :func:`stored_identities`. When a round has as many keys to look up as reading the whole table
+    costs (a first load, ``--full``), the whole table is read once instead: it holds the fixpoint."""
     found: dict[int, Any] = {}
     asked: dict[str, set[Any]] = {"external_id": set(), "email": set(), "phone": set(), "customer_id": set()}
     pending: dict[str, set[Any]] = {"external_id": set(touched.external_ids), "email": set(touched.emails),
                                     "phone": set(touched.phones), "customer_id": set()}  # fmt: skip
     while any(pending.values()):
+        if sum(len(values) for values in pending.values()) >= READ_ALL_FROM:
+            return list(conn.execute(query).all())
         fresh = []
         for name, values in pending.items():
             for row in rows_where_in(conn, query, _identities.c[name], values):

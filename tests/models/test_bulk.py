@@ -220,3 +220,34 @@ def test_a_big_insert_naming_a_missing_parent_still_fails(engine: Engine, monkey
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one() == 0
         assert conn.exec_driver_sql("SELECT count(*) FROM customers").scalar_one() == 0
+
+
+def test_reserved_ids_when_the_sequence_does_not_count_one_by_one(postgres_engine: Engine) -> None:
+    """Drawn values that are not one contiguous run (here a sequence stepping by 2; in life, another session drawing
+    at the same moment) are fetched one by one: still fresh, unique, and as many as asked."""
+    with postgres_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER SEQUENCE identities_id_seq INCREMENT BY 2")
+        try:
+            ids = reserve_ids(conn, _identities, 100).tolist()
+            after = conn.exec_driver_sql("SELECT nextval('identities_id_seq')").scalar_one()
+        finally:
+            conn.exec_driver_sql("ALTER SEQUENCE identities_id_seq INCREMENT BY 1")
+    assert len(set(ids)) == 100 and ids == sorted(ids)
+    assert {b - a for a, b in zip(ids, ids[1:], strict=False)} == {2} and after > max(ids)
+
+
+def test_rows_where_in_with_many_values_reads_the_whole_table(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past :data:`READ_ALL_FROM` values the whole query comes back: a superset that holds every row asked for."""
+    from models import bulk
+
+    monkeypatch.setattr(bulk, "READ_ALL_FROM", 2)
+    table = _table(sqlite_engine)
+    with sqlite_engine.begin() as conn:
+        conn.execute(insert(table), [{"id": n, "text": text} for n, text in enumerate("abcd", start=1)])
+    with sqlite_engine.connect() as conn:
+        rows = rows_where_in(conn, select(table.c.id, table.c.text), table.c.text, ["a", "c"])
+        one = rows_where_in(conn, select(table.c.id, table.c.text), table.c.text, ["b"])
+    assert sorted(row.id for row in rows) == [1, 2, 3, 4]
+    assert [row.id for row in one] == [2]

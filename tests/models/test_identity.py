@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, event, func, insert, select
 
 from models.identity import (
     ANALYTICS,
@@ -293,3 +294,24 @@ def test_resolving_against_the_touched_identities_gives_what_resolving_against_a
     pd.testing.assert_frame_equal(full.records, targeted.records)
     pd.testing.assert_frame_equal(full.golden, targeted.golden)
     assert full.fill_only == targeted.fill_only
+
+
+def test_a_first_load_reads_every_identity_once(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With as many keys as reading the whole table costs, the whole table is read (one query, not one per kind of
+    key and round): the same identities as reading all of them."""
+    import models.identity as identity
+
+    with sqlite_engine.begin() as conn:
+        conn.execute(insert(Customer.__table__), [{"id": 1}, {"id": 2}])  # type: ignore[attr-defined]
+        conn.execute(insert(Identity.__table__), [  # type: ignore[attr-defined]
+            {"source": SHOPIFY, "external_id": "1", "email": "a@example.com", "phone": None, "customer_id": 1},
+            {"source": CRM, "external_id": "c", "email": "b@example.com", "phone": None, "customer_id": 2},
+        ])  # fmt: skip
+    monkeypatch.setattr(identity, "READ_ALL_FROM", 2)
+    statements: list[str] = []
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with sqlite_engine.connect() as conn:
+        touched = stored_identities(conn, Touched(frozenset({"1"}), frozenset({"a@example.com"}), frozenset()))
+        everyone = stored_identities(conn)
+    assert sorted(touched["external_id"]) == sorted(everyone["external_id"]) == ["1", "c"]
+    assert len([sql for sql in statements if "FROM identities" in sql]) == 2
