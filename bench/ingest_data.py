@@ -180,28 +180,15 @@ def ensure_parquet(store: Path) -> Path:
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
+    from sample.bigquery import EVENTS_SCHEMA
+
     target = store.parent / f"{store.name}-events.parquet"
     if target.exists():
         return target
     print(f"writing the events as Parquet into {target} (once) …", flush=True)
-    item = pa.struct([("item_id", pa.string()), ("item_name", pa.string()), ("item_category", pa.string()),
-                      ("price", pa.float64()), ("quantity", pa.int64())])  # fmt: skip
-    schema = pa.schema(
-        [
-            ("event_date", pa.string()),
-            ("event_timestamp", pa.int64()),
-            ("event_name", pa.string()),
-            ("user_pseudo_id", pa.string()),
-            ("user_id", pa.string()),
-            ("items", pa.list_(item)),
-            ("ecommerce", pa.struct([("transaction_id", pa.string()), ("purchase_revenue", pa.float64())])),
-            ("traffic_source", pa.struct([("source", pa.string()), ("medium", pa.string()), ("name", pa.string())])),
-            ("device", pa.struct([("category", pa.string())])),
-        ]
-    )
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    options = pj.ParseOptions(explicit_schema=EVENTS_SCHEMA, unexpected_field_behavior="ignore")
     partial = target.with_suffix(".partial")
-    with (store / EVENTS_FILE).open("rb") as handle, pq.ParquetWriter(partial, schema) as writer:
+    with (store / EVENTS_FILE).open("rb") as handle, pq.ParquetWriter(partial, EVENTS_SCHEMA) as writer:
         while chunk := handle.read(64 << 20) + handle.readline():
             good = [line for line in chunk.split(b"\n") if line.startswith(b"{") and line.endswith(b"}")]
             for start in range(0, len(good), 20_000):
@@ -216,6 +203,6 @@ def ensure_parquet(store: Path) -> Path:
                         except pa.ArrowInvalid:
                             continue
                 for table in tables:
-                    writer.write_table(table.cast(schema), row_group_size=128_000)
+                    writer.write_table(table.cast(EVENTS_SCHEMA), row_group_size=128_000)
     partial.rename(target)
     return target

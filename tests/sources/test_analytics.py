@@ -14,6 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from sample.bigquery import EVENTS_SCHEMA
 from sources.analytics import Ga4File, events_per_line, read_events
 from sources.base import ReadContext, SourceConfig
 from sources.validate import Intake, SourceFileError
@@ -145,40 +146,13 @@ def test_event_from_the_future_is_quarantined(tmp_path: Path) -> None:
 
 # --- the columnar reader: JSONL blocks and Parquet batches ---------------------------------------------
 
-BIGQUERY_SCHEMA = pa.schema(
-    [
-        ("event_date", pa.string()),
-        ("event_timestamp", pa.int64()),
-        ("event_name", pa.string()),
-        ("user_pseudo_id", pa.string()),
-        ("user_id", pa.string()),
-        (
-            "items",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("item_id", pa.string()),
-                        ("item_name", pa.string()),
-                        ("item_category", pa.string()),
-                        ("price", pa.float64()),
-                        ("quantity", pa.int64()),
-                    ]
-                )
-            ),
-        ),
-        ("ecommerce", pa.struct([("transaction_id", pa.string()), ("purchase_revenue", pa.float64())])),
-        ("traffic_source", pa.struct([("source", pa.string()), ("medium", pa.string()), ("name", pa.string())])),
-        ("device", pa.struct([("category", pa.string())])),
-    ]
-)
-"""The columns of a GA4 BigQuery export that the fixture's events use, typed as BigQuery writes them."""
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def as_parquet(path: Path, lines: list[str], row_group_size: int = 3) -> Path:
     """The events of ``lines`` (JSON objects) as a Parquet export, a few rows per row group."""
     pq.write_table(
-        pa.Table.from_pylist([json.loads(line) for line in lines], schema=BIGQUERY_SCHEMA),
+        pa.Table.from_pylist([json.loads(line) for line in lines], schema=EVENTS_SCHEMA),
         path,
         row_group_size=row_group_size,
     )
