@@ -36,6 +36,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 
 from flows.deployments import CAMPAIGN_ENTRYPOINT, ScheduledRun
 from models.campaigns import Catalog
@@ -98,12 +100,27 @@ def running() -> list[str]:
 # --- the scheduler --------------------------------------------------------------------------------------------------
 
 
+class SharedJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQL job store, opened by several processes at once: a worker starting while `omnicast campaign
+    run --at` adds a one-off. APScheduler creates its table on first use by looking, then creating; two processes
+    that both look before either creates race, and the second's CREATE fails with "already exists". That process
+    finds the table there and goes on."""
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        try:
+            super().start(scheduler, alias)
+        except DBAPIError:
+            if not inspect(self.engine).has_table(self.jobs_t.name):
+                raise
+            log.info("the job store's table was created by another process at the same moment")
+
+
 def job_store(database_url: str) -> SQLAlchemyJobStore:
     """The job store in the omnicast database (its own table, created on first use), on omnicast's engine (the
     psycopg driver, SQLite's WAL and busy timeout)."""
     from models.db import make_engine
 
-    return SQLAlchemyJobStore(engine=make_engine(database_url), tablename=JOB_TABLE)
+    return SharedJobStore(engine=make_engine(database_url), tablename=JOB_TABLE)
 
 
 class OmnicastScheduler(BackgroundScheduler):

@@ -24,6 +24,7 @@ from flows.deployments import CAMPAIGN_ENTRYPOINT, DAILY_ENTRYPOINT, scheduled_r
 from flows.worker import (
     ONCE,
     Worker,
+    job_store,
     paused_scheduler,
     schedule_once,
 )
@@ -346,3 +347,30 @@ def _flow_runs(name: str, since: datetime) -> list[str]:
             ]
 
     return asyncio.run(states())
+
+
+def test_a_worker_starting_while_another_process_creates_the_job_store_goes_on(database_url: str) -> None:
+    """Two processes opening the job store at once (a worker starting, `campaign run --at` adding a one-off) both
+    look for its table before either creates it; the second CREATE then fails "already exists". Played here in one
+    process: the table appears between the look and the create. The store opens and holds the one-off added."""
+    from sqlalchemy import Table
+
+    first = job_store(database_url)
+    first.start(None, "default")  # the other process: it creates the table
+    second = job_store(database_url)
+    create = Table.create
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Table, "create", lambda table, bind, checkfirst=False: create(table, bind, checkfirst=False))
+        second.start(None, "default")  # its look came "before" the table existed: a plain CREATE
+    with paused_scheduler(database_url) as scheduler:
+        scheduler.add_job(print, "date", run_date=datetime(2030, 1, 1, tzinfo=UTC), id="once:probe")
+    assert [job.id for job in second.get_all_jobs()] == ["once:probe"]
+
+
+def test_a_job_store_error_that_is_not_the_race_still_stops(tmp_path: Path) -> None:
+    """A database that cannot be opened is an error, not a table someone else made."""
+    from sqlalchemy.exc import DBAPIError
+
+    store = job_store(f"sqlite:///{tmp_path / 'missing' / 'folder' / 'omnicast.db'}")
+    with pytest.raises(DBAPIError):
+        store.start(None, "default")
